@@ -1,0 +1,263 @@
+//! Types shared by `Tenant` and `Customer`.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// Quota applied when `quota.cpu` is not set.
+pub const DEFAULT_QUOTA_CPU: &str = "2";
+/// Quota applied when `quota.memory` is not set.
+pub const DEFAULT_QUOTA_MEMORY: &str = "4Gi";
+/// Quota applied when `quota.pods` is not set.
+pub const DEFAULT_QUOTA_PODS: i32 = 20;
+/// The stack port used when `stack.port` is not set.
+pub const DEFAULT_STACK_PORT: i32 = 8080;
+
+/// The workload Bulkhead runs in a Tenant's or Customer's namespace: one Deployment and one Service.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackSpec {
+    /// The container image, e.g. `registry.example.com/acme/portal:1.4.2` or pinned by `@sha256:` digest.
+    pub image: String,
+
+    /// The port the stack listens on; the gateway forwards to it. 1024 to 65535, because the stack runs as
+    /// non-root without capabilities.
+    #[serde(default = "default_port")]
+    pub port: i32,
+
+    /// How many replicas of the stack to run (0 to 100).
+    #[serde(default = "default_replicas")]
+    pub replicas: i32,
+
+    /// Plain environment variables for the stack's container. Names starting with `BULKHEAD_` and the
+    /// database variables Bulkhead injects (`DATABASE_URL`, `PG*`) are reserved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// CPU and memory requests and limits for the stack's container.
+    #[serde(default)]
+    pub resources: StackResources,
+}
+
+fn default_port() -> i32 {
+    DEFAULT_STACK_PORT
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// A plain environment variable.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct EnvVar {
+    /// The variable's name: letters, digits and `_`, not starting with a digit.
+    pub name: String,
+    /// The variable's value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// CPU and memory requests and limits for one container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct StackResources {
+    /// The resources the scheduler reserves for the container.
+    #[serde(default)]
+    pub requests: CpuMemory,
+    /// The most the container may use.
+    #[serde(default)]
+    pub limits: CpuMemory,
+}
+
+/// A pair of CPU and memory quantities.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct CpuMemory {
+    /// CPU, as a Kubernetes quantity (`500m`, `2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    /// Memory, as a Kubernetes quantity (`256Mi`, `1Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+}
+
+/// A place in the shared PostgreSQL server.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// Whether to provision a schema (or database), a login role and a credentials Secret. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// `Schema` (default): an own schema and role in the shared database. `Database`: an own database and role,
+    /// for tenants that cannot accept schema mode's catalog-level leaks. Immutable once set.
+    #[serde(default)]
+    pub isolation: DatabaseIsolation,
+
+    /// The most connections the login role may hold at once (1 to 1000). Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<i32>,
+}
+
+/// How a Tenant's or Customer's data is separated from others' in the shared PostgreSQL server.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DatabaseIsolation {
+    /// An own schema and role in the shared database.
+    #[default]
+    Schema,
+    /// An own database and role.
+    Database,
+}
+
+/// Resource limits for a namespace, enforced by a ResourceQuota.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct QuotaSpec {
+    /// Total CPU limit of the namespace (default `2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    /// Total memory limit of the namespace (default `4Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+    /// Most pods in the namespace (default 20, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<i32>,
+}
+
+/// Extra network access for a stack. Bulkhead's namespaces deny everything that is not listed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Extra egress destinations the stack may reach (default none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_egress: Vec<EgressRule>,
+}
+
+/// One allowed egress destination.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct EgressRule {
+    /// The destination, as an IPv4 or IPv6 CIDR (`203.0.113.0/24`). `0.0.0.0/0` and `::/0` are refused.
+    pub cidr: String,
+    /// The destination ports. Empty means every port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<EgressPort>,
+}
+
+/// A destination port.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct EgressPort {
+    /// The port number, 1 to 65535.
+    pub port: i32,
+    /// The protocol: `TCP` (default), `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// A transport protocol.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    TCP,
+    /// UDP.
+    UDP,
+    /// SCTP.
+    SCTP,
+}
+
+/// What happens to a resource's namespace and database objects when the resource is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the namespace, its data and the database objects; scale the stack to zero and remove the route.
+    #[default]
+    Retain,
+    /// Remove the namespace and the database objects, with their data.
+    Delete,
+}
+
+/// The identity fields of a spec as the operator first accepted them. They are immutable: a later spec that
+/// changes one is refused.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedIdentity {
+    /// The accepted `spec.orgId`.
+    pub org_id: String,
+    /// The accepted `spec.tenantRef` (Customers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_ref: Option<String>,
+    /// The accepted `spec.database.isolation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_isolation: Option<DatabaseIsolation>,
+}
+
+/// A Kubernetes resource quantity (`500m`, `2`, `1Gi`), kept as written. It accepts a YAML number too, like
+/// Kubernetes' own quantities; [`crate::quantity::parse`] checks and reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quantity(pub String);
+
+impl Quantity {
+    /// The quantity as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Quantity {
+    fn from(s: &str) -> Self {
+        Quantity(s.to_owned())
+    }
+}
+
+impl Serialize for Quantity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Str(String),
+            Int(i64),
+            Float(f64),
+        }
+        Ok(Quantity(match Raw::deserialize(deserializer)? {
+            Raw::Str(s) => s,
+            Raw::Int(i) => i.to_string(),
+            Raw::Float(f) => f.to_string(),
+        }))
+    }
+}
+
+impl JsonSchema for Quantity {
+    fn schema_name() -> Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "A Kubernetes quantity, e.g. 500m, 2, 256Mi, 1Gi."
+        })
+    }
+}
+
+/// The schema of a standard condition list: a list map keyed by `type`, so that server-side apply merges
+/// conditions by type.
+pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
+    let item = generator.subschema_for::<Condition>();
+    json_schema!({
+        "type": "array",
+        "description": "Standard conditions, one per type.",
+        "items": item,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"]
+    })
+}

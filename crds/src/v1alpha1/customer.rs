@@ -1,0 +1,80 @@
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    AcceptedIdentity, Condition, DatabaseSpec, DeletionPolicy, QuotaSpec, StackSpec, conditions_schema,
+};
+
+/// A Customer is one client organisation of a Tenant. It gets a namespace, stack and database place of its own,
+/// isolated from its Tenant's other Customers, and is reached only by tokens carrying its own `spec.orgId`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bulkhead.dev",
+    version = "v1alpha1",
+    kind = "Customer",
+    plural = "customers",
+    shortname = "cust",
+    category = "bulkhead",
+    status = "CustomerStatus",
+    doc = "A Customer: one client organisation of a Tenant, isolated from the Tenant's other Customers.",
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef", description = "The Tenant this Customer belongs to"),
+    printcolumn(name = "Org", type_ = "string", json_path = ".spec.orgId", description = "The org claim value routed to this Customer"),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", description = "The Customer's namespace"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the Customer is fully provisioned"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the Customer is (not) Ready", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerSpec {
+    /// The name of the Tenant this Customer belongs to. Immutable once set.
+    pub tenant_ref: String,
+
+    /// The value of the token's org claim that routes to this Customer. Unique across all Tenants and Customers;
+    /// immutable once set. Same shape as a Tenant's `orgId`.
+    pub org_id: String,
+
+    /// A human-readable name shown in tools and audit records. At most 256 characters, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+
+    /// The Customer's own stack. When absent, the Tenant's stack is used as the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackSpec>,
+
+    /// The Customer's place in the shared PostgreSQL server.
+    #[serde(default)]
+    pub database: DatabaseSpec,
+
+    /// Resource limits for the Customer's namespace; must fit inside the Tenant's remaining quota.
+    #[serde(default)]
+    pub quota: QuotaSpec,
+
+    /// What happens to the namespace and database objects when the Customer is deleted. `Retain` (default) keeps
+    /// them; `Delete` removes them and their data.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The observed state of a Customer, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerStatus {
+    /// The `metadata.generation` of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The namespace that holds the Customer's stack, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// Standard conditions, one per type: `Ready`, `NamespaceReady`, `NetworkIsolated`, `DatabaseReady`,
+    /// `StackReady`, `Routable`.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+
+    /// The identity fields as first accepted; later specs must keep them unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_identity: Option<AcceptedIdentity>,
+}
