@@ -258,7 +258,7 @@ fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
         } else if !seen.insert(var.name.as_str()) {
             errs.add(&field, format!("{} is set more than once", shown(&var.name)));
         }
-        if var.value.len() > 32 * 1024 {
+        if var.value.as_ref().is_some_and(|v| v.len() > 32 * 1024) {
             errs.add(format!("{path}.env[{i}].value"), "must be at most 32 KiB");
         }
     }

@@ -55,9 +55,9 @@ fn default_replicas() -> i32 {
 pub struct EnvVar {
     /// The variable's name: letters, digits and `_`, not starting with a digit.
     pub name: String,
-    /// The variable's value.
-    #[serde(default)]
-    pub value: String,
+    /// The variable's value (empty when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// CPU and memory requests and limits for one container.

@@ -9,7 +9,7 @@ fn stack() -> StackSpec {
         image: "registry.example.com/acme/portal:1.4.2".into(),
         port: 8080,
         replicas: 2,
-        env: vec![EnvVar { name: "LOG_LEVEL".into(), value: "info".into() }],
+        env: vec![EnvVar { name: "LOG_LEVEL".into(), value: Some("info".into()) }],
         resources: StackResources::default(),
     }
 }
@@ -124,7 +124,7 @@ fn port_message_says_why() {
 #[test]
 fn env_names_are_checked_and_reserved_names_refused() {
     let env = |names: &[&str]| {
-        names.iter().map(|n| EnvVar { name: (*n).into(), value: String::new() }).collect::<Vec<_>>()
+        names.iter().map(|n| EnvVar { name: (*n).into(), value: None }).collect::<Vec<_>>()
     };
     assert_eq!(tenant_fields(|s| s.stack.env = env(&["1BAD"])), vec!["spec.stack.env[0].name"]);
     assert_eq!(tenant_fields(|s| s.stack.env = env(&["OK", "A-B"])), vec!["spec.stack.env[1].name"]);
