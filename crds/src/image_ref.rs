@@ -138,7 +138,11 @@ fn check_tag(tag: &str) -> Result<(), ImageRefError> {
         && bytes.len() <= 128
         && word(bytes[0])
         && bytes.iter().all(|b| word(*b) || *b == b'.' || *b == b'-');
-    if ok { Ok(()) } else { Err(ImageRefError::Tag(tag.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ImageRefError::Tag(tag.to_owned()))
+    }
 }
 
 fn check_digest(digest: &str) -> Result<(), ImageRefError> {
@@ -147,11 +151,16 @@ fn check_digest(digest: &str) -> Result<(), ImageRefError> {
         Some(("sha512", hex)) => hex.len() == 128 && is_lower_hex(hex),
         _ => false,
     };
-    if ok { Ok(()) } else { Err(ImageRefError::Digest(digest.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ImageRefError::Digest(digest.to_owned()))
+    }
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -187,9 +196,18 @@ mod tests {
         assert!(matches!(check("a/b_"), Err(ImageRefError::Component(_))));
         assert!(matches!(check("a/b___c"), Err(ImageRefError::Component(_))));
         assert!(matches!(check("a/b..c"), Err(ImageRefError::Component(_))));
-        assert!(matches!(check("bad_host.:5000/a"), Err(ImageRefError::Registry(_))));
+        assert!(matches!(
+            check("bad_host.:5000/a"),
+            Err(ImageRefError::Registry(_))
+        ));
         assert!(matches!(check("host:port/a"), Err(ImageRefError::Registry(_))));
-        assert!(matches!(check("nginx; rm -rf /"), Err(ImageRefError::Tag(_) | ImageRefError::Component(_))));
-        assert!(matches!(check(&"a".repeat(300)), Err(ImageRefError::TooLong(255))));
+        assert!(matches!(
+            check("nginx; rm -rf /"),
+            Err(ImageRefError::Tag(_) | ImageRefError::Component(_))
+        ));
+        assert!(matches!(
+            check(&"a".repeat(300)),
+            Err(ImageRefError::TooLong(255))
+        ));
     }
 }

@@ -25,7 +25,9 @@ pub fn parse_milli(text: &str) -> Result<i128, QuantityError> {
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let number_len = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     let (number, suffix) = rest.split_at(number_len);
     let (int_part, frac_part) = match number.split_once('.') {
         Some((i, f)) => (i, f),
@@ -117,10 +119,18 @@ mod tests {
 
     #[test]
     fn refuses_what_kubernetes_refuses() {
-        for bad in ["", "abc", "1.2.3", "Gi", "1GiB", "1 Gi", "1e", "1e+", "--1", ".", "1x", "0x10"] {
-            assert!(matches!(parse_milli(bad), Err(QuantityError::Syntax(_))), "{bad:?} was accepted");
+        for bad in [
+            "", "abc", "1.2.3", "Gi", "1GiB", "1 Gi", "1e", "1e+", "--1", ".", "1x", "0x10",
+        ] {
+            assert!(
+                matches!(parse_milli(bad), Err(QuantityError::Syntax(_))),
+                "{bad:?} was accepted"
+            );
         }
         assert!(matches!(parse_milli("1e40"), Err(QuantityError::TooLarge(_))));
-        assert!(matches!(parse_milli(&"9".repeat(31)), Err(QuantityError::TooLarge(_))));
+        assert!(matches!(
+            parse_milli(&"9".repeat(31)),
+            Err(QuantityError::TooLarge(_))
+        ));
     }
 }

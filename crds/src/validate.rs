@@ -26,7 +26,14 @@ pub const MAX_PODS: i32 = 1000;
 /// Highest connection limit a login role may get.
 pub const MAX_CONNECTION_LIMIT: i32 = 1000;
 /// Environment variables that Bulkhead injects into the stack and that a spec may therefore not set.
-pub const RESERVED_ENV: [&str; 6] = ["DATABASE_URL", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"];
+pub const RESERVED_ENV: [&str; 6] = [
+    "DATABASE_URL",
+    "PGHOST",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+];
 /// Prefix of environment variables reserved for Bulkhead.
 pub const RESERVED_ENV_PREFIX: &str = "BULKHEAD_";
 
@@ -78,11 +85,18 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     fn finish(self) -> Result<(), ValidationErrors> {
-        if self.0.is_empty() { Ok(()) } else { Err(ValidationErrors(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(self.0))
+        }
     }
 }
 
@@ -103,7 +117,12 @@ pub fn tenant(
     if let Some(accepted) = accepted {
         immutable(&mut errs, "spec.orgId", &accepted.org_id, &spec.org_id);
         if let Some(isolation) = accepted.database_isolation {
-            immutable(&mut errs, "spec.database.isolation", &isolation, &spec.database.isolation);
+            immutable(
+                &mut errs,
+                "spec.database.isolation",
+                &isolation,
+                &spec.database.isolation,
+            );
         }
     }
     errs.finish()
@@ -131,7 +150,12 @@ pub fn customer(
             immutable(&mut errs, "spec.tenantRef", tenant_ref, &spec.tenant_ref);
         }
         if let Some(isolation) = accepted.database_isolation {
-            immutable(&mut errs, "spec.database.isolation", &isolation, &spec.database.isolation);
+            immutable(
+                &mut errs,
+                "spec.database.isolation",
+                &isolation,
+                &spec.database.isolation,
+            );
         }
     }
     errs.finish()
@@ -198,7 +222,8 @@ fn org_id(errs: &mut Errors, org: &str) {
     let ok = !b.is_empty()
         && b.len() <= MAX_ORG_ID_LEN
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'));
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'));
     if !ok {
         errs.add(
             "spec.orgId",
@@ -213,7 +238,10 @@ fn org_id(errs: &mut Errors, org: &str) {
 fn display_name(errs: &mut Errors, name: Option<&str>) {
     let Some(name) = name else { return };
     if name.chars().count() > MAX_DISPLAY_NAME_LEN {
-        errs.add("spec.displayName", format!("must be at most {MAX_DISPLAY_NAME_LEN} characters"));
+        errs.add(
+            "spec.displayName",
+            format!("must be at most {MAX_DISPLAY_NAME_LEN} characters"),
+        );
     }
     if name.chars().any(char::is_control) {
         errs.add("spec.displayName", "must not contain control characters");
@@ -222,7 +250,10 @@ fn display_name(errs: &mut Errors, name: Option<&str>) {
 
 fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
     if let Err(e) = image_ref::check(&stack.image) {
-        errs.add(format!("{path}.image"), format!("{} is not a valid image reference: {e}", shown(&stack.image)));
+        errs.add(
+            format!("{path}.image"),
+            format!("{} is not a valid image reference: {e}", shown(&stack.image)),
+        );
     }
     if !(1024..=65535).contains(&stack.port) {
         errs.add(
@@ -234,7 +265,10 @@ fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
         );
     }
     if !(0..=MAX_REPLICAS).contains(&stack.replicas) {
-        errs.add(format!("{path}.replicas"), format!("{} is out of range: must be 0 to {MAX_REPLICAS}", stack.replicas));
+        errs.add(
+            format!("{path}.replicas"),
+            format!("{} is out of range: must be 0 to {MAX_REPLICAS}", stack.replicas),
+        );
     }
     let mut seen = HashSet::new();
     for (i, var) in stack.env.iter().enumerate() {
@@ -245,7 +279,13 @@ fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
             && (b[0].is_ascii_alphabetic() || b[0] == b'_')
             && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
         if !ok {
-            errs.add(&field, format!("{} must be letters, digits and `_`, not starting with a digit", shown(&var.name)));
+            errs.add(
+                &field,
+                format!(
+                    "{} must be letters, digits and `_`, not starting with a digit",
+                    shown(&var.name)
+                ),
+            );
         } else if RESERVED_ENV.contains(&var.name.as_str()) || var.name.starts_with(RESERVED_ENV_PREFIX) {
             errs.add(
                 &field,
@@ -262,7 +302,11 @@ fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
             errs.add(format!("{path}.env[{i}].value"), "must be at most 32 KiB");
         }
     }
-    let requests = cpu_memory(errs, &format!("{path}.resources.requests"), &stack.resources.requests);
+    let requests = cpu_memory(
+        errs,
+        &format!("{path}.resources.requests"),
+        &stack.resources.requests,
+    );
     let limits = cpu_memory(errs, &format!("{path}.resources.limits"), &stack.resources.limits);
     for (what, request, limit) in [("cpu", requests.0, limits.0), ("memory", requests.1, limits.1)] {
         if let (Some(request), Some(limit)) = (request, limit)
@@ -278,8 +322,14 @@ fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
 
 /// Checks both quantities and returns their values (in milli-units) where they parsed.
 fn cpu_memory(errs: &mut Errors, path: &str, pair: &CpuMemory) -> (Option<i128>, Option<i128>) {
-    let cpu = pair.cpu.as_ref().and_then(|q| non_negative(errs, &format!("{path}.cpu"), q.as_str()));
-    let memory = pair.memory.as_ref().and_then(|q| non_negative(errs, &format!("{path}.memory"), q.as_str()));
+    let cpu = pair
+        .cpu
+        .as_ref()
+        .and_then(|q| non_negative(errs, &format!("{path}.cpu"), q.as_str()));
+    let memory = pair
+        .memory
+        .as_ref()
+        .and_then(|q| non_negative(errs, &format!("{path}.memory"), q.as_str()));
     (cpu, memory)
 }
 
@@ -309,7 +359,10 @@ fn database(errs: &mut Errors, db: &DatabaseSpec) {
 }
 
 fn quota(errs: &mut Errors, quota: &QuotaSpec) {
-    for (field, value) in [("spec.quota.cpu", &quota.cpu), ("spec.quota.memory", &quota.memory)] {
+    for (field, value) in [
+        ("spec.quota.cpu", &quota.cpu),
+        ("spec.quota.memory", &quota.memory),
+    ] {
         if let Some(q) = value
             && let Some(0) = non_negative(errs, field, q.as_str())
         {
@@ -319,7 +372,10 @@ fn quota(errs: &mut Errors, quota: &QuotaSpec) {
     if let Some(pods) = quota.pods
         && !(1..=MAX_PODS).contains(&pods)
     {
-        errs.add("spec.quota.pods", format!("{pods} is out of range: must be 1 to {MAX_PODS}"));
+        errs.add(
+            "spec.quota.pods",
+            format!("{pods} is out of range: must be 1 to {MAX_PODS}"),
+        );
     }
 }
 
@@ -341,7 +397,12 @@ fn network(errs: &mut Errors, network: &NetworkSpec) {
 }
 
 fn check_cidr(cidr: &str) -> Result<(), String> {
-    let bad = || format!("{} is not a CIDR such as 203.0.113.0/24 or 2001:db8::/32", shown(cidr));
+    let bad = || {
+        format!(
+            "{} is not a CIDR such as 203.0.113.0/24 or 2001:db8::/32",
+            shown(cidr)
+        )
+    };
     let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
     if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
@@ -361,14 +422,21 @@ fn check_cidr(cidr: &str) -> Result<(), String> {
             shown(cidr)
         ));
     }
-    let host_mask: u128 = if prefix == bits { 0 } else { (1u128 << (bits - prefix)) - 1 };
+    let host_mask: u128 = if prefix == bits {
+        0
+    } else {
+        (1u128 << (bits - prefix)) - 1
+    };
     if value & host_mask != 0 {
         let network = value & !host_mask;
         let network = match addr {
             IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(network as u32)),
             IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(network)),
         };
-        return Err(format!("{} has host bits set; did you mean {network}/{prefix}?", shown(cidr)));
+        return Err(format!(
+            "{} has host bits set; did you mean {network}/{prefix}?",
+            shown(cidr)
+        ));
     }
     Ok(())
 }

@@ -21,22 +21,47 @@ fn checked_in_crd_yaml_matches_the_types() {
             }
         }
     }
-    assert!(stale.is_empty(), "generated CRD YAML is out of date; run `make crds`:\n{}", stale.join("\n"));
+    assert!(
+        stale.is_empty(),
+        "generated CRD YAML is out of date; run `make crds`:\n{}",
+        stale.join("\n")
+    );
 }
 
 #[test]
 fn conditions_merge_by_type_and_status_is_a_subresource() {
     for crd in bulkhead_crds::generate::crds() {
         let version = &crd.spec.versions[0];
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
         let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
         let conditions = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
-        assert_eq!(conditions["x-kubernetes-list-type"], "map", "{}", crd.spec.names.kind);
-        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
-        let columns: Vec<_> =
-            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            conditions["x-kubernetes-list-type"], "map",
+            "{}",
+            crd.spec.names.kind
+        );
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"],
+            serde_json::json!(["type"])
+        );
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
         for wanted in ["Org", "Namespace", "Ready", "Age"] {
-            assert!(columns.contains(&wanted), "{} lacks column {wanted}", crd.spec.names.kind);
+            assert!(
+                columns.contains(&wanted),
+                "{} lacks column {wanted}",
+                crd.spec.names.kind
+            );
         }
         assert_eq!(crd.spec.scope, "Cluster");
     }

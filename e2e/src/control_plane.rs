@@ -102,7 +102,10 @@ impl ControlPlane {
         let assets = tokio::task::spawn_blocking(assets_dir)
             .await
             .map_err(|e| HarnessError::Assets(e.to_string()))??;
-        let dir = tempfile::Builder::new().prefix("bulkhead-cp-").tempdir().map_err(io("temp dir"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("bulkhead-cp-")
+            .tempdir()
+            .map_err(io("temp dir"))?;
         let mut plane = ControlPlane {
             server: String::new(),
             kubeconfig: dir.path().join("kubeconfig"),
@@ -129,11 +132,15 @@ impl ControlPlane {
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "bulkhead-e2e-ca");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "bulkhead-e2e-ca");
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
         let serving_key = rcgen::KeyPair::generate()?;
         let mut serving_params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])?;
-        serving_params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
+        serving_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver");
         let serving = serving_params.signed_by(&serving_key, &ca)?;
         write(&d.join("ca.crt"), &ca.pem())?;
         write(&d.join("apiserver.crt"), &serving.pem())?;
@@ -152,7 +159,10 @@ impl ControlPlane {
             ),
         )?;
         self.server = format!("https://127.0.0.1:{api_port}");
-        write(&self.kubeconfig, &kubeconfig_yaml(&self.server, &d.join("ca.crt"), &admin_token, &restricted_token))?;
+        write(
+            &self.kubeconfig,
+            &kubeconfig_yaml(&self.server, &d.join("ca.crt"), &admin_token, &restricted_token),
+        )?;
 
         let p = |name: &str| d.join(name).display().to_string();
         self.spawn(
@@ -228,7 +238,10 @@ impl ControlPlane {
             // Own process group: a Ctrl-C in the terminal reaches only us, and we stop the children in order.
             .process_group(0)
             .spawn()
-            .map_err(|source| HarnessError::Spawn { name: name.into(), source })?;
+            .map_err(|source| HarnessError::Spawn {
+                name: name.into(),
+                source,
+            })?;
         self.processes.push((name.to_owned(), child));
         Ok(())
     }
@@ -253,7 +266,10 @@ impl ControlPlane {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|source| HarnessError::Spawn { name: "watchdog".into(), source })?;
+            .map_err(|source| HarnessError::Spawn {
+                name: "watchdog".into(),
+                source,
+            })?;
         self.watchdog = Some(child);
         Ok(())
     }
@@ -269,9 +285,9 @@ impl ControlPlane {
                     return Err(self.not_ready(&proc_name, format!("exited with {status}")));
                 }
             }
-            let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| {
-                HarnessError::Assets(format!("building readiness request: {e}"))
-            })?;
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| HarnessError::Assets(format!("building readiness request: {e}")))?;
             match client.request_text(request).await {
                 Ok(body) if body.trim() == "ok" => return Ok(()),
                 Ok(body) => last = body,
@@ -289,7 +305,12 @@ impl ControlPlane {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        HarnessError::NotReady { name: name.into(), reason, log: log.display().to_string(), tail }
+        HarnessError::NotReady {
+            name: name.into(),
+            reason,
+            log: log.display().to_string(),
+            tail,
+        }
     }
 
     fn log_path(&self, name: &str) -> PathBuf {
@@ -329,7 +350,10 @@ impl ControlPlane {
     /// A kube `Config` for one of the kubeconfig's contexts (`admin` or `restricted`).
     pub async fn config_for(&self, context: &str) -> Result<Config, HarnessError> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        let options = KubeConfigOptions { context: Some(context.into()), ..Default::default() };
+        let options = KubeConfigOptions {
+            context: Some(context.into()),
+            ..Default::default()
+        };
         Ok(Config::from_custom_kubeconfig(kubeconfig, &options).await?)
     }
 
@@ -347,19 +371,30 @@ impl ControlPlane {
             let name = crd.metadata.name.clone().unwrap_or_default();
             api.patch(&name, &params, &Patch::Apply(crd))
                 .await
-                .map_err(|source| HarnessError::Api { what: format!("applying CRD {name}"), source })?;
+                .map_err(|source| HarnessError::Api {
+                    what: format!("applying CRD {name}"),
+                    source,
+                })?;
         }
         for crd in &crds {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            crate::wait::until(Duration::from_secs(30), &format!("CRD {name} to be established"), || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let crd = api.get_opt(&name).await.ok().flatten()?;
-                    let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
-                    established.then_some(())
-                }
-            })
+            crate::wait::until(
+                Duration::from_secs(30),
+                &format!("CRD {name} to be established"),
+                || {
+                    let api = api.clone();
+                    let name = name.clone();
+                    async move {
+                        let crd = api.get_opt(&name).await.ok().flatten()?;
+                        let established = crd
+                            .status?
+                            .conditions?
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True");
+                        established.then_some(())
+                    }
+                },
+            )
             .await?;
         }
         Ok(())
@@ -393,14 +428,24 @@ pub fn assets_dir() -> Result<PathBuf, HarnessError> {
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|source| HarnessError::Spawn { name: script.display().to_string(), source })?;
+        .map_err(|source| HarnessError::Spawn {
+            name: script.display().to_string(),
+            source,
+        })?;
     if !output.status.success() {
-        return Err(HarnessError::Assets(format!("{} failed ({}); see its output above", script.display(), output.status)));
+        return Err(HarnessError::Assets(format!(
+            "{} failed ({}); see its output above",
+            script.display(),
+            output.status
+        )));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let dir = stdout.lines().last().unwrap_or_default().trim();
     if dir.is_empty() {
-        return Err(HarnessError::Assets(format!("{} printed no directory", script.display())));
+        return Err(HarnessError::Assets(format!(
+            "{} printed no directory",
+            script.display()
+        )));
     }
     Ok(PathBuf::from(dir))
 }

@@ -16,13 +16,25 @@ async fn starts_installs_crds_and_enforces_rbac_for_the_restricted_user() {
 
     let admin = plane.admin().await.unwrap();
     let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let names: Vec<_> =
-        namespaces.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<_> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     assert!(names.contains(&"default".to_string()), "{names:?}");
-    Api::<Tenant>::all(admin).list(&ListParams::default()).await.expect("admin may list tenants");
+    Api::<Tenant>::all(admin)
+        .list(&ListParams::default())
+        .await
+        .expect("admin may list tenants");
 
     let restricted = plane.restricted().await.unwrap();
-    let err = Api::<Tenant>::all(restricted).list(&ListParams::default()).await.unwrap_err();
+    let err = Api::<Tenant>::all(restricted)
+        .list(&ListParams::default())
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(status) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("expected 403 Forbidden, got {other}"),
@@ -35,11 +47,17 @@ async fn dropping_the_control_plane_kills_its_processes() {
     let pids = plane.pids();
     assert_eq!(pids.len(), 3, "etcd, kube-apiserver and kube-controller-manager");
     for pid in &pids {
-        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "{pid} should be running");
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} should be running"
+        );
     }
     drop(plane);
     for pid in &pids {
         // A reaped child's /proc entry is gone.
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "{pid} is still running");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} is still running"
+        );
     }
 }

@@ -176,6 +176,30 @@ pub enum DeletionPolicy {
     Delete,
 }
 
+/// The observed state of a Tenant or Customer, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// The `metadata.generation` of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The namespace that holds the resource's stack, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// Standard conditions, one per type: `Ready`, `NamespaceReady`, `NetworkIsolated`, `DatabaseReady`,
+    /// `StackReady`, `Routable`.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+
+    /// The identity fields (`orgId`, `tenantRef`, `database.isolation`) as first accepted; later specs must keep
+    /// them unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_identity: Option<AcceptedIdentity>,
+}
+
 /// The identity fields of a spec as the operator first accepted them. They are immutable: a later spec that
 /// changes one is refused.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -2,9 +2,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{
-    AcceptedIdentity, Condition, DatabaseSpec, DeletionPolicy, QuotaSpec, StackSpec, conditions_schema,
-};
+use super::common::{DatabaseSpec, DeletionPolicy, QuotaSpec, ResourceStatus, StackSpec};
 
 /// A Customer is one client organisation of a Tenant. It gets a namespace, stack and database place of its own,
 /// isolated from its Tenant's other Customers, and is reached only by tokens carrying its own `spec.orgId`.
@@ -16,13 +14,39 @@ use super::common::{
     plural = "customers",
     shortname = "cust",
     category = "bulkhead",
-    status = "CustomerStatus",
+    status = "ResourceStatus",
     doc = "A Customer: one client organisation of a Tenant, isolated from the Tenant's other Customers.",
-    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef", description = "The Tenant this Customer belongs to"),
-    printcolumn(name = "Org", type_ = "string", json_path = ".spec.orgId", description = "The org claim value routed to this Customer"),
-    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", description = "The Customer's namespace"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the Customer is fully provisioned"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the Customer is (not) Ready", priority = "1"),
+    printcolumn(
+        name = "Tenant",
+        type_ = "string",
+        json_path = ".spec.tenantRef",
+        description = "The Tenant this Customer belongs to"
+    ),
+    printcolumn(
+        name = "Org",
+        type_ = "string",
+        json_path = ".spec.orgId",
+        description = "The org claim value routed to this Customer"
+    ),
+    printcolumn(
+        name = "Namespace",
+        type_ = "string",
+        json_path = ".status.namespace",
+        description = "The Customer's namespace"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the Customer is fully provisioned"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the Customer is (not) Ready",
+        priority = "1"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -54,27 +78,4 @@ pub struct CustomerSpec {
     /// them; `Delete` removes them and their data.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
-}
-
-/// The observed state of a Customer, written only by the operator.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomerStatus {
-    /// The `metadata.generation` of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    /// The namespace that holds the Customer's stack, once created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-
-    /// Standard conditions, one per type: `Ready`, `NamespaceReady`, `NetworkIsolated`, `DatabaseReady`,
-    /// `StackReady`, `Routable`.
-    #[serde(default)]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
-
-    /// The identity fields as first accepted; later specs must keep them unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accepted_identity: Option<AcceptedIdentity>,
 }

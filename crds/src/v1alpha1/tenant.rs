@@ -2,10 +2,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{
-    AcceptedIdentity, Condition, DatabaseSpec, DeletionPolicy, NetworkSpec, QuotaSpec, StackSpec,
-    conditions_schema,
-};
+use super::common::{DatabaseSpec, DeletionPolicy, NetworkSpec, QuotaSpec, ResourceStatus, StackSpec};
 
 /// A Tenant is one organisation served by the platform (for an MSP: the MSP itself). Bulkhead gives it its own
 /// namespace, default-deny network policies, quota, stack and database place, and routes requests whose token
@@ -18,12 +15,33 @@ use super::common::{
     plural = "tenants",
     shortname = "tnt",
     category = "bulkhead",
-    status = "TenantStatus",
+    status = "ResourceStatus",
     doc = "A Tenant: one organisation with its own isolated namespace, stack and database place, reached only by tokens carrying its orgId.",
-    printcolumn(name = "Org", type_ = "string", json_path = ".spec.orgId", description = "The org claim value routed to this Tenant"),
-    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", description = "The Tenant's namespace"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the Tenant is fully provisioned"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the Tenant is (not) Ready", priority = "1"),
+    printcolumn(
+        name = "Org",
+        type_ = "string",
+        json_path = ".spec.orgId",
+        description = "The org claim value routed to this Tenant"
+    ),
+    printcolumn(
+        name = "Namespace",
+        type_ = "string",
+        json_path = ".status.namespace",
+        description = "The Tenant's namespace"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the Tenant is fully provisioned"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the Tenant is (not) Ready",
+        priority = "1"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -56,27 +74,4 @@ pub struct TenantSpec {
     /// them; `Delete` removes them and their data.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
-}
-
-/// The observed state of a Tenant, written only by the operator.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TenantStatus {
-    /// The `metadata.generation` of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    /// The namespace that holds the Tenant's stack, once created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-
-    /// Standard conditions, one per type: `Ready`, `NamespaceReady`, `NetworkIsolated`, `DatabaseReady`,
-    /// `StackReady`, `Routable`.
-    #[serde(default)]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
-
-    /// The identity fields as first accepted; later specs must keep them unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accepted_identity: Option<AcceptedIdentity>,
 }

@@ -1,0 +1,146 @@
+//! The operator's Prometheus metrics. Labels are fixed strings (controller name, error category), never
+//! object names or error texts.
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    controller: &'static str,
+    category: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+/// Reconcile counters and timings.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ControllerLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `bulkhead_operator` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bulkhead_operator");
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let duration = Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "reconciles",
+            "Reconciles started, by controller",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by controller and error category",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile, by controller",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+        }
+    }
+
+    /// Counts a reconcile and returns a guard that records its duration when dropped.
+    pub fn reconcile_started(&self, controller: &'static str) -> ReconcileTimer<'_> {
+        self.reconciles
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
+        ReconcileTimer {
+            metrics: self,
+            controller,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile.
+    pub fn reconcile_failed(&self, controller: &'static str, category: &'static str) {
+        self.failures
+            .get_or_create(&FailureLabels { controller, category })
+            .inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+#[derive(Debug)]
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    controller: &'static str,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .get_or_create(&ControllerLabels {
+                controller: self.controller,
+            })
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_reconciles_failures_and_durations_by_fixed_labels() {
+        let metrics = Metrics::new();
+        drop(metrics.reconcile_started("tenant"));
+        drop(metrics.reconcile_started("tenant"));
+        metrics.reconcile_failed("tenant", "status_patch");
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("bulkhead_operator_reconciles_total{controller=\"tenant\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "bulkhead_operator_reconcile_errors_total{controller=\"tenant\",category=\"status_patch\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("bulkhead_operator_reconcile_duration_seconds_count{controller=\"tenant\"} 2"),
+            "{text}"
+        );
+    }
+}
