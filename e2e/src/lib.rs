@@ -6,3 +6,13 @@ pub mod control_plane;
 pub mod wait;
 
 pub use control_plane::{ControlPlane, HarnessError};
+
+/// Sends `tracing` output to the test's captured output (shown on failure). Filter with `RUST_LOG`
+/// (default `info,kube=warn`). Safe to call from every test.
+pub fn init_test_logging() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}

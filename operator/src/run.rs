@@ -3,9 +3,11 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bulkhead_crds::v1alpha1::{Customer, Tenant};
 use futures::StreamExt;
+use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 use tokio::net::TcpListener;
@@ -82,7 +84,7 @@ pub async fn run(
     let customers = controller::<Customer>(&client);
     let (tenant_store, customer_store) = (tenants.store(), customers.store());
     let readiness = tokio::spawn(async move {
-        if tenant_store.wait_until_ready().await.is_ok() && customer_store.wait_until_ready().await.is_ok() {
+        if synced(&tenant_store).await && synced(&customer_store).await {
             state.ready.store(true, Ordering::Release);
             info!("caches synced; ready");
         }
@@ -95,6 +97,16 @@ pub async fn run(
     let _ = admin_task.await;
     info!("controllers stopped");
     Ok(())
+}
+
+/// Waits until a controller's cache has synced. The store's readiness signal wakes only its most recent waiter
+/// (the controller's own runner polls it too), so poll again on a short timer instead of waiting once.
+async fn synced<K: Managed>(store: &Store<K>) -> bool {
+    loop {
+        if let Ok(result) = tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            return result.is_ok();
+        }
+    }
 }
 
 fn controller<K: Managed>(client: &Client) -> Controller<K> {
