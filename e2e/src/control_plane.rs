@@ -76,6 +76,9 @@ pub enum HarnessError {
         /// The underlying error.
         source: kube::Error,
     },
+    /// A manifest could not be read or applied.
+    #[error("manifest: {0}")]
+    Manifest(String),
     /// A condition was not met in time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),

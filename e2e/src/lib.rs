@@ -2,7 +2,9 @@
 //! kube-controller-manager) started per test binary, and helpers shared by the integration suites and the
 //! sandbox.
 
+pub mod apply;
 pub mod control_plane;
+pub mod table;
 pub mod wait;
 
 pub use control_plane::{ControlPlane, HarnessError};

@@ -1,0 +1,98 @@
+//! Applying YAML manifests (such as `examples/`) with server-side apply, for the sandbox and the tests.
+
+use std::path::{Path, PathBuf};
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::{Discovery, Scope};
+use kube::{Client, ResourceExt};
+
+use crate::HarnessError;
+use crate::control_plane::FIELD_MANAGER;
+
+/// One object that was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The `*.yaml` and `*.yml` files directly inside `dir` (not in subfolders), sorted by name.
+pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, HarnessError> {
+    let read = |e| HarnessError::Io {
+        what: format!("reading {}", dir.display()),
+        source: e,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Parses a multi-document YAML text into objects, skipping empty documents.
+pub fn parse_manifests(text: &str, origin: &str) -> Result<Vec<DynamicObject>, HarnessError> {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| HarnessError::Manifest(format!("{origin}: {e}")))?;
+    docs.into_iter()
+        .filter(|d| !d.is_null())
+        .map(|d| serde_json::from_value(d).map_err(|e| HarnessError::Manifest(format!("{origin}: {e}"))))
+        .collect()
+}
+
+/// Applies every object in the files with server-side apply, resolving kinds through API discovery.
+pub async fn apply_files(client: &Client, files: &[PathBuf]) -> Result<Vec<Applied>, HarnessError> {
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|source| HarnessError::Api {
+            what: "API discovery".into(),
+            source,
+        })?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|source| HarnessError::Io {
+            what: format!("reading {}", file.display()),
+            source,
+        })?;
+        for object in parse_manifests(&text, &file.display().to_string())? {
+            let types = object.types.clone().ok_or_else(|| {
+                HarnessError::Manifest(format!("{}: an object has no apiVersion/kind", file.display()))
+            })?;
+            let gvk = kube::api::GroupVersionKind::try_from(&types)
+                .map_err(|e| HarnessError::Manifest(format!("{}: {e}", file.display())))?;
+            let (resource, capabilities) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
+                HarnessError::Manifest(format!(
+                    "{}: the server does not know {}",
+                    file.display(),
+                    types.kind
+                ))
+            })?;
+            let name = object.name_any();
+            let api: Api<DynamicObject> = match capabilities.scope {
+                Scope::Cluster => Api::all_with(client.clone(), &resource),
+                Scope::Namespaced => Api::namespaced_with(
+                    client.clone(),
+                    object.metadata.namespace.as_deref().unwrap_or("default"),
+                    &resource,
+                ),
+            };
+            api.patch(&name, &params, &Patch::Apply(&object))
+                .await
+                .map_err(|source| HarnessError::Api {
+                    what: format!("applying {} {name}", types.kind),
+                    source,
+                })?;
+            applied.push(Applied {
+                kind: types.kind,
+                name,
+            });
+        }
+    }
+    Ok(applied)
+}

@@ -1,0 +1,228 @@
+//! `sandbox`: the whole product on one machine without a cluster.
+//!
+//! Starts the local control plane, installs the CRDs, runs the operator against it (the `bulkhead-operator`
+//! binary next to this one, or in-process when there is none), applies `examples/`, prints a status table of
+//! Tenants and Customers and keeps running, reprinting the table when it changes, until Ctrl-C. Then it stops
+//! everything it started and removes its temp dir.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use bulkhead_e2e::{ControlPlane, apply, table};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sandbox",
+    about = "Run Bulkhead on a local control plane with the examples applied"
+)]
+struct Args {
+    /// Folder whose *.yaml files are applied (subfolders are not).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))]
+    examples: PathBuf,
+    /// The operator binary to run (default: bulkhead-operator next to this binary; in-process if absent).
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// Print the table once everything is observed, then stop and clean up (for scripts and tests).
+    #[arg(long)]
+    once: bool,
+    /// How long to wait for the operator to observe every example before printing anyway.
+    #[arg(long, default_value = "60")]
+    settle_seconds: u64,
+}
+
+enum Operator {
+    Process(Child),
+    InProcess(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), bulkhead_operator::RunError>>,
+    ),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("sandbox: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(mut args: Args) -> Result<ExitCode, String> {
+    args.examples = args
+        .examples
+        .canonicalize()
+        .map_err(|e| format!("examples folder {}: {e}", args.examples.display()))?;
+    let files = apply::manifest_files(&args.examples).map_err(|e| e.to_string())?;
+    println!("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)...");
+    let plane = ControlPlane::start_with_crds().await.map_err(|e| e.to_string())?;
+    let client = plane.admin().await.map_err(|e| e.to_string())?;
+    println!(
+        "Control plane ready at {}; Bulkhead CRDs installed.",
+        plane.server()
+    );
+
+    let operator_log = plane.dir().join("operator.log");
+    let operator = start_operator(&args, &plane, &operator_log).await?;
+
+    let applied = apply::apply_files(&client, &files)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "Applied {} resources from {}.",
+        applied.len(),
+        args.examples.display()
+    );
+
+    let settle = Duration::from_secs(args.settle_seconds);
+    let settled = bulkhead_e2e::wait::until(settle, "the operator to observe every resource", || async {
+        let rows = table::rows(&client).await.ok()?;
+        (rows.len() >= applied.len() && rows.iter().all(|r| r.observed)).then_some(rows)
+    })
+    .await;
+    let rows = match settled {
+        Ok(rows) => rows,
+        Err(_) => {
+            eprintln!(
+                "sandbox: not every resource was observed within {settle:?}; see {}",
+                operator_log.display()
+            );
+            table::rows(&client).await.map_err(|e| e.to_string())?
+        }
+    };
+    let all_observed = rows.iter().all(|r| r.observed);
+    let mut shown = table::render(&rows);
+    println!("\n{shown}");
+    println!(
+        "kubectl:       KUBECONFIG={} kubectl get tenants,customers",
+        plane.kubeconfig_path().display()
+    );
+    println!("operator logs: {}", operator_log.display());
+
+    if !args.once {
+        println!("Running; the table is reprinted when it changes. Press Ctrl-C to stop and clean up.");
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            if let Ok(rows) = table::rows(&client).await {
+                let now = table::render(&rows);
+                if now != shown {
+                    println!("\n{now}");
+                    shown = now;
+                }
+            }
+        }
+    }
+
+    println!("Stopping the operator and the control plane...");
+    stop_operator(operator).await;
+    drop(plane);
+    println!("Stopped; temp files removed.");
+    Ok(if all_observed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn start_operator(
+    args: &Args,
+    plane: &ControlPlane,
+    log_path: &std::path::Path,
+) -> Result<Operator, String> {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("bulkhead-operator")));
+    let binary = args.operator_bin.clone().or(sibling.filter(|p| p.is_file()));
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("choosing a port for the operator's admin endpoints: {e}"))?
+        .port();
+    match binary {
+        Some(binary) => {
+            let log = std::fs::File::create(log_path)
+                .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+            let child = Command::new(&binary)
+                .args([
+                    "run",
+                    "--log-format",
+                    "plain",
+                    "--admin-addr",
+                    &format!("127.0.0.1:{admin_port}"),
+                ])
+                .arg("--kubeconfig")
+                .arg(plane.kubeconfig_path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+            println!(
+                "Operator {} running (pid {}); metrics on http://127.0.0.1:{admin_port}/metrics",
+                binary.display(),
+                child.id()
+            );
+            Ok(Operator::Process(child))
+        }
+        None => {
+            let client = plane.admin().await.map_err(|e| e.to_string())?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", admin_port))
+                .await
+                .map_err(|e| format!("binding the operator's admin port: {e}"))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let handle = tokio::spawn(bulkhead_operator::run(client, listener, async move {
+                let _ = rx.await;
+            }));
+            println!(
+                "No bulkhead-operator binary next to this one (build it with `cargo build -p bulkhead-operator`); running the operator in-process. Metrics on http://127.0.0.1:{admin_port}/metrics"
+            );
+            Ok(Operator::InProcess(tx, handle))
+        }
+    }
+}
+
+async fn stop_operator(operator: Operator) {
+    match operator {
+        Operator::Process(mut child) => {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Operator::InProcess(stop, handle) => {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

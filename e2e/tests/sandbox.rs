@@ -1,0 +1,50 @@
+//! The sandbox starts from nothing, applies the examples, prints the table with every example resource and
+//! cleans up after itself.
+
+use std::process::Command;
+
+#[test]
+fn sandbox_once_prints_every_example_and_cleans_up() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["--once", "--settle-seconds", "60"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "sandbox failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    let header = stdout
+        .lines()
+        .position(|l| l.starts_with("KIND "))
+        .expect("a table header");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip(header + 1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for (kind, name) in [
+        ("Tenant", "acme"),
+        ("Tenant", "globex"),
+        ("Customer", "acme-dental"),
+        ("Customer", "acme-lawfirm"),
+        ("Customer", "globex-bakery"),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.split_whitespace().take(2).eq([kind, name]))
+            .unwrap_or_else(|| panic!("no row for {kind} {name} in\n{stdout}"));
+        assert!(row.ends_with("False  Pending"), "{row}");
+    }
+    assert_eq!(rows.len(), 5, "{stdout}");
+
+    let log = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("operator logs: "))
+        .expect("log path line")
+        .trim();
+    let dir = std::path::Path::new(log).parent().unwrap();
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+}
