@@ -1,6 +1,8 @@
 //! The files in `examples/` are what users copy first: every top-level example must pass validation, and every
 //! example in `examples/invalid/` must be refused for the fields its comments name.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
+
 use std::path::{Path, PathBuf};
 
 use bulkhead_crds::v1alpha1::{Customer, Tenant};

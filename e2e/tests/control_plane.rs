@@ -1,6 +1,8 @@
 //! The local control plane itself: it starts, accepts the generated CRDs (so their schemas are structural),
 //! tells the admin and the restricted identity apart, and stops its processes when dropped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
+
 use std::time::Instant;
 
 use bulkhead_crds::v1alpha1::Tenant;

@@ -2,6 +2,8 @@
 //! invalid specs get Ready=False/Invalid naming the field, edits move `observedGeneration`, identity fields are
 //! immutable, and the admin endpoints report readiness and metrics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
+
 use std::time::Duration;
 
 use bulkhead_crds::v1alpha1::{Customer, ResourceStatus, Tenant};

@@ -1,6 +1,8 @@
 //! The sandbox starts from nothing, applies the examples, prints the table with every example resource and
 //! cleans up after itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
+
 use std::process::Command;
 
 #[test]

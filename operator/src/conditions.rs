@@ -128,7 +128,7 @@ mod tests {
             observed_generation: Some(1),
             last_transition_time: at(5),
         };
-        let out = set(&[other.clone()], invalid("x"), Some(1), &at(9));
+        let out = set(std::slice::from_ref(&other), invalid("x"), Some(1), &at(9));
         let out = set(&out, invalid("y"), Some(1), &at(10));
         assert_eq!(out.len(), 2);
         assert_eq!(out[0], other);

@@ -6,6 +6,8 @@ use super::common::{DatabaseSpec, DeletionPolicy, QuotaSpec, ResourceStatus, Sta
 
 /// A Customer is one client organisation of a Tenant. It gets a namespace, stack and database place of its own,
 /// isolated from its Tenant's other Customers, and is reached only by tokens carrying its own `spec.orgId`.
+// Each printcolumn(...) repeats the same keys; clippy reads them as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "bulkhead.dev",

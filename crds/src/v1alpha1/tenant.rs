@@ -7,6 +7,8 @@ use super::common::{DatabaseSpec, DeletionPolicy, NetworkSpec, QuotaSpec, Resour
 /// A Tenant is one organisation served by the platform (for an MSP: the MSP itself). Bulkhead gives it its own
 /// namespace, default-deny network policies, quota, stack and database place, and routes requests whose token
 /// carries `spec.orgId` to it, and only those.
+// Each printcolumn(...) repeats the same keys; clippy reads them as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "bulkhead.dev",
