@@ -21,7 +21,7 @@ unit:
 	$(CARGO) test --workspace --locked --lib --bins
 
 test: control-plane lint
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --all-targets
 
 crds:
 	$(CARGO) run -q -p bulkhead-crds --bin crdgen
