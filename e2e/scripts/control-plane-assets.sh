@@ -60,7 +60,8 @@ SRC
 fi
 pkgs=(etcd-server golang-go rsync jq make golang-github-modern-go-reflect2-dev)
 missing=()
-for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
 if [ "$need_update" = 1 ] || [ "${#missing[@]}" -gt 0 ]; then
   log "apt-get update"
   apt-get update -qq >&2
