@@ -5,6 +5,7 @@
 
 pub mod generate;
 pub mod image_ref;
+pub mod naming;
 pub mod quantity;
 pub mod v1alpha1;
 pub mod validate;
@@ -22,4 +23,17 @@ pub mod labels {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// The value of [`MANAGED_BY`] on Bulkhead's objects.
     pub const MANAGED_BY_VALUE: &str = "bulkhead";
+    /// Standard label naming the larger application.
+    pub const PART_OF: &str = "app.kubernetes.io/part-of";
+    /// Standard label naming the component of a pod or object.
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    /// Set on a namespace whose Tenant or Customer was deleted with `deletionPolicy: Retain`.
+    pub const ORPHANED: &str = "bulkhead.dev/orphaned";
+    /// Annotation: the UID of the resource that owns a namespace.
+    pub const OWNER_UID: &str = "bulkhead.dev/owner-uid";
+    /// Annotation: when the namespace was orphaned (RFC 3339).
+    pub const ORPHANED_AT: &str = "bulkhead.dev/orphaned-at";
 }
+
+/// The finalizer Bulkhead puts on Tenants and Customers so that their cleanup runs before they go away.
+pub const FINALIZER: &str = "bulkhead.dev/cleanup";

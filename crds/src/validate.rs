@@ -379,6 +379,13 @@ fn quota(errs: &mut Errors, quota: &QuotaSpec) {
     }
 }
 
+/// Checks the CIDRs and ports of a network spec on their own (used for operator flags that take a CIDR).
+pub fn network_cidr(network: &NetworkSpec) -> Result<(), ValidationErrors> {
+    let mut errs = Errors::default();
+    self::network(&mut errs, network);
+    errs.finish()
+}
+
 fn network(errs: &mut Errors, network: &NetworkSpec) {
     for (i, rule) in network.allow_egress.iter().enumerate() {
         let field = format!("spec.network.allowEgress[{i}].cidr");

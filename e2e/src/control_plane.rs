@@ -22,6 +22,8 @@ use kube::{Client, Config};
 pub const ADMIN_USER: &str = "bulkhead-admin";
 /// A user with no groups and no bindings, for RBAC tests.
 pub const RESTRICTED_USER: &str = "bulkhead-restricted";
+/// A user with no groups that integration tests bind to the operator's own RBAC.
+pub const OPERATOR_USER: &str = "bulkhead-operator";
 /// The field manager the harness uses for what it applies.
 pub const FIELD_MANAGER: &str = "bulkhead-e2e";
 
@@ -155,16 +157,17 @@ impl ControlPlane {
 
         let admin_token = random_token();
         let restricted_token = random_token();
+        let operator_token = random_token();
         write(
             &d.join("tokens.csv"),
             &format!(
-                "{admin_token},{ADMIN_USER},uid-admin,\"system:masters\"\n{restricted_token},{RESTRICTED_USER},uid-restricted\n"
+                "{admin_token},{ADMIN_USER},uid-admin,\"system:masters\"\n{restricted_token},{RESTRICTED_USER},uid-restricted\n{operator_token},{OPERATOR_USER},uid-operator\n"
             ),
         )?;
         self.server = format!("https://127.0.0.1:{api_port}");
         write(
             &self.kubeconfig,
-            &kubeconfig_yaml(&self.server, &d.join("ca.crt"), &admin_token, &restricted_token),
+            &kubeconfig_yaml(&self.server, &d.join("ca.crt"), &[("admin", &admin_token), ("restricted", &restricted_token), ("operator", &operator_token)]),
         )?;
 
         let p = |name: &str| d.join(name).display().to_string();
@@ -325,7 +328,7 @@ impl ControlPlane {
         &self.server
     }
 
-    /// A kubeconfig file with two contexts: `admin` (current) and `restricted`.
+    /// A kubeconfig file with three contexts: `admin` (current), `restricted` and `operator`.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
     }
@@ -350,7 +353,12 @@ impl ControlPlane {
         self.client_for("restricted").await
     }
 
-    /// A kube `Config` for one of the kubeconfig's contexts (`admin` or `restricted`).
+    /// A client authenticated as the operator's user, which has exactly the RBAC the tests bind to it.
+    pub async fn operator(&self) -> Result<Client, HarnessError> {
+        self.client_for("operator").await
+    }
+
+    /// A kube `Config` for one of the kubeconfig's contexts (`admin`, `restricted` or `operator`).
     pub async fn config_for(&self, context: &str) -> Result<Config, HarnessError> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
         let options = KubeConfigOptions {
@@ -478,33 +486,18 @@ fn write(path: &Path, contents: &str) -> Result<(), HarnessError> {
     std::fs::write(path, contents).map_err(io(path.display().to_string()))
 }
 
-fn kubeconfig_yaml(server: &str, ca: &Path, admin_token: &str, restricted_token: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: bulkhead-local
-  cluster:
-    server: {server}
-    certificate-authority: {ca}
-users:
-- name: admin
-  user:
-    token: {admin_token}
-- name: restricted
-  user:
-    token: {restricted_token}
-contexts:
-- name: admin
-  context:
-    cluster: bulkhead-local
-    user: admin
-- name: restricted
-  context:
-    cluster: bulkhead-local
-    user: restricted
-current-context: admin
-",
-        ca = ca.display()
-    )
+fn kubeconfig_yaml(server: &str, ca: &Path, users: &[(&str, &str)]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: bulkhead-local\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n",
+        ca.display()
+    );
+    for (name, token) in users {
+        out.push_str(&format!("- name: {name}\n  user:\n    token: {token}\n"));
+    }
+    out.push_str("contexts:\n");
+    for (name, _) in users {
+        out.push_str(&format!("- name: {name}\n  context:\n    cluster: bulkhead-local\n    user: {name}\n"));
+    }
+    out.push_str("current-context: admin\n");
+    out
 }

@@ -88,9 +88,14 @@ async fn operator_writes_status_for_valid_invalid_and_edited_specs() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(bulkhead_operator::run(client.clone(), listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let operator = tokio::spawn(bulkhead_operator::run(
+        client.clone(),
+        listener,
+        bulkhead_operator::Options::default(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let (code, body) = http_get(admin_addr, "/livez").await;
     assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -209,9 +214,14 @@ async fn operator_waits_for_crds_and_is_not_ready_until_then() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(bulkhead_operator::run(client.clone(), listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let operator = tokio::spawn(bulkhead_operator::run(
+        client.clone(),
+        listener,
+        bulkhead_operator::Options::default(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(

@@ -7,6 +7,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub mod types {
     /// Everything is provisioned and the org is routable.
     pub const READY: &str = "Ready";
+    /// The namespace exists and belongs to this resource.
+    pub const NAMESPACE_READY: &str = "NamespaceReady";
+    /// Default deny and the allowed flows are in force.
+    pub const NETWORK_ISOLATED: &str = "NetworkIsolated";
+    /// The stack's rollout has finished.
+    pub const STACK_READY: &str = "StackReady";
+    /// The gateway may route the org id to this resource.
+    pub const ROUTABLE: &str = "Routable";
 }
 
 /// Reasons Bulkhead writes; each is a fixed CamelCase word users can alert on.
@@ -15,6 +23,34 @@ pub mod reasons {
     pub const INVALID: &str = "Invalid";
     /// The spec is valid and the work to provision it has not finished.
     pub const PENDING: &str = "Pending";
+    /// An older resource holds the same org id.
+    pub const ORG_ID_CONFLICT: &str = "OrgIdConflict";
+    /// The namespace exists and was not created by Bulkhead for this resource.
+    pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
+    /// The namespace is being deleted.
+    pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
+    /// A Customer's Tenant does not exist.
+    pub const TENANT_MISSING: &str = "TenantMissing";
+    /// A Customer's Tenant is not Ready.
+    pub const TENANT_NOT_READY: &str = "TenantNotReady";
+    /// A Customer's quota does not fit its Tenant's.
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    /// Everything is in place.
+    pub const PROVISIONED: &str = "Provisioned";
+    /// The stack's rollout has not finished.
+    pub const STACK_NOT_READY: &str = "StackNotReady";
+    /// The resource is being deleted.
+    pub const DELETING: &str = "Deleting";
+    /// The namespace was created or adopted.
+    pub const CREATED: &str = "Created";
+    /// The NetworkPolicies were applied.
+    pub const POLICIES_APPLIED: &str = "PoliciesApplied";
+    /// The stack is available.
+    pub const AVAILABLE: &str = "Available";
+    /// The stack is rolling out.
+    pub const ROLLING_OUT: &str = "RollingOut";
+    /// The resource is routable.
+    pub const ROUTABLE: &str = "Routable";
 }
 
 /// The message of a condition is capped by the API at 32768 bytes.

@@ -1,19 +1,31 @@
 //! The Bulkhead operator: reconciles `Tenant` and `Customer` resources into isolated stacks.
 //!
-//! Each controller runs the same plain pipeline: read the resource → validate it (pure) → compute its status
-//! (pure) → write the status with server-side apply under one field manager. Later steps (desired objects,
-//! apply, prune) slot in between without changing that shape.
+//! Each controller runs the same plain pipeline (see `reconcile.rs`): read → validate (pure) → check conflicts →
+//! build the desired objects (pure, `build.rs`) → server-side apply and prune (`apply.rs`) → status (pure,
+//! `status.rs`). Deletion runs `cleanup.rs` under the operator's finalizer.
 
 pub mod admin;
+pub mod apply;
+pub mod build;
+pub mod cleanup;
 pub mod conditions;
+pub mod conflicts;
 pub mod crd_wait;
+pub mod diff;
+pub mod events;
+pub mod leader;
 pub mod managed;
 pub mod metrics;
+pub mod namespace;
+pub mod observe;
+pub mod rbac;
 pub mod reconcile;
 pub mod run;
+pub mod settings;
+pub mod status;
 pub mod telemetry;
 
-pub use run::{RunError, run};
+pub use run::{Options, RunError, run};
 
 /// The field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "bulkhead-operator";

@@ -9,6 +9,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tracing::{error, info};
 
+use bulkhead_operator::Options;
+use bulkhead_operator::leader::LeaseConfig;
+use bulkhead_operator::settings::{PeerPods, PostgresEndpoint, Settings, parse_labels};
 use bulkhead_operator::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -29,6 +32,8 @@ enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML (pipe into `kubectl apply -f -`).
     Crds,
+    /// Print the operator's RBAC as the chart ships it (Helm template).
+    Rbac,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,12 +53,111 @@ struct RunArgs {
     /// Log filter in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
     log: String,
+    /// Namespace of the gateway's pods: the only source allowed to reach a stack.
+    #[arg(long, env = "BULKHEAD_GATEWAY_NAMESPACE", default_value = "bulkhead-system")]
+    gateway_namespace: String,
+    /// Labels of the gateway's pods, as key=value,key=value.
+    #[arg(
+        long,
+        env = "BULKHEAD_GATEWAY_POD_LABELS",
+        default_value = "app.kubernetes.io/name=bulkhead,app.kubernetes.io/component=gateway"
+    )]
+    gateway_pod_labels: String,
+    /// Namespace of the cluster DNS pods.
+    #[arg(long, env = "BULKHEAD_DNS_NAMESPACE", default_value = "kube-system")]
+    dns_namespace: String,
+    /// Labels of the cluster DNS pods, as key=value,key=value.
+    #[arg(long, env = "BULKHEAD_DNS_POD_LABELS", default_value = "k8s-app=kube-dns")]
+    dns_pod_labels: String,
+    /// Address range of the Postgres server (e.g. 10.0.5.17/32); stacks with a database may reach it.
+    #[arg(long, env = "BULKHEAD_POSTGRES_CIDR")]
+    postgres_cidr: Option<String>,
+    /// Port of the Postgres server.
+    #[arg(long, env = "BULKHEAD_POSTGRES_PORT", default_value = "5432")]
+    postgres_port: u16,
+    /// Run several replicas: only the holder of the Lease reconciles.
+    #[arg(long, env = "BULKHEAD_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "bulkhead-system")]
+    lease_namespace: String,
+    /// This replica's identity in the election (its pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+impl RunArgs {
+    fn options(&self) -> Result<Options, String> {
+        let postgres = match &self.postgres_cidr {
+            Some(cidr) => {
+                let probe = bulkhead_crds::v1alpha1::NetworkSpec {
+                    allow_egress: vec![bulkhead_crds::v1alpha1::EgressRule {
+                        cidr: cidr.clone(),
+                        ports: vec![],
+                    }],
+                };
+                let spec_check = bulkhead_crds::validate::network_cidr(&probe);
+                spec_check.map_err(|e| format!("--postgres-cidr: {e}"))?;
+                Some(PostgresEndpoint {
+                    cidr: cidr.clone(),
+                    port: self.postgres_port,
+                })
+            }
+            None => None,
+        };
+        let settings = Settings {
+            gateway: PeerPods {
+                namespace: self.gateway_namespace.clone(),
+                pod_labels: parse_labels(&self.gateway_pod_labels)
+                    .map_err(|e| format!("--gateway-pod-labels: {e}"))?,
+            },
+            dns: PeerPods {
+                namespace: self.dns_namespace.clone(),
+                pod_labels: parse_labels(&self.dns_pod_labels)
+                    .map_err(|e| format!("--dns-pod-labels: {e}"))?,
+            },
+            postgres,
+        };
+        let leader_election = self.leader_elect.then(|| {
+            let identity = self.identity.clone().unwrap_or_else(default_identity);
+            LeaseConfig::new(&self.lease_namespace, &identity)
+        });
+        Ok(Options {
+            settings,
+            leader_election,
+        })
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{}-{}",
+        if host.is_empty() {
+            "bulkhead-operator"
+        } else {
+            &host
+        },
+        std::process::id()
+    )
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds => match bulkhead_crds::generate::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("bulkhead-operator: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Rbac => match bulkhead_operator::rbac::chart_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -87,6 +191,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
+    let run_options = args.options()?;
     let config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig =
@@ -116,7 +221,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding the admin address {}: {e}", args.admin_addr))?;
     info!(admin = %args.admin_addr, "serving /metrics, /livez, /readyz");
-    bulkhead_operator::run(client, admin, shutdown_signal())
+    bulkhead_operator::run(client, admin, run_options, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }

@@ -1,13 +1,57 @@
-//! What the reconciler needs to know about each of its kinds, so one pipeline serves Tenants and Customers.
+//! What differs between Tenants and Customers, so that one reconcile pipeline serves both.
 
 use std::fmt::Debug;
 
-use bulkhead_crds::v1alpha1::{AcceptedIdentity, Customer, ResourceStatus, Tenant};
+use bulkhead_crds::v1alpha1::{
+    AcceptedIdentity, Customer, DeletionPolicy, EgressRule, QuotaSpec, ResourceStatus, StackSpec, Tenant,
+};
 use bulkhead_crds::validate::{self, ValidationErrors};
-use kube::Resource;
 use kube::core::ClusterResourceScope;
+use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::build::Subject;
+use crate::conditions::types;
+use crate::conflicts::{self, Claim};
+use crate::reconcile::Context;
+use crate::status::Outcome;
+
+/// Everything needed to build a subject's objects, resolved from the resource (and, for a Customer, its
+/// Tenant).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The Tenant's name.
+    pub tenant: String,
+    /// The Customer's name, for a Customer.
+    pub customer: Option<String>,
+    /// The resource's UID.
+    pub uid: String,
+    /// The stack to run.
+    pub stack: StackSpec,
+    /// The namespace's quota.
+    pub quota: QuotaSpec,
+    /// Extra egress destinations.
+    pub egress: Vec<EgressRule>,
+    /// Whether the database is enabled.
+    pub database_enabled: bool,
+}
+
+impl Plan {
+    /// The builder's view of this plan.
+    pub fn subject(&self, retired: bool) -> Subject<'_> {
+        Subject {
+            tenant: &self.tenant,
+            customer: self.customer.as_deref(),
+            uid: &self.uid,
+            stack: &self.stack,
+            quota: &self.quota,
+            egress: &self.egress,
+            database_enabled: self.database_enabled,
+            retired,
+        }
+    }
+}
 
 /// A cluster-scoped Bulkhead resource with the shared status.
 pub trait Managed:
@@ -22,39 +66,196 @@ pub trait Managed:
 {
     /// The controller's name in metrics labels and logs.
     const CONTROLLER: &'static str;
+    /// The kind, for messages.
+    const KIND: &'static str;
 
     /// The current status, if any.
     fn current_status(&self) -> Option<&ResourceStatus>;
 
+    /// The org id the spec claims.
+    fn org_id(&self) -> &str;
+
+    /// What to do with the namespace and data on deletion.
+    fn deletion_policy(&self) -> DeletionPolicy;
+
     /// Validates the spec against the identity accepted earlier and returns the identity to record.
     fn validate(&self, accepted: Option<&AcceptedIdentity>) -> Result<AcceptedIdentity, ValidationErrors>;
+
+    /// Resolves what to build, or the reason it cannot be built yet.
+    fn plan(&self, ctx: &Context) -> Result<Plan, Outcome>;
+
+    /// The Tenant and Customer names used to derive the namespace, even when `plan` fails.
+    fn owner_names(&self) -> (String, Option<String>);
+
+    /// Why deletion must wait, if it must.
+    fn deletion_blocker(&self, ctx: &Context) -> Option<String>;
+}
+
+/// Every non-deleting Tenant and Customer's claim on an org id.
+fn claims(ctx: &Context) -> (Vec<std::sync::Arc<Tenant>>, Vec<std::sync::Arc<Customer>>) {
+    (ctx.tenants.state(), ctx.customers.state())
+}
+
+/// The older resource holding `org`, when it is not `(kind, name)`.
+pub fn org_conflict(ctx: &Context, kind: &'static str, name: &str, org: &str) -> Option<String> {
+    let (tenants, customers) = claims(ctx);
+    let mut all: Vec<Claim<'_>> = Vec::new();
+    for t in tenants.iter().filter(|t| t.meta().deletion_timestamp.is_none()) {
+        all.push(Claim {
+            kind: "Tenant",
+            name: t.meta().name.as_deref().unwrap_or_default(),
+            org: &t.spec.org_id,
+            created: t.meta().creation_timestamp.as_ref(),
+        });
+    }
+    for c in customers.iter().filter(|c| c.meta().deletion_timestamp.is_none()) {
+        all.push(Claim {
+            kind: "Customer",
+            name: c.meta().name.as_deref().unwrap_or_default(),
+            org: &c.spec.org_id,
+            created: c.meta().creation_timestamp.as_ref(),
+        });
+    }
+    let me = all.iter().find(|c| c.kind == kind && c.name == name)?.clone();
+    debug_assert_eq!(me.org, org);
+    conflicts::org_holder(&me, &all).map(Claim::describe)
+}
+
+/// A Tenant is ready for its Customers once its own namespace and isolation are in place. Its stack's health
+/// does not matter: a Tenant's rollout must never take its Customers offline.
+fn is_provisioned(status: Option<&ResourceStatus>) -> bool {
+    status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == types::NETWORK_ISOLATED && c.status == "True"))
 }
 
 impl Managed for Tenant {
     const CONTROLLER: &'static str = "tenant";
+    const KIND: &'static str = "Tenant";
 
     fn current_status(&self) -> Option<&ResourceStatus> {
         self.status.as_ref()
     }
 
+    fn org_id(&self) -> &str {
+        &self.spec.org_id
+    }
+
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+
     fn validate(&self, accepted: Option<&AcceptedIdentity>) -> Result<AcceptedIdentity, ValidationErrors> {
-        let name = self.metadata.name.as_deref().unwrap_or_default();
-        validate::tenant(name, &self.spec, accepted)?;
+        validate::tenant(&self.name_any(), &self.spec, accepted)?;
         Ok(merge_identity(accepted, validate::tenant_identity(&self.spec)))
+    }
+
+    fn plan(&self, _ctx: &Context) -> Result<Plan, Outcome> {
+        Ok(Plan {
+            tenant: self.name_any(),
+            customer: None,
+            uid: self.uid().unwrap_or_default(),
+            stack: self.spec.stack.clone(),
+            quota: self.spec.quota.clone(),
+            egress: self.spec.network.allow_egress.clone(),
+            database_enabled: self.spec.database.enabled,
+        })
+    }
+
+    fn owner_names(&self) -> (String, Option<String>) {
+        (self.name_any(), None)
+    }
+
+    fn deletion_blocker(&self, ctx: &Context) -> Option<String> {
+        let name = self.name_any();
+        let mut waiting: Vec<String> = ctx
+            .customers
+            .state()
+            .iter()
+            .filter(|c| c.spec.tenant_ref == name)
+            .map(|c| c.name_any())
+            .collect();
+        if waiting.is_empty() {
+            return None;
+        }
+        waiting.sort();
+        Some(format!(
+            "Deletion waits until this Tenant's Customers are deleted: {}.",
+            waiting.join(", ")
+        ))
     }
 }
 
 impl Managed for Customer {
     const CONTROLLER: &'static str = "customer";
+    const KIND: &'static str = "Customer";
 
     fn current_status(&self) -> Option<&ResourceStatus> {
         self.status.as_ref()
     }
 
+    fn org_id(&self) -> &str {
+        &self.spec.org_id
+    }
+
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+
     fn validate(&self, accepted: Option<&AcceptedIdentity>) -> Result<AcceptedIdentity, ValidationErrors> {
-        let name = self.metadata.name.as_deref().unwrap_or_default();
-        validate::customer(name, &self.spec, accepted)?;
+        validate::customer(&self.name_any(), &self.spec, accepted)?;
         Ok(merge_identity(accepted, validate::customer_identity(&self.spec)))
+    }
+
+    fn plan(&self, ctx: &Context) -> Result<Plan, Outcome> {
+        let tenant_name = self.spec.tenant_ref.clone();
+        let Some(tenant) = ctx
+            .tenants
+            .get(&kube::runtime::reflector::ObjectRef::new(&tenant_name))
+        else {
+            return Err(Outcome::TenantMissing { tenant: tenant_name });
+        };
+        if tenant.meta().deletion_timestamp.is_some() || !is_provisioned(tenant.status.as_ref()) {
+            return Err(Outcome::TenantNotReady { tenant: tenant_name });
+        }
+        // Older siblings claim their share of the Tenant's quota first.
+        let me = (
+            self.meta().creation_timestamp.as_ref().map(|t| t.0.as_second()),
+            self.name_any(),
+        );
+        let siblings = ctx.customers.state();
+        let older: Vec<&QuotaSpec> = siblings
+            .iter()
+            .filter(|c| c.spec.tenant_ref == tenant_name && c.meta().deletion_timestamp.is_none())
+            .filter(|c| {
+                (
+                    c.meta().creation_timestamp.as_ref().map(|t| t.0.as_second()),
+                    c.name_any(),
+                ) < me
+            })
+            .map(|c| &c.spec.quota)
+            .collect();
+        conflicts::quota_fits(&tenant.spec.quota, &older, &self.spec.quota)
+            .map_err(Outcome::QuotaExceeded)?;
+        Ok(Plan {
+            tenant: tenant_name,
+            customer: Some(self.name_any()),
+            uid: self.uid().unwrap_or_default(),
+            stack: self
+                .spec
+                .stack
+                .clone()
+                .unwrap_or_else(|| tenant.spec.stack.clone()),
+            quota: self.spec.quota.clone(),
+            egress: tenant.spec.network.allow_egress.clone(),
+            database_enabled: self.spec.database.enabled,
+        })
+    }
+
+    fn owner_names(&self) -> (String, Option<String>) {
+        (self.spec.tenant_ref.clone(), Some(self.name_any()))
+    }
+
+    fn deletion_blocker(&self, _ctx: &Context) -> Option<String> {
+        None
     }
 }
 

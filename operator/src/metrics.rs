@@ -31,6 +31,9 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    applied: Family<ControllerLabels, Counter>,
+    drift: Family<ControllerLabels, Counter>,
+    leader: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -63,11 +66,32 @@ impl Metrics {
             "Time spent in one reconcile, by controller",
             duration.clone(),
         );
+        let applied = Family::<ControllerLabels, Counter>::default();
+        let drift = Family::<ControllerLabels, Counter>::default();
+        let leader = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "objects_applied",
+            "Objects created, updated, reverted or pruned",
+            applied.clone(),
+        );
+        registry.register(
+            "drift_repairs",
+            "Managed objects found edited or deleted by hand and repaired",
+            drift.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
             failures,
             duration,
+            applied,
+            drift,
+            leader,
         }
     }
 
@@ -88,6 +112,25 @@ impl Metrics {
         self.failures
             .get_or_create(&FailureLabels { controller, category })
             .inc();
+    }
+
+    /// Counts objects written by an apply.
+    pub fn objects_applied(&self, controller: &'static str, count: usize) {
+        self.applied
+            .get_or_create(&ControllerLabels { controller })
+            .inc_by(count as u64);
+    }
+
+    /// Counts drift repairs.
+    pub fn drift_repaired(&self, controller: &'static str, count: usize) {
+        self.drift
+            .get_or_create(&ControllerLabels { controller })
+            .inc_by(count as u64);
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The metrics in the OpenMetrics text format.

@@ -1,25 +1,38 @@
-//! The reconcile pipeline shared by the Tenant and Customer controllers.
+//! The reconcile pipeline shared by the Tenant and Customer controllers:
 //!
-//! read (the object handed in by the controller) → validate (pure) → desired status (pure) → write status
-//! (server-side apply on the status subresource, only when it changed).
+//! read (the object, its Tenant, the caches) → validate (pure) → check conflicts → build the desired objects
+//! (pure) → server-side apply and prune → status (pure, then written only when it changed).
+//! Deletion runs the cleanup in `cleanup.rs` under the operator's finalizer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_crds::v1alpha1::ResourceStatus;
+use bulkhead_crds::FINALIZER;
+use bulkhead_crds::v1alpha1::{AcceptedIdentity, Customer, ResourceStatus, Tenant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::conditions::{self, Wanted, reasons, types};
-use crate::managed::Managed;
+use crate::apply::{self, ApplyError, Report};
+use crate::build;
+use crate::cleanup::{self, CleanupError};
+use crate::events;
+use crate::managed::{self, Managed};
 use crate::metrics::Metrics;
+use crate::namespace::{self, NamespaceState};
+use crate::observe::Stores;
+use crate::settings::Settings;
+use crate::status::{self, Outcome, Stack};
 
 /// How often a converged object is looked at again even without a change (a safety net, not the trigger).
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a resource that waits on something outside itself (its Tenant, a conflict) is looked at again.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -27,11 +40,23 @@ pub struct Context {
     pub client: Client,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// Where the gateway, DNS and Postgres are.
+    pub settings: Settings,
+    /// Caches of the managed objects.
+    pub stores: Stores,
+    /// Cache of all Tenants.
+    pub tenants: Store<Tenant>,
+    /// Cache of all Customers.
+    pub customers: Store<Customer>,
+    /// Publishes Events.
+    pub recorder: Recorder,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,12 +74,33 @@ pub enum StatusError {
     },
 }
 
-/// Errors of one reconcile.
+/// Errors of one reconcile, one variant per step.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// The object handed in has no name (never happens for objects read from the API).
-    #[error("object has no name")]
-    MissingName,
+    /// The finalizer could not be added or removed.
+    #[error("updating finalizers of {name}: {source}")]
+    Finalizer {
+        /// The object's name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The namespace could not be read.
+    #[error("reading namespace {name}: {source}")]
+    NamespaceRead {
+        /// The namespace.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The apply step failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The cleanup step failed.
+    #[error(transparent)]
+    Cleanup(#[from] CleanupError),
     /// The status step failed.
     #[error(transparent)]
     Status(#[from] StatusError),
@@ -64,76 +110,326 @@ impl ReconcileError {
     /// A fixed category for metrics labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
-            ReconcileError::MissingName => "missing_name",
-            ReconcileError::Status(StatusError::Patch { .. }) => "status_patch",
+            ReconcileError::Finalizer { .. } => "finalizer",
+            ReconcileError::NamespaceRead { .. } => "namespace_read",
+            ReconcileError::Apply(e) => e.category(),
+            ReconcileError::Cleanup(_) => "cleanup",
+            ReconcileError::Status(_) => "status_patch",
         }
-    }
-}
-
-/// Computes the status an object should have now (pure).
-pub fn desired_status<K: Managed>(object: &K, now: &Time) -> ResourceStatus {
-    let current = object.current_status().cloned().unwrap_or_default();
-    let generation = object.meta().generation;
-    let (wanted, accepted_identity) = match object.validate(current.accepted_identity.as_ref()) {
-        Ok(identity) => (
-            Wanted {
-                type_: types::READY,
-                status: false,
-                reason: reasons::PENDING,
-                message: "The spec is valid; waiting for its namespace, network policies and stack to be provisioned."
-                    .into(),
-            },
-            Some(identity),
-        ),
-        Err(errors) => (
-            Wanted {
-                type_: types::READY,
-                status: false,
-                reason: reasons::INVALID,
-                message: format!("The spec was refused and nothing was changed: {errors}"),
-            },
-            current.accepted_identity.clone(),
-        ),
-    };
-    ResourceStatus {
-        observed_generation: generation,
-        namespace: current.namespace.clone(),
-        conditions: conditions::set(&current.conditions, wanted, generation, now),
-        accepted_identity,
     }
 }
 
 /// Reconciles one object.
 pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.reconcile_started(K::CONTROLLER);
-    let name = object.meta().name.clone().ok_or(ReconcileError::MissingName)?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let status = desired_status(object.as_ref(), &now);
-    if object.current_status() != Some(&status) {
-        write_status::<K>(&ctx.client, &name, &status).await?;
-        let ready = status.conditions.iter().find(|c| c.type_ == types::READY);
-        info!(
-            controller = K::CONTROLLER,
-            name,
-            generation = status.observed_generation,
-            reason = ready.map(|c| c.reason.as_str()),
-            "status updated"
-        );
+    if object.meta().deletion_timestamp.is_some() {
+        if !object.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(Action::await_change());
+        }
+        return cleanup::run(object.as_ref(), &ctx, &now).await;
     }
+    if !object.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(&ctx.client, object.as_ref()).await?;
+        // The write triggers another reconcile with the finalizer in place.
+        return Ok(Action::await_change());
+    }
+
+    let previous = object.current_status();
+    let accepted = previous.and_then(|s| s.accepted_identity.as_ref());
+    let identity = match object.validate(accepted) {
+        Ok(identity) => identity,
+        Err(errors) => {
+            let outcome = Outcome::Invalid(errors.to_string());
+            finish(&ctx, object.as_ref(), &outcome, None, &now).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if let Some(holder) = managed::org_conflict(&ctx, K::KIND, &object.name_any(), object.org_id()) {
+        finish(
+            &ctx,
+            object.as_ref(),
+            &Outcome::OrgIdConflict { holder },
+            Some(identity),
+            &now,
+        )
+        .await?;
+        return Ok(Action::requeue(WAIT));
+    }
+    let plan = match object.plan(&ctx) {
+        Ok(plan) => plan,
+        Err(outcome) => {
+            finish(&ctx, object.as_ref(), &outcome, Some(identity), &now).await?;
+            return Ok(Action::requeue(WAIT));
+        }
+    };
+    let subject = plan.subject(false);
+    let ns_name = subject.namespace();
+    let state = namespace::inspect(
+        &ctx.client,
+        &ctx.stores,
+        &ns_name,
+        &plan.tenant,
+        plan.customer.as_deref(),
+    )
+    .await
+    .map_err(|source| ReconcileError::NamespaceRead {
+        name: ns_name.clone(),
+        source,
+    })?;
+    match state {
+        NamespaceState::Foreign(detail) => {
+            let outcome = Outcome::NamespaceConflict {
+                namespace: ns_name,
+                detail,
+            };
+            finish(&ctx, object.as_ref(), &outcome, Some(identity), &now).await?;
+            return Ok(Action::requeue(WAIT));
+        }
+        NamespaceState::Terminating => {
+            let outcome = Outcome::NamespaceTerminating { namespace: ns_name };
+            finish(&ctx, object.as_ref(), &outcome, Some(identity), &now).await?;
+            return Ok(Action::requeue(WAIT));
+        }
+        NamespaceState::Ours(ns) if ns.labels().contains_key(bulkhead_crds::labels::ORPHANED) => {
+            namespace::clear_orphan_marks(&ctx.client, &ns_name)
+                .await
+                .map_err(|source| ReconcileError::NamespaceRead {
+                    name: ns_name.clone(),
+                    source,
+                })?;
+            events::publish(&ctx.recorder, object.as_ref(), EventType::Normal, "NamespaceAdopted", "Adopt",
+                format!("Namespace {ns_name} was orphaned by an earlier deletion with Retain and is back in service.")).await;
+        }
+        NamespaceState::Ours(_) | NamespaceState::Absent => {}
+    }
+
+    let desired = build::desired(&subject, &ctx.settings);
+    let policies: Vec<String> = desired.network_policies.iter().map(|p| p.name_any()).collect();
+    let mut report = Report::default();
+    apply::apply(&ctx.client, &ctx.stores, &subject, desired, &mut report).await?;
+    record(&ctx, object.as_ref(), &report, previous).await;
+
+    let deployment = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(build::STACK).within(&ns_name));
+    let stack = match deployment {
+        Some(d) if report.writes() == 0 => Stack::of(&d),
+        // Just written: the cache has not seen the rollout yet; the Deployment's next change triggers again.
+        _ => Stack::RollingOut {
+            available: 0,
+            replicas: plan.stack.replicas,
+        },
+    };
+    let outcome = Outcome::Provisioned {
+        namespace: ns_name,
+        policies,
+        stack,
+    };
+    finish(&ctx, object.as_ref(), &outcome, Some(identity), &now).await?;
     Ok(Action::requeue(RESYNC))
 }
 
-/// Decides when to retry after an error, and counts it.
+/// Counts and reports what an apply changed.
+async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous: Option<&ResourceStatus>) {
+    if report.writes() == 0 {
+        return;
+    }
+    let was_provisioned = previous.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == crate::conditions::types::NAMESPACE_READY && c.status == "True")
+    });
+    ctx.metrics.objects_applied(K::CONTROLLER, report.writes());
+    info!(controller = K::CONTROLLER, name = %object.name_any(), created = ?report.created, updated = ?report.updated,
+        reverted = ?report.reverted, pruned = ?report.pruned, "applied");
+    if was_provisioned && !report.created.is_empty() {
+        ctx.metrics.drift_repaired(K::CONTROLLER, report.created.len());
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Warning,
+            "DriftRecreated",
+            "Repair",
+            format!(
+                "Recreated objects that were deleted by hand: {}.",
+                report.created.join(", ")
+            ),
+        )
+        .await;
+    } else if !report.created.is_empty() {
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Normal,
+            "Provisioned",
+            "Create",
+            format!("Created {}.", report.created.join(", ")),
+        )
+        .await;
+    }
+    if !report.reverted.is_empty() {
+        ctx.metrics.drift_repaired(K::CONTROLLER, report.reverted.len());
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Warning,
+            "DriftReverted",
+            "Repair",
+            format!("Reverted hand edits of {}.", report.reverted.join(", ")),
+        )
+        .await;
+    }
+    if !report.updated.is_empty() {
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Normal,
+            "Updated",
+            "Update",
+            format!("Updated {} to match the spec.", report.updated.join(", ")),
+        )
+        .await;
+    }
+    if !report.pruned.is_empty() {
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Normal,
+            "Pruned",
+            "Delete",
+            format!("Deleted objects no longer desired: {}.", report.pruned.join(", ")),
+        )
+        .await;
+    }
+}
+
+/// Computes the status for `outcome`, writes it if it changed, and reports a change of the Ready reason.
+pub async fn finish<K: Managed>(
+    ctx: &Context,
+    object: &K,
+    outcome: &Outcome,
+    identity: Option<AcceptedIdentity>,
+    now: &Time,
+) -> Result<(), ReconcileError> {
+    let previous = object.current_status();
+    let status = status::compute(previous, object.meta().generation, outcome, identity, now);
+    if previous == Some(&status) {
+        return Ok(());
+    }
+    let name = object.name_any();
+    write_status::<K>(&ctx.client, &name, &status).await?;
+    let reason_of = |s: Option<&ResourceStatus>| {
+        s.and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == crate::conditions::types::READY)
+        })
+        .map(|c| c.reason.clone())
+    };
+    let (before, after) = (reason_of(previous), reason_of(Some(&status)));
+    if before != after {
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::conditions::types::READY);
+        let message = ready.map(|c| c.message.clone()).unwrap_or_default();
+        info!(
+            controller = K::CONTROLLER,
+            name,
+            reason = after.as_deref(),
+            "ready condition changed"
+        );
+        let warning = matches!(
+            outcome,
+            Outcome::Invalid(_)
+                | Outcome::OrgIdConflict { .. }
+                | Outcome::NamespaceConflict { .. }
+                | Outcome::QuotaExceeded(_)
+        );
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        events::publish(
+            &ctx.recorder,
+            object,
+            type_,
+            outcome.reason(),
+            "Reconcile",
+            message,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Decides when to retry after an error, counts it and reports it.
 pub fn error_policy<K: Managed>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(K::CONTROLLER, error.category());
-    warn!(
-        controller = K::CONTROLLER,
-        name = object.meta().name.as_deref(),
-        category = error.category(),
-        error = %error,
-        "reconcile failed"
-    );
+    warn!(controller = K::CONTROLLER, name = %object.name_any(), category = error.category(), error = %error, "reconcile failed");
+    let recorder = ctx.recorder.clone();
+    let reason = events::failure_reason(error.category());
+    let note = error.to_string();
+    tokio::spawn(async move {
+        events::publish(
+            &recorder,
+            object.as_ref(),
+            EventType::Warning,
+            reason,
+            "Reconcile",
+            note,
+        )
+        .await;
+    });
     Action::requeue(Duration::from_secs(5))
+}
+
+async fn add_finalizer<K: Managed>(client: &Client, object: &K) -> Result<(), ReconcileError> {
+    let name = object.name_any();
+    let api: Api<K> = Api::all(client.clone());
+    // A JSON patch that fails if the list changed meanwhile, so no other finalizer is lost.
+    let patch = match &object.meta().finalizers {
+        Some(list) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": list},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
+        ]),
+        None => json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]),
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ReconcileError::Finalizer {
+        name: name.clone(),
+        source: kube::Error::SerdeError(e),
+    })?;
+    api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| ReconcileError::Finalizer { name, source })
+}
+
+/// Removes the operator's finalizer, keeping any others.
+pub async fn remove_finalizer<K: Managed>(client: &Client, object: &K) -> Result<(), ReconcileError> {
+    let name = object.name_any();
+    let list = object.finalizers().to_vec();
+    let kept: Vec<&String> = list.iter().filter(|f| *f != FINALIZER).collect();
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": list},
+        {"op": "replace", "path": "/metadata/finalizers", "value": kept}
+    ]))
+    .map_err(|e| ReconcileError::Finalizer {
+        name: name.clone(),
+        source: kube::Error::SerdeError(e),
+    })?;
+    let api: Api<K> = Api::all(client.clone());
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(ReconcileError::Finalizer { name, source }),
+    }
 }
 
 async fn write_status<K: Managed>(
@@ -158,65 +454,4 @@ async fn write_status<K: Managed>(
         name: name.to_owned(),
         source,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bulkhead_crds::v1alpha1::{Tenant, TenantSpec};
-    use k8s_openapi::jiff::Timestamp;
-
-    fn tenant(yaml: &str) -> Tenant {
-        serde_saphyr::from_str(yaml).unwrap()
-    }
-
-    const VALID: &str = "
-apiVersion: bulkhead.dev/v1alpha1
-kind: Tenant
-metadata: {name: acme, generation: 4}
-spec:
-  orgId: org_acme
-  stack: {image: 'registry.example.com/acme/portal:1.4.2', port: 8080}
-";
-
-    fn at(s: i64) -> Time {
-        Time(Timestamp::from_second(s).unwrap())
-    }
-
-    #[test]
-    fn a_valid_spec_is_pending_and_its_identity_recorded() {
-        let status = desired_status(&tenant(VALID), &at(10));
-        assert_eq!(status.observed_generation, Some(4));
-        let ready = &status.conditions[0];
-        assert_eq!(
-            (ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()),
-            ("Ready", "False", "Pending")
-        );
-        assert_eq!(ready.observed_generation, Some(4));
-        assert_eq!(status.accepted_identity.unwrap().org_id, "org_acme");
-    }
-
-    #[test]
-    fn an_invalid_spec_is_refused_naming_the_field_and_keeps_the_old_identity() {
-        let mut t = tenant(VALID);
-        let accepted = desired_status(&t, &at(10));
-        t.status = Some(accepted.clone());
-        t.spec = TenantSpec {
-            org_id: "org other".into(),
-            ..t.spec
-        };
-        let status = desired_status(&t, &at(20));
-        let ready = &status.conditions[0];
-        assert_eq!(ready.reason, "Invalid");
-        assert!(ready.message.contains("spec.orgId"), "{}", ready.message);
-        assert_eq!(ready.last_transition_time, at(10), "status stayed False");
-        assert_eq!(status.accepted_identity, accepted.accepted_identity);
-    }
-
-    #[test]
-    fn a_converged_object_needs_no_write() {
-        let mut t = tenant(VALID);
-        t.status = Some(desired_status(&t, &at(10)));
-        assert_eq!(Some(&desired_status(&t, &at(99))), t.status.as_ref());
-    }
 }

@@ -1,24 +1,39 @@
-//! Running the operator: wait for the CRDs, start both controllers, serve the admin endpoints, stop cleanly.
+//! Running the operator: wait for the CRDs, win the leader election (when enabled), start the caches and both
+//! controllers, serve the admin endpoints, stop cleanly.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bulkhead_crds::v1alpha1::{Customer, Tenant};
 use futures::StreamExt;
-use kube::runtime::reflector::Store;
+use futures::channel::mpsc;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::crd_wait::{self, CrdWaitError};
+use crate::leader::{Elector, LeaseConfig};
 use crate::managed::Managed;
 use crate::metrics::Metrics;
+use crate::observe::{self, Triggers};
 use crate::reconcile::{self, Context};
+use crate::settings::Settings;
+
+/// How the operator runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where the gateway, DNS and Postgres are.
+    pub settings: Settings,
+    /// Leader election; `None` runs the controllers at once (a single replica).
+    pub leader_election: Option<LeaseConfig>,
+}
 
 /// Errors that stop the operator.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +41,9 @@ pub enum RunError {
     /// The CRDs could not be checked.
     #[error(transparent)]
     CrdWait(#[from] CrdWaitError),
+    /// This replica could not renew its lease in time and stopped reconciling.
+    #[error("lost the leader lease {0}: stopped so that only one replica reconciles")]
+    LostLeadership(String),
 }
 
 impl RunError {
@@ -33,21 +51,26 @@ impl RunError {
     pub fn category(&self) -> &'static str {
         match self {
             RunError::CrdWait(e) => e.category(),
+            RunError::LostLeadership(_) => "lost_leadership",
         }
     }
 }
 
 /// Runs the operator until `shutdown` completes: serves `/metrics`, `/livez` and `/readyz` on `admin`, waits for
-/// the CRDs, then runs the Tenant and Customer controllers. In-flight reconciles finish before it returns.
+/// the CRDs and, if configured, the leader lease, then runs the Tenant and Customer controllers. In-flight
+/// reconciles finish before it returns.
 pub async fn run(
     client: Client,
     admin: TcpListener,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let stopper = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        let _ = stopper.send(true);
     });
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -73,47 +96,156 @@ pub async fn run(
             admin_task.abort();
             return Err(err.into());
         }
-        Some(Ok(())) => info!("CRDs established; starting controllers"),
+        Some(Ok(())) => info!("CRDs established"),
     }
 
+    let elector = options
+        .leader_election
+        .clone()
+        .map(|config| Elector::new(client.clone(), config));
+    if let Some(elector) = &elector {
+        // A standby is healthy and ready: it serves as a warm spare.
+        state.ready.store(true, Ordering::Release);
+        info!(lease = %elector.config().name, identity = %elector.config().identity, "waiting to lead");
+        let acquired = tokio::select! {
+            () = acquire(elector) => true,
+            () = stopped() => false,
+        };
+        if !acquired {
+            let _ = admin_task.await;
+            return Ok(());
+        }
+        state.ready.store(false, Ordering::Release);
+        metrics.set_leader(true);
+        info!(identity = %elector.config().identity, "became the leader");
+    }
+
+    // Leadership watchdog: renews the lease and stops everything if renewals fail past the deadline.
+    let (lost_tx, mut lost_rx) = watch::channel(None::<String>);
+    let renewer = elector.clone().map(|elector| {
+        let stop = stop_tx.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut last_renewed = Instant::now();
+            loop {
+                tokio::time::sleep(elector.config().retry).await;
+                match elector.try_lead().await {
+                    Ok(true) => last_renewed = Instant::now(),
+                    Ok(false) => {
+                        let _ = lost_tx.send(Some(elector.config().name.clone()));
+                        break;
+                    }
+                    Err(err) => warn!(error = %err, "renewing the leader lease failed"),
+                }
+                if last_renewed.elapsed() > elector.config().renew_deadline {
+                    let _ = lost_tx.send(Some(elector.config().name.clone()));
+                    break;
+                }
+            }
+            metrics.set_leader(false);
+            let _ = stop.send(true);
+        })
+    });
+
+    let (tenant_tx, tenant_rx) = mpsc::unbounded();
+    let (customer_tx, customer_rx) = mpsc::unbounded();
+    let (stores, watches) = observe::start(
+        &client,
+        &Triggers {
+            tenants: tenant_tx,
+            customers: customer_tx,
+        },
+    );
+
+    let config = watcher::Config::default().any_semantic();
+    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), config.clone()).reconcile_on(tenant_rx);
+    let customers =
+        Controller::new(Api::<Customer>::all(client.clone()), config.clone()).reconcile_on(customer_rx);
+    let (tenant_store, customer_store) = (tenants.store(), customers.store());
+    // A Tenant waits on its Customers (deletion); Customers wait on their Tenant (readiness, quota).
+    let tenants = tenants.watches(Api::<Customer>::all(client.clone()), config.clone(), |customer| {
+        Some(ObjectRef::<Tenant>::new(&customer.spec.tenant_ref))
+    });
+    let siblings = customer_store.clone();
+    let customers = customers.watches(Api::<Tenant>::all(client.clone()), config, move |tenant| {
+        let name = tenant.name_any();
+        siblings
+            .state()
+            .into_iter()
+            .filter(|c| c.spec.tenant_ref == name)
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect::<Vec<_>>()
+    });
+
+    let recorder = Recorder::new(client.clone(), Reporter::from("bulkhead-operator"));
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics,
+        settings: options.settings.clone(),
+        stores: stores.clone(),
+        tenants: tenant_store.clone(),
+        customers: customer_store.clone(),
+        recorder,
     });
-    let tenants = controller::<Tenant>(&client);
-    let customers = controller::<Customer>(&client);
-    let (tenant_store, customer_store) = (tenants.store(), customers.store());
+    let watch_tasks: Vec<_> = watches.into_iter().map(tokio::spawn).collect();
     let readiness = tokio::spawn(async move {
+        observe::synced(&stores).await;
         if synced(&tenant_store).await && synced(&customer_store).await {
             state.ready.store(true, Ordering::Release);
             info!("caches synced; ready");
         }
     });
+    info!("starting controllers");
     tokio::join!(
         drive(tenants, ctx.clone(), stopped()),
         drive(customers, ctx, stopped())
     );
     readiness.abort();
+    for task in watch_tasks {
+        task.abort();
+    }
+    let lost = lost_rx.borrow_and_update().clone();
+    if let Some(renewer) = renewer {
+        renewer.abort();
+    }
+    if let Some(name) = lost {
+        error!(lease = %name, "lost the leader lease; stopping");
+        admin_task.abort();
+        return Err(RunError::LostLeadership(name));
+    }
+    if let Some(elector) = &elector
+        && let Err(err) = elector.release().await
+    {
+        warn!(error = %err, "could not release the leader lease; a standby takes over when it expires");
+    }
     let _ = admin_task.await;
     info!("controllers stopped");
     Ok(())
 }
 
-/// Waits until a controller's cache has synced. The store's readiness signal wakes only its most recent waiter
-/// (the controller's own runner polls it too), so poll again on a short timer instead of waiting once.
-async fn synced<K: Managed>(store: &Store<K>) -> bool {
+async fn acquire(elector: &Elector) {
+    loop {
+        match elector.try_lead().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(err) => warn!(error = %err, "trying to acquire the leader lease failed"),
+        }
+        tokio::time::sleep(elector.config().retry).await;
+    }
+}
+
+/// Waits until a cache has synced. The store's readiness signal wakes only its most recent waiter (the
+/// controller's own runner polls it too), so poll again on a short timer instead of waiting once.
+pub async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
     loop {
         if let Ok(result) = tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
             return result.is_ok();
         }
     }
-}
-
-fn controller<K: Managed>(client: &Client) -> Controller<K> {
-    Controller::new(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
 }
 
 async fn drive<K: Managed>(

@@ -180,9 +180,14 @@ async fn start_operator(
                 .await
                 .map_err(|e| format!("binding the operator's admin port: {e}"))?;
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let handle = tokio::spawn(bulkhead_operator::run(client, listener, async move {
-                let _ = rx.await;
-            }));
+            let handle = tokio::spawn(bulkhead_operator::run(
+                client,
+                listener,
+                bulkhead_operator::Options::default(),
+                async move {
+                    let _ = rx.await;
+                },
+            ));
             println!(
                 "No bulkhead-operator binary next to this one (build it with `cargo build -p bulkhead-operator`); running the operator in-process. Metrics on http://127.0.0.1:{admin_port}/metrics"
             );

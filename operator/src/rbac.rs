@@ -1,0 +1,140 @@
+//! The operator's least-privilege RBAC, as the chart ships it (`make generate` writes it to
+//! `charts/bulkhead/templates/operator-rbac.yaml`) and as the integration tests install it.
+//!
+//! Cluster-wide: the two CRDs (read, by name), Tenants and Customers, and exactly the kinds the operator manages.
+//! No Secrets, no Pods, no RoleBindings, no escalation. The leader Lease is a Role in the operator's namespace.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The name of the ClusterRole, Role and their bindings.
+pub const NAME: &str = "bulkhead-operator";
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    let strings = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    PolicyRule {
+        api_groups: strings(groups),
+        resources: strings(resources),
+        verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "bulkhead".to_owned()),
+            ("app.kubernetes.io/component".to_owned(), "operator".to_owned()),
+        ])),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The cluster-wide rules.
+pub fn cluster_role() -> ClusterRole {
+    let read_write = ["get", "list", "watch", "create", "patch", "delete"];
+    let mut crds = rule(
+        &["apiextensions.k8s.io"],
+        &["customresourcedefinitions"],
+        &["get"],
+    );
+    crds.resource_names = Some(vec![
+        "tenants.bulkhead.dev".into(),
+        "customers.bulkhead.dev".into(),
+    ]);
+    ClusterRole {
+        metadata: meta(NAME, None),
+        rules: Some(vec![
+            crds,
+            rule(
+                &["bulkhead.dev"],
+                &["tenants", "customers"],
+                &["get", "list", "watch", "patch", "update"],
+            ),
+            rule(
+                &["bulkhead.dev"],
+                &["tenants/status", "customers/status"],
+                &["get", "patch", "update"],
+            ),
+            rule(&[""], &["namespaces"], &read_write),
+            rule(
+                &[""],
+                &["serviceaccounts", "services", "resourcequotas", "limitranges"],
+                &read_write,
+            ),
+            rule(
+                &["networking.k8s.io"],
+                &["networkpolicies"],
+                &["get", "list", "watch", "create", "patch", "update", "delete"],
+            ),
+            rule(&["apps"], &["deployments"], &read_write),
+            rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+        ]),
+        aggregation_rule: None,
+    }
+}
+
+/// The rules in the operator's own namespace: its leader Lease.
+pub fn lease_role(namespace: &str) -> Role {
+    let mut named = rule(&["coordination.k8s.io"], &["leases"], &["get", "update"]);
+    named.resource_names = Some(vec![NAME.to_owned()]);
+    Role {
+        metadata: meta(NAME, Some(namespace)),
+        rules: Some(vec![
+            rule(&["coordination.k8s.io"], &["leases"], &["create"]),
+            named,
+        ]),
+    }
+}
+
+/// Binds both roles to `subject`.
+pub fn bindings(namespace: &str, subject: Subject) -> (ClusterRoleBinding, RoleBinding) {
+    (
+        ClusterRoleBinding {
+            metadata: meta(NAME, None),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: NAME.into(),
+            },
+            subjects: Some(vec![subject.clone()]),
+        },
+        RoleBinding {
+            metadata: meta(NAME, Some(namespace)),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: NAME.into(),
+            },
+            subjects: Some(vec![subject]),
+        },
+    )
+}
+
+/// The chart's RBAC template: every object, bound to the operator's ServiceAccount in the release namespace.
+pub fn chart_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
+    const NS: &str = "{{ .Release.Namespace }}";
+    let account = Subject {
+        kind: "ServiceAccount".into(),
+        name: NAME.into(),
+        namespace: Some(NS.into()),
+        api_group: None,
+    };
+    let (cluster_binding, binding) = bindings(NS, account);
+    let docs = [
+        serde_saphyr::to_string(&cluster_role())?,
+        serde_saphyr::to_string(&cluster_binding)?,
+        serde_saphyr::to_string(&lease_role(NS))?,
+        serde_saphyr::to_string(&binding)?,
+    ];
+    Ok(format!(
+        "# Generated by `make generate` from operator/src/rbac.rs. Do not edit.\n{}",
+        docs.iter().map(|d| format!("---\n{d}")).collect::<String>()
+    ))
+}
