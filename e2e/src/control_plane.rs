@@ -167,7 +167,15 @@ impl ControlPlane {
         self.server = format!("https://127.0.0.1:{api_port}");
         write(
             &self.kubeconfig,
-            &kubeconfig_yaml(&self.server, &d.join("ca.crt"), &[("admin", &admin_token), ("restricted", &restricted_token), ("operator", &operator_token)]),
+            &kubeconfig_yaml(
+                &self.server,
+                &d.join("ca.crt"),
+                &[
+                    ("admin", &admin_token),
+                    ("restricted", &restricted_token),
+                    ("operator", &operator_token),
+                ],
+            ),
         )?;
 
         let p = |name: &str| d.join(name).display().to_string();
@@ -496,7 +504,9 @@ fn kubeconfig_yaml(server: &str, ca: &Path, users: &[(&str, &str)]) -> String {
     }
     out.push_str("contexts:\n");
     for (name, _) in users {
-        out.push_str(&format!("- name: {name}\n  context:\n    cluster: bulkhead-local\n    user: {name}\n"));
+        out.push_str(&format!(
+            "- name: {name}\n  context:\n    cluster: bulkhead-local\n    user: {name}\n"
+        ));
     }
     out.push_str("current-context: admin\n");
     out

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod control_plane;
+pub mod operator;
 pub mod table;
 pub mod wait;
 

@@ -1,4 +1,5 @@
-//! The operator against a real control plane: valid specs get `observedGeneration` and Ready=False/Pending,
+//! The operator against a real control plane: valid specs get `observedGeneration` and a Ready condition (here
+//! False/StackNotReady: the local control plane has no kubelet, so stack pods never run),
 //! invalid specs get Ready=False/Invalid naming the field, edits move `observedGeneration`, identity fields are
 //! immutable, and the admin endpoints report readiness and metrics.
 
@@ -113,10 +114,10 @@ async fn operator_writes_status_for_valid_invalid_and_edited_specs() {
         .create(&pp, &tenant("acme", "org_acme", 8080))
         .await
         .unwrap();
-    let status = status_for(&tenants, "acme", 1, "Pending").await;
+    let status = status_for(&tenants, "acme", 1, "StackNotReady").await;
     let (ready_status, _, message) = ready(&status).unwrap();
     assert_eq!(ready_status, "False");
-    assert!(message.contains("valid"), "{message}");
+    assert!(message.contains("0/1 replicas available"), "{message}");
     assert_eq!(status.accepted_identity.as_ref().unwrap().org_id, "org_acme");
     assert_eq!(status.conditions[0].observed_generation, Some(1));
 
@@ -137,20 +138,20 @@ async fn operator_writes_status_for_valid_invalid_and_edited_specs() {
         "an invalid spec establishes no identity"
     );
 
-    // Editing the spec moves observedGeneration; fixing the invalid one makes it Pending.
+    // Editing the spec moves observedGeneration; fixing the invalid one provisions it.
     let params = PatchParams::default();
     let fix = serde_json::json!({"spec": {"stack": {"port": 8443}}});
     tenants
         .patch("globex", &params, &Patch::Merge(&fix))
         .await
         .unwrap();
-    status_for(&tenants, "globex", 2, "Pending").await;
+    status_for(&tenants, "globex", 2, "StackNotReady").await;
     let scale = serde_json::json!({"spec": {"stack": {"replicas": 3}}});
     tenants
         .patch("acme", &params, &Patch::Merge(&scale))
         .await
         .unwrap();
-    status_for(&tenants, "acme", 2, "Pending").await;
+    status_for(&tenants, "acme", 2, "StackNotReady").await;
 
     // Identity fields are immutable once accepted.
     let steal = serde_json::json!({"spec": {"orgId": "org_globex"}});
@@ -173,7 +174,7 @@ async fn operator_writes_status_for_valid_invalid_and_edited_specs() {
     }))
     .unwrap();
     customers.create(&pp, &customer).await.unwrap();
-    status_for(&customers, "acme-client1", 1, "Pending").await;
+    status_for(&customers, "acme-client1", 1, "StackNotReady").await;
     let bad: Customer = serde_json::from_value(serde_json::json!({
         "apiVersion": "bulkhead.dev/v1alpha1",
         "kind": "Customer",
@@ -242,7 +243,7 @@ async fn operator_waits_for_crds_and_is_not_ready_until_then() {
         .create(&PostParams::default(), &tenant("late", "org_late", 8080))
         .await
         .unwrap();
-    status_for(&tenants, "late", 1, "Pending").await;
+    status_for(&tenants, "late", 1, "StackNotReady").await;
 
     stop_tx.send(()).unwrap();
     tokio::time::timeout(TIMEOUT, operator)

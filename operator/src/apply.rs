@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use bulkhead_crds::labels;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
@@ -72,16 +74,16 @@ impl ApplyError {
 }
 
 /// What an apply changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Report {
-    /// Objects that did not exist and were created (`Kind/name`).
-    pub created: Vec<String>,
+    /// Objects that did not exist and were created.
+    pub created: Vec<ObjectReference>,
     /// Objects whose desired state changed and were updated.
-    pub updated: Vec<String>,
+    pub updated: Vec<ObjectReference>,
     /// Objects that were edited by hand and were set back.
-    pub reverted: Vec<String>,
+    pub reverted: Vec<ObjectReference>,
     /// Objects that were no longer desired and were deleted.
-    pub pruned: Vec<String>,
+    pub pruned: Vec<ObjectReference>,
 }
 
 impl Report {
@@ -91,14 +93,29 @@ impl Report {
     }
 }
 
+/// `Kind/name` of each reference, comma-separated.
+pub fn describe(refs: &[ObjectReference]) -> String {
+    refs.iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r.kind.as_deref().unwrap_or_default(),
+                r.name.as_deref().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Applies every object of `desired`, then prunes what carries the subject's labels but is not desired.
+/// Returns the stack's Deployment as it stands after the apply (from the write, else from the cache).
 pub async fn apply(
     client: &Client,
     stores: &Stores,
     subject: &Subject<'_>,
     desired: Desired,
     report: &mut Report,
-) -> Result<(), ApplyError> {
+) -> Result<Option<Deployment>, ApplyError> {
     let Desired {
         namespace,
         network_policies,
@@ -140,13 +157,17 @@ pub async fn apply(
     )
     .await?;
     let deployment_name = deployment.name_any();
-    ensure(
+    let written_deployment = ensure(
         &Api::namespaced(client.clone(), &ns),
         &stores.deployments,
         deployment,
         report,
     )
     .await?;
+    let live_deployment = written_deployment.or_else(|| {
+        let key = ObjectRef::new(&deployment_name).within(&ns);
+        stores.deployments.get(&key).map(|d| d.as_ref().clone())
+    });
     let service_name = service.name_any();
     ensure(
         &Api::namespaced(client.clone(), &ns),
@@ -210,11 +231,7 @@ pub async fn apply(
         report,
     )
     .await?;
-    Ok(())
-}
-
-fn label(kind: &str, name: &str) -> String {
-    format!("{kind}/{name}")
+    Ok(live_deployment)
 }
 
 /// The desired object as JSON with its hash annotation.
@@ -288,7 +305,7 @@ where
             name: name.clone(),
             source,
         })?;
-    outcome.push(label(&kind, &name));
+    outcome.push(desired.object_ref(&()));
     Ok(Some(written))
 }
 
@@ -328,9 +345,12 @@ async fn ensure_policy(
         name: name.clone(),
         source,
     })?;
-    let entry = label("NetworkPolicy", &name);
-    if !report.reverted.contains(&entry) {
-        report.reverted.push(entry);
+    if !report
+        .reverted
+        .iter()
+        .any(|r| r.name.as_deref() == Some(name.as_str()))
+    {
+        report.reverted.push(live.object_ref(&()));
     }
     Ok(())
 }
@@ -369,7 +389,7 @@ where
         let name = object.name_any();
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => report.pruned.push(label(&kind, &name)),
+            Ok(_) => report.pruned.push(object.object_ref(&())),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => {
                 return Err(ApplyError::Prune {

@@ -1,5 +1,6 @@
 //! Kubernetes Events for every isolation-relevant action, attached to the Tenant or Customer.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
@@ -8,6 +9,32 @@ use tracing::warn;
 pub async fn publish<K: Resource<DynamicType = ()>>(
     recorder: &Recorder,
     object: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    send(recorder, object, None, type_, reason, action, note).await;
+}
+
+/// Publishes an event about `object` that concerns `related` (say, the NetworkPolicy that was repaired).
+/// Events with the same reason but different related objects are kept apart instead of counted as a series.
+pub async fn publish_related<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    related: ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    send(recorder, object, Some(related), type_, reason, action, note).await;
+}
+
+async fn send<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    related: Option<ObjectReference>,
     type_: EventType,
     reason: &str,
     action: &str,
@@ -27,9 +54,20 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         reason: reason.to_owned(),
         note: Some(note),
         action: action.to_owned(),
-        secondary: None,
+        secondary: related,
     };
-    if let Err(err) = recorder.publish(&event, &object.object_ref(&())).await {
+    let mut reference = object.object_ref(&());
+    let mut result = recorder.publish(&event, &reference).await;
+    // Events about cluster-scoped objects live in `default`. API servers before 1.22 insist that the regarded
+    // object's namespace match the event's, so retry with it set there.
+    if let Err(kube::Error::Api(status)) = &result
+        && status.code == 422
+        && reference.namespace.is_none()
+    {
+        reference.namespace = Some("default".to_owned());
+        result = recorder.publish(&event, &reference).await;
+    }
+    if let Err(err) = result {
         warn!(reason, error = %err, "could not publish event");
     }
 }

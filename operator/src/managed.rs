@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::Subject;
-use crate::conditions::types;
+use crate::conditions::{reasons, types};
 use crate::conflicts::{self, Claim};
 use crate::reconcile::Context;
 use crate::status::Outcome;
@@ -121,10 +121,31 @@ pub fn org_conflict(ctx: &Context, kind: &'static str, name: &str, org: &str) ->
     conflicts::org_holder(&me, &all).map(Claim::describe)
 }
 
+/// Whether a Customer counts against its Tenant's quota: every one that is not being deleted and was not
+/// refused (a refused Customer gets nothing provisioned).
+fn holds_quota(customer: &Customer) -> bool {
+    let refused = [
+        reasons::INVALID,
+        reasons::ORG_ID_CONFLICT,
+        reasons::QUOTA_EXCEEDED,
+        reasons::NAMESPACE_CONFLICT,
+    ];
+    let reason = customer
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
+        .map(|c| c.reason.as_str());
+    customer.meta().deletion_timestamp.is_none() && !reason.is_some_and(|r| refused.contains(&r))
+}
+
 /// A Tenant is ready for its Customers once its own namespace and isolation are in place. Its stack's health
 /// does not matter: a Tenant's rollout must never take its Customers offline.
 fn is_provisioned(status: Option<&ResourceStatus>) -> bool {
-    status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == types::NETWORK_ISOLATED && c.status == "True"))
+    status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == types::NETWORK_ISOLATED && c.status == "True")
+    })
 }
 
 impl Managed for Tenant {
@@ -224,7 +245,7 @@ impl Managed for Customer {
         let siblings = ctx.customers.state();
         let older: Vec<&QuotaSpec> = siblings
             .iter()
-            .filter(|c| c.spec.tenant_ref == tenant_name && c.meta().deletion_timestamp.is_none())
+            .filter(|c| c.spec.tenant_ref == tenant_name && holds_quota(c))
             .filter(|c| {
                 (
                     c.meta().creation_timestamp.as_ref().map(|t| t.0.as_second()),

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use bulkhead_crds::FINALIZER;
 use bulkhead_crds::v1alpha1::{AcceptedIdentity, Customer, ResourceStatus, Tenant};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -207,17 +208,14 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
     let desired = build::desired(&subject, &ctx.settings);
     let policies: Vec<String> = desired.network_policies.iter().map(|p| p.name_any()).collect();
     let mut report = Report::default();
-    apply::apply(&ctx.client, &ctx.stores, &subject, desired, &mut report).await?;
+    let deployment = apply::apply(&ctx.client, &ctx.stores, &subject, desired, &mut report).await?;
     record(&ctx, object.as_ref(), &report, previous).await;
 
-    let deployment = ctx
-        .stores
-        .deployments
-        .get(&ObjectRef::new(build::STACK).within(&ns_name));
+    // The Deployment's own status says whether the stack is available; when its spec was just written, its
+    // controller has not caught up yet and the next change of the Deployment triggers another reconcile.
     let stack = match deployment {
-        Some(d) if report.writes() == 0 => Stack::of(&d),
-        // Just written: the cache has not seen the rollout yet; the Deployment's next change triggers again.
-        _ => Stack::RollingOut {
+        Some(d) => Stack::of(&d),
+        None => Stack::RollingOut {
             available: 0,
             replicas: plan.stack.replicas,
         },
@@ -231,7 +229,7 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
     Ok(Action::requeue(RESYNC))
 }
 
-/// Counts and reports what an apply changed.
+/// Counts and reports what an apply changed: one Event per object, naming it as the related object.
 async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous: Option<&ResourceStatus>) {
     if report.writes() == 0 {
         return;
@@ -242,66 +240,96 @@ async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous
             .any(|c| c.type_ == crate::conditions::types::NAMESPACE_READY && c.status == "True")
     });
     ctx.metrics.objects_applied(K::CONTROLLER, report.writes());
-    info!(controller = K::CONTROLLER, name = %object.name_any(), created = ?report.created, updated = ?report.updated,
-        reverted = ?report.reverted, pruned = ?report.pruned, "applied");
-    if was_provisioned && !report.created.is_empty() {
-        ctx.metrics.drift_repaired(K::CONTROLLER, report.created.len());
-        events::publish(
-            &ctx.recorder,
-            object,
-            EventType::Warning,
-            "DriftRecreated",
-            "Repair",
-            format!(
-                "Recreated objects that were deleted by hand: {}.",
-                report.created.join(", ")
+    info!(
+        controller = K::CONTROLLER,
+        name = %object.name_any(),
+        created = %apply::describe(&report.created),
+        updated = %apply::describe(&report.updated),
+        reverted = %apply::describe(&report.reverted),
+        pruned = %apply::describe(&report.pruned),
+        "applied"
+    );
+    let groups: [(&[ObjectReference], EventType, &str, &str, &str); 4] = if was_provisioned {
+        [
+            (
+                &report.created,
+                EventType::Warning,
+                "DriftRecreated",
+                "Repair",
+                "was deleted by hand and has been recreated",
             ),
-        )
-        .await;
-    } else if !report.created.is_empty() {
-        events::publish(
-            &ctx.recorder,
-            object,
-            EventType::Normal,
-            "Provisioned",
-            "Create",
-            format!("Created {}.", report.created.join(", ")),
-        )
-        .await;
+            (
+                &report.reverted,
+                EventType::Warning,
+                "DriftReverted",
+                "Repair",
+                "was edited by hand and has been set back",
+            ),
+            (
+                &report.updated,
+                EventType::Normal,
+                "Updated",
+                "Update",
+                "was updated to match the spec",
+            ),
+            (
+                &report.pruned,
+                EventType::Normal,
+                "Pruned",
+                "Delete",
+                "is no longer desired and was deleted",
+            ),
+        ]
+    } else {
+        [
+            (
+                &report.created,
+                EventType::Normal,
+                "Created",
+                "Create",
+                "was created",
+            ),
+            (
+                &report.reverted,
+                EventType::Warning,
+                "DriftReverted",
+                "Repair",
+                "was edited by hand and has been set back",
+            ),
+            (
+                &report.updated,
+                EventType::Normal,
+                "Updated",
+                "Update",
+                "was updated to match the spec",
+            ),
+            (
+                &report.pruned,
+                EventType::Normal,
+                "Pruned",
+                "Delete",
+                "is no longer desired and was deleted",
+            ),
+        ]
+    };
+    let drift = report.reverted.len() + if was_provisioned { report.created.len() } else { 0 };
+    if drift > 0 {
+        ctx.metrics.drift_repaired(K::CONTROLLER, drift);
     }
-    if !report.reverted.is_empty() {
-        ctx.metrics.drift_repaired(K::CONTROLLER, report.reverted.len());
-        events::publish(
-            &ctx.recorder,
-            object,
-            EventType::Warning,
-            "DriftReverted",
-            "Repair",
-            format!("Reverted hand edits of {}.", report.reverted.join(", ")),
-        )
-        .await;
-    }
-    if !report.updated.is_empty() {
-        events::publish(
-            &ctx.recorder,
-            object,
-            EventType::Normal,
-            "Updated",
-            "Update",
-            format!("Updated {} to match the spec.", report.updated.join(", ")),
-        )
-        .await;
-    }
-    if !report.pruned.is_empty() {
-        events::publish(
-            &ctx.recorder,
-            object,
-            EventType::Normal,
-            "Pruned",
-            "Delete",
-            format!("Deleted objects no longer desired: {}.", report.pruned.join(", ")),
-        )
-        .await;
+    for (refs, type_, reason, action, what) in groups {
+        for related in refs {
+            let note = format!("{} {what}.", apply::describe(std::slice::from_ref(related)));
+            events::publish_related(
+                &ctx.recorder,
+                object,
+                related.clone(),
+                type_,
+                reason,
+                action,
+                note,
+            )
+            .await;
+        }
     }
 }
 

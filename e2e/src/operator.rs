@@ -1,0 +1,174 @@
+//! Running the operator in-process against a [`ControlPlane`], under its own least-privilege RBAC.
+
+use std::net::SocketAddr;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use bulkhead_operator::rbac;
+use bulkhead_operator::{Options, RunError};
+
+use crate::control_plane::{FIELD_MANAGER, OPERATOR_USER};
+use crate::{ControlPlane, HarnessError};
+
+/// The operator's namespace in tests (holds its Lease).
+pub const OPERATOR_NAMESPACE: &str = "bulkhead-system";
+
+async fn apply<K>(api: &Api<K>, object: &K, name: &str) -> Result<(), HarnessError>
+where
+    K: kube::Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| HarnessError::Api {
+        what: format!("applying {name}"),
+        source,
+    })
+}
+
+/// Creates the operator's namespace and binds the chart's ClusterRole and lease Role to the operator user.
+pub async fn install_rbac(plane: &ControlPlane) -> Result<(), HarnessError> {
+    let admin = plane.admin().await?;
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(OPERATOR_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Namespace::default()
+    };
+    apply(&Api::<Namespace>::all(admin.clone()), &ns, OPERATOR_NAMESPACE).await?;
+    let user = Subject {
+        kind: "User".into(),
+        name: OPERATOR_USER.into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        namespace: None,
+    };
+    let (cluster_binding, binding) = rbac::bindings(OPERATOR_NAMESPACE, user);
+    apply(
+        &Api::<ClusterRole>::all(admin.clone()),
+        &rbac::cluster_role(),
+        rbac::NAME,
+    )
+    .await?;
+    apply(
+        &Api::<ClusterRoleBinding>::all(admin.clone()),
+        &cluster_binding,
+        rbac::NAME,
+    )
+    .await?;
+    apply(
+        &Api::<Role>::namespaced(admin.clone(), OPERATOR_NAMESPACE),
+        &rbac::lease_role(OPERATOR_NAMESPACE),
+        rbac::NAME,
+    )
+    .await?;
+    apply(
+        &Api::<RoleBinding>::namespaced(admin, OPERATOR_NAMESPACE),
+        &binding,
+        rbac::NAME,
+    )
+    .await?;
+    Ok(())
+}
+
+/// An operator running in a task of the test's runtime.
+#[derive(Debug)]
+pub struct RunningOperator {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), RunError>>,
+    /// Where its `/metrics`, `/livez` and `/readyz` are served.
+    pub admin_addr: SocketAddr,
+}
+
+impl RunningOperator {
+    /// Starts the operator with `client` (use [`ControlPlane::operator`] to run it under its own RBAC).
+    pub async fn start(client: Client, options: Options) -> Result<Self, HarnessError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|source| HarnessError::Io {
+                what: "binding the admin port".into(),
+                source,
+            })?;
+        let admin_addr = listener.local_addr().map_err(|source| HarnessError::Io {
+            what: "admin address".into(),
+            source,
+        })?;
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(bulkhead_operator::run(client, listener, options, async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningOperator {
+            stop: Some(tx),
+            handle,
+            admin_addr,
+        })
+    }
+
+    /// Asks it to stop and waits until it has.
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.handle).await {
+            Ok(result) => result,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Kills it on the spot, in the middle of whatever it is doing (like `kill -9`).
+    pub fn kill(self) {
+        self.handle.abort();
+    }
+
+    /// Whether it has returned.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+impl Drop for RunningOperator {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// GETs a path from a local HTTP endpoint and returns the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), HarnessError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| HarnessError::Io { what, source }
+    };
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(io("connecting"))?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .map_err(io("writing"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .map_err(io("reading"))?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
