@@ -1,12 +1,13 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit crds control-plane sandbox
+.PHONY: help test lint unit generate crds control-plane sandbox bench
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
 	@echo "make sandbox        local control plane + operator + examples/, status table, Ctrl-C to stop"
-	@echo "make crds           regenerate the CRD YAML in crds/generated and charts/bulkhead/crds"
+	@echo "make generate       regenerate the CRD YAML (crds/generated, chart) and the chart's operator RBAC"
+	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
 	@echo "make control-plane  provide etcd, kube-apiserver, kube-controller-manager (cached after the first build)"
 
 # Provides the control-plane binaries up front, so a cold build (several minutes) is not charged to a test.
@@ -23,8 +24,12 @@ unit:
 test: control-plane lint
 	$(CARGO) test --workspace --locked --all-targets
 
-crds:
+# Regenerates every checked-in generated file: the CRDs and the operator's RBAC in the chart.
+generate:
 	$(CARGO) run -q -p bulkhead-crds --bin crdgen
+	$(CARGO) run -q -p bulkhead-operator -- rbac > charts/bulkhead/templates/operator-rbac.yaml
+
+crds: generate
 
 sandbox: control-plane
 	$(CARGO) build -q -p bulkhead-operator -p bulkhead-e2e --bins

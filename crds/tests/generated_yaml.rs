@@ -1,4 +1,4 @@
-//! The checked-in CRD YAML must be exactly what the Rust types generate. When this fails, run `make crds` and
+//! The checked-in CRD YAML must be exactly what the Rust types generate. When this fails, run `make generate` and
 //! commit the result.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
@@ -25,7 +25,7 @@ fn checked_in_crd_yaml_matches_the_types() {
     }
     assert!(
         stale.is_empty(),
-        "generated CRD YAML is out of date; run `make crds`:\n{}",
+        "generated CRD YAML is out of date; run `make generate`:\n{}",
         stale.join("\n")
     );
 }

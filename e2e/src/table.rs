@@ -27,6 +27,13 @@ pub struct Row {
     pub observed: bool,
 }
 
+impl Row {
+    /// Observed by the operator and not merely waiting for its Tenant to be provisioned.
+    pub fn settled(&self) -> bool {
+        self.observed && self.reason != "TenantNotReady"
+    }
+}
+
 fn row(
     kind: &'static str,
     name: String,
@@ -150,7 +157,7 @@ mod tests {
                 org: "org_acme".into(),
                 namespace: String::new(),
                 ready: "False".into(),
-                reason: "Pending".into(),
+                reason: "StackNotReady".into(),
                 observed: true,
             },
             Row {
@@ -172,7 +179,7 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "Tenant    acme         -       org_acme  -          False  Pending"
+            "Tenant    acme         -       org_acme  -          False  StackNotReady"
         );
         assert_eq!(
             lines[2],

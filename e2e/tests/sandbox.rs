@@ -38,7 +38,14 @@ fn sandbox_once_prints_every_example_and_cleans_up() {
             .iter()
             .find(|r| r.split_whitespace().take(2).eq([kind, name]))
             .unwrap_or_else(|| panic!("no row for {kind} {name} in\n{stdout}"));
-        assert!(row.ends_with("False  Pending"), "{row}");
+        // Provisioned, with namespace and policies in place; the stack itself cannot run without a kubelet.
+        let namespace = if kind == "Tenant" {
+            format!("bk-{name}")
+        } else {
+            format!("bk-{}-{name}", &name[..name.find('-').unwrap()])
+        };
+        assert!(row.split_whitespace().any(|cell| cell == namespace), "{row}");
+        assert!(row.ends_with("False  StackNotReady"), "{row}");
     }
     assert_eq!(rows.len(), 5, "{stdout}");
 

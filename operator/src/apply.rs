@@ -45,7 +45,7 @@ pub enum ApplyError {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// An object that is no longer desired could not be deleted.
     #[error("pruning {kind} {namespace}/{name}: {source}")]
@@ -58,7 +58,7 @@ pub enum ApplyError {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -303,7 +303,7 @@ where
             kind: kind.clone(),
             namespace: namespace.clone().unwrap_or_default(),
             name: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     outcome.push(desired.object_ref(&()));
     Ok(Some(written))
@@ -343,7 +343,7 @@ async fn ensure_policy(
         kind: "NetworkPolicy".into(),
         namespace,
         name: name.clone(),
-        source,
+        source: Box::new(source),
     })?;
     if !report
         .reverted
@@ -396,7 +396,7 @@ where
                     kind,
                     namespace: namespace.to_owned(),
                     name,
-                    source,
+                    source: Box::new(source),
                 });
             }
         }

@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run the operator against the cluster from --kubeconfig, $KUBECONFIG, ~/.kube/config or the in-cluster
     /// service account.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (pipe into `kubectl apply -f -`).
     Crds,
     /// Print the operator's RBAC as the chart ships it (Helm template).
@@ -179,7 +179,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     error!(error = %message, "operator stopped");

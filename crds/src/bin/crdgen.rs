@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         for path in stale {
-            eprintln!("crdgen: {} is out of date; run `make crds`", path.display());
+            eprintln!("crdgen: {} is out of date; run `make generate`", path.display());
         }
         ExitCode::FAILURE
     }

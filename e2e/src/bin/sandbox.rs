@@ -82,7 +82,7 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
     let settle = Duration::from_secs(args.settle_seconds);
     let settled = bulkhead_e2e::wait::until(settle, "the operator to observe every resource", || async {
         let rows = table::rows(&client).await.ok()?;
-        (rows.len() >= applied.len() && rows.iter().all(|r| r.observed)).then_some(rows)
+        (rows.len() >= applied.len() && rows.iter().all(table::Row::settled)).then_some(rows)
     })
     .await;
     let rows = match settled {
