@@ -104,6 +104,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the API server is ready.
     pub async fn start() -> Result<Self, HarnessError> {
+        Self::start_with(false).await
+    }
+
+    /// Like [`ControlPlane::start`]; with `audit`, the API server writes one JSON line per request to
+    /// [`ControlPlane::audit_log`] (used by benchmarks to count each identity's writes).
+    pub async fn start_with(audit: bool) -> Result<Self, HarnessError> {
         let assets = tokio::task::spawn_blocking(assets_dir)
             .await
             .map_err(|e| HarnessError::Assets(e.to_string()))??;
@@ -118,8 +124,13 @@ impl ControlPlane {
             processes: Vec::new(),
             watchdog: None,
         };
-        plane.boot(&assets).await?;
+        plane.boot(&assets, audit).await?;
         Ok(plane)
+    }
+
+    /// The API server's audit log (written only when started with `audit`).
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
     }
 
     /// Starts the control plane and installs Bulkhead's CRDs, waiting until they are established.
@@ -129,7 +140,7 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    async fn boot(&mut self, assets: &Path) -> Result<(), HarnessError> {
+    async fn boot(&mut self, assets: &Path, audit: bool) -> Result<(), HarnessError> {
         let d = self.dir.path().to_path_buf();
         let [etcd_port, etcd_peer_port, api_port] = free_ports()?;
 
@@ -193,29 +204,44 @@ impl ControlPlane {
                 "--log-level=warn".into(),
             ],
         )?;
+        let mut audit_args = Vec::new();
+        if audit {
+            write(
+                &d.join("audit-policy.yaml"),
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+            )?;
+            audit_args.push(format!("--audit-policy-file={}", p("audit-policy.yaml")));
+            audit_args.push(format!("--audit-log-path={}", p("audit.log")));
+            audit_args.push("--audit-log-format=json".into());
+            audit_args.push("--audit-log-mode=blocking".into());
+        }
         self.spawn(
             assets,
             "kube-apiserver",
             &[
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                format!("--secure-port={api_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                "--insecure-port=0".into(),
-                format!("--cert-dir={}", p("certs")),
-                format!("--tls-cert-file={}", p("apiserver.crt")),
-                format!("--tls-private-key-file={}", p("apiserver.key")),
-                format!("--token-auth-file={}", p("tokens.csv")),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", p("sa.pub")),
-                format!("--service-account-signing-key-file={}", p("sa.key")),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--authorization-mode=RBAC".into(),
-                "--disable-admission-plugins=ServiceAccount".into(),
-                "--enable-priority-and-fairness=false".into(),
-                "--profiling=false".into(),
-                "--v=0".into(),
-            ],
+                &audit_args[..],
+                &[
+                    format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                    format!("--secure-port={api_port}"),
+                    "--bind-address=127.0.0.1".into(),
+                    "--advertise-address=127.0.0.1".into(),
+                    "--insecure-port=0".into(),
+                    format!("--cert-dir={}", p("certs")),
+                    format!("--tls-cert-file={}", p("apiserver.crt")),
+                    format!("--tls-private-key-file={}", p("apiserver.key")),
+                    format!("--token-auth-file={}", p("tokens.csv")),
+                    "--service-account-issuer=https://kubernetes.default.svc".into(),
+                    format!("--service-account-key-file={}", p("sa.pub")),
+                    format!("--service-account-signing-key-file={}", p("sa.key")),
+                    "--service-cluster-ip-range=10.0.0.0/24".into(),
+                    "--authorization-mode=RBAC".into(),
+                    "--disable-admission-plugins=ServiceAccount".into(),
+                    "--enable-priority-and-fairness=false".into(),
+                    "--profiling=false".into(),
+                    "--v=0".into(),
+                ][..],
+            ]
+            .concat(),
         )?;
         self.start_watchdog()?;
         self.wait_ready("kube-apiserver", Duration::from_secs(60)).await?;

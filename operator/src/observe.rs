@@ -69,20 +69,38 @@ pub type Watches = Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 
 pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
     let mut watches: Watches = Vec::new();
     let mut watch = |w| watches.push(w);
+    let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let stores = Stores {
-        namespaces: reflect::<Namespace>(Api::all(client.clone()), triggers, &mut watch),
-        network_policies: reflect::<NetworkPolicy>(Api::all(client.clone()), triggers, &mut watch),
-        resource_quotas: reflect::<ResourceQuota>(Api::all(client.clone()), triggers, &mut watch),
-        limit_ranges: reflect::<LimitRange>(Api::all(client.clone()), triggers, &mut watch),
-        service_accounts: reflect::<ServiceAccount>(Api::all(client.clone()), triggers, &mut watch),
-        deployments: reflect::<Deployment>(Api::all(client.clone()), triggers, &mut watch),
-        services: reflect::<Service>(Api::all(client.clone()), triggers, &mut watch),
+        // All namespaces, not only managed ones: a foreign namespace in the way must be seen to be refused.
+        namespaces: reflect::<Namespace>(Api::all(client.clone()), None, triggers, &mut watch),
+        network_policies: reflect::<NetworkPolicy>(
+            Api::all(client.clone()),
+            Some(&managed),
+            triggers,
+            &mut watch,
+        ),
+        resource_quotas: reflect::<ResourceQuota>(
+            Api::all(client.clone()),
+            Some(&managed),
+            triggers,
+            &mut watch,
+        ),
+        limit_ranges: reflect::<LimitRange>(Api::all(client.clone()), Some(&managed), triggers, &mut watch),
+        service_accounts: reflect::<ServiceAccount>(
+            Api::all(client.clone()),
+            Some(&managed),
+            triggers,
+            &mut watch,
+        ),
+        deployments: reflect::<Deployment>(Api::all(client.clone()), Some(&managed), triggers, &mut watch),
+        services: reflect::<Service>(Api::all(client.clone()), Some(&managed), triggers, &mut watch),
     };
     (stores, watches)
 }
 
 fn reflect<K>(
     api: Api<K>,
+    selector: Option<&str>,
     triggers: &Triggers,
     watch: &mut impl FnMut(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
 ) -> Store<K>
@@ -90,8 +108,11 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
-    let stream = watcher(api, watcher::Config::default().labels(&selector))
+    let config = match selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let stream = watcher(api, config)
         // Field-manager bookkeeping is large and never read here.
         .modify(|object| object.meta_mut().managed_fields = None)
         .default_backoff()

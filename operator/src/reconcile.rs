@@ -130,11 +130,12 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
         }
         return cleanup::run(object.as_ref(), &ctx, &now).await;
     }
-    if !object.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(&ctx.client, object.as_ref()).await?;
-        // The write triggers another reconcile with the finalizer in place.
-        return Ok(Action::await_change());
-    }
+    // The finalizer goes on before anything is created, so no object can outlive its cleanup.
+    let object = if object.finalizers().iter().any(|f| f == FINALIZER) {
+        object
+    } else {
+        Arc::new(add_finalizer(&ctx.client, object.as_ref()).await?)
+    };
 
     let previous = object.current_status();
     let accepted = previous.and_then(|s| s.accepted_identity.as_ref());
@@ -249,73 +250,55 @@ async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous
         pruned = %apply::describe(&report.pruned),
         "applied"
     );
-    let groups: [(&[ObjectReference], EventType, &str, &str, &str); 4] = if was_provisioned {
-        [
-            (
-                &report.created,
-                EventType::Warning,
-                "DriftRecreated",
-                "Repair",
-                "was deleted by hand and has been recreated",
-            ),
-            (
-                &report.reverted,
-                EventType::Warning,
-                "DriftReverted",
-                "Repair",
-                "was edited by hand and has been set back",
-            ),
-            (
-                &report.updated,
-                EventType::Normal,
-                "Updated",
-                "Update",
-                "was updated to match the spec",
-            ),
-            (
-                &report.pruned,
-                EventType::Normal,
-                "Pruned",
-                "Delete",
-                "is no longer desired and was deleted",
-            ),
-        ]
-    } else {
-        [
-            (
-                &report.created,
-                EventType::Normal,
-                "Created",
-                "Create",
-                "was created",
-            ),
-            (
-                &report.reverted,
-                EventType::Warning,
-                "DriftReverted",
-                "Repair",
-                "was edited by hand and has been set back",
-            ),
-            (
-                &report.updated,
-                EventType::Normal,
-                "Updated",
-                "Update",
-                "was updated to match the spec",
-            ),
-            (
-                &report.pruned,
-                EventType::Normal,
-                "Pruned",
-                "Delete",
-                "is no longer desired and was deleted",
-            ),
-        ]
-    };
     let drift = report.reverted.len() + if was_provisioned { report.created.len() } else { 0 };
     if drift > 0 {
         ctx.metrics.drift_repaired(K::CONTROLLER, drift);
     }
+    if !was_provisioned && !report.created.is_empty() {
+        // First provisioning: one event for the lot, not one per object.
+        let note = format!("Created {}.", apply::describe(&report.created));
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Normal,
+            "Created",
+            "Create",
+            note,
+        )
+        .await;
+    }
+    // Repairs and changes name each object, so each keeps its own event instead of folding into a series.
+    let recreated: &[ObjectReference] = if was_provisioned { &report.created } else { &[] };
+    let groups: [(&[ObjectReference], EventType, &str, &str, &str); 4] = [
+        (
+            recreated,
+            EventType::Warning,
+            "DriftRecreated",
+            "Repair",
+            "was deleted by hand and has been recreated",
+        ),
+        (
+            &report.reverted,
+            EventType::Warning,
+            "DriftReverted",
+            "Repair",
+            "was edited by hand and has been set back",
+        ),
+        (
+            &report.updated,
+            EventType::Normal,
+            "Updated",
+            "Update",
+            "was updated to match the spec",
+        ),
+        (
+            &report.pruned,
+            EventType::Normal,
+            "Pruned",
+            "Delete",
+            "is no longer desired and was deleted",
+        ),
+    ];
     for (refs, type_, reason, action, what) in groups {
         for related in refs {
             let note = format!("{} {what}.", apply::describe(std::slice::from_ref(related)));
@@ -381,15 +364,23 @@ pub async fn finish<K: Managed>(
         } else {
             EventType::Normal
         };
-        events::publish(
-            &ctx.recorder,
-            object,
-            type_,
-            outcome.reason(),
-            "Reconcile",
-            message,
-        )
-        .await;
+        // Events are for actions and problems. Becoming Ready, waiting on a rollout or on the Tenant show in the
+        // status; the actions behind them (creating, repairing) have events of their own.
+        let transient = matches!(
+            outcome,
+            Outcome::Provisioned { .. } | Outcome::TenantNotReady { .. }
+        );
+        if !transient {
+            events::publish(
+                &ctx.recorder,
+                object,
+                type_,
+                outcome.reason(),
+                "Reconcile",
+                message,
+            )
+            .await;
+        }
     }
     Ok(())
 }
@@ -415,7 +406,7 @@ pub fn error_policy<K: Managed>(object: Arc<K>, error: &ReconcileError, ctx: Arc
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn add_finalizer<K: Managed>(client: &Client, object: &K) -> Result<(), ReconcileError> {
+async fn add_finalizer<K: Managed>(client: &Client, object: &K) -> Result<K, ReconcileError> {
     let name = object.name_any();
     let api: Api<K> = Api::all(client.clone());
     // A JSON patch that fails if the list changed meanwhile, so no other finalizer is lost.
@@ -432,7 +423,6 @@ async fn add_finalizer<K: Managed>(client: &Client, object: &K) -> Result<(), Re
     })?;
     api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
-        .map(|_| ())
         .map_err(|source| ReconcileError::Finalizer { name, source })
 }
 

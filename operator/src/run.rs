@@ -188,14 +188,26 @@ pub async fn run(
         recorder,
     });
     let watch_tasks: Vec<_> = watches.into_iter().map(tokio::spawn).collect();
+    // Reconciling against a half-filled cache would take every object not yet listed for a deleted one and
+    // write it again; the controllers start only once the managed objects are all listed.
+    let cached = tokio::select! {
+        () = observe::synced(&stores) => true,
+        () = stopped() => false,
+    };
+    if !cached {
+        for task in watch_tasks {
+            task.abort();
+        }
+        let _ = admin_task.await;
+        return Ok(());
+    }
     let readiness = tokio::spawn(async move {
-        observe::synced(&stores).await;
         if synced(&tenant_store).await && synced(&customer_store).await {
             state.ready.store(true, Ordering::Release);
             info!("caches synced; ready");
         }
     });
-    info!("starting controllers");
+    info!("managed objects cached; starting controllers");
     tokio::join!(
         drive(tenants, ctx.clone(), stopped()),
         drive(customers, ctx, stopped())

@@ -1,0 +1,470 @@
+//! `bench-operator`: how fast and how frugally the operator converges N Tenants on the local control plane,
+//! side by side with the floor: a plain client loop applying the same objects directly.
+//!
+//! Both runs get a fresh control plane with API audit logging; writes are counted from the audit log for the
+//! operator's own user (so the controller-manager's writes are not counted), and the operator's peak RSS is
+//! read from /proc. Prints one Markdown table; `--write FILE` also stores it (BENCHMARKS.md).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use bulkhead_crds::v1alpha1::Tenant;
+use bulkhead_e2e::operator::{http_get, install_rbac};
+use bulkhead_e2e::{ControlPlane, control_plane::OPERATOR_USER, wait};
+use bulkhead_operator::build::{self, Desired, Subject};
+use bulkhead_operator::settings::Settings;
+use bulkhead_operator::status::Stack;
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-operator",
+    about = "Benchmark the operator against a plain apply loop"
+)]
+struct Args {
+    /// How many Tenants (database disabled, stacks at zero replicas).
+    #[arg(long, default_value_t = 200)]
+    tenants: usize,
+    /// Requests in flight at once, for the floor loop and for creating the Tenants.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// The operator binary (default: bulkhead-operator next to this binary; build both with --release).
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// Also write the results table into this Markdown file, replacing the section for this N.
+    #[arg(long)]
+    write: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tenant(i: usize) -> Tenant {
+    let mut t = Tenant::new(
+        &format!("bench-{i:04}"),
+        bulkhead_crds::v1alpha1::TenantSpec {
+            org_id: format!("org_bench_{i:04}"),
+            display_name: None,
+            stack: bulkhead_crds::v1alpha1::StackSpec {
+                image: "registry.example.com/portal:1.0".into(),
+                port: 8080,
+                replicas: 0,
+                env: vec![],
+                resources: Default::default(),
+            },
+            database: Default::default(),
+            quota: Default::default(),
+            network: Default::default(),
+            deletion_policy: Default::default(),
+        },
+    );
+    t.metadata.uid = Some(format!("bench-uid-{i}"));
+    t
+}
+
+struct Measured {
+    seconds: f64,
+    writes: usize,
+    by_resource: BTreeMap<String, usize>,
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let n = args.tenants;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let operator_bin = args
+        .operator_bin
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("bulkhead-operator"));
+    if !operator_bin.is_file() {
+        return Err(format!(
+            "{} not found; build it with `cargo build --release -p bulkhead-operator`",
+            operator_bin.display()
+        ));
+    }
+    let profile = if exe.to_string_lossy().contains("/release/") {
+        "release"
+    } else {
+        "debug"
+    };
+    eprintln!("floor: applying the objects of {n} Tenants with a plain client loop...");
+    let floor = floor(n, args.concurrency).await?;
+    eprintln!("operator: converging {n} Tenants...");
+    let op = operator(n, args.concurrency, &operator_bin).await?;
+
+    let ratio = op.converge.seconds / floor.seconds;
+    let table = format!(
+        "### {n} Tenants ({profile} build, {} cores)\n\n\
+| measure | operator | floor (plain apply loop) | target |\n\
+| --- | ---: | ---: | --- |\n\
+| time until all {n} are Ready / applied | {:.1} s | {:.1} s | ≤ 1.5× floor: **{ratio:.2}×** |\n\
+| API writes per Tenant (until converged) | {:.1} | {:.1} | |\n\
+| API writes during a full resync after convergence | {} | | 0 |\n\
+| operator peak RSS | {:.1} MiB | | < 100 MiB at 1000 |\n\n\
+Operator writes by resource: {}.\n\
+Floor writes by resource: {}.\n\
+Writes during the resync by resource: {}.\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        op.converge.seconds,
+        floor.seconds,
+        op.converge.writes as f64 / n as f64,
+        floor.writes as f64 / n as f64,
+        op.resync_writes,
+        op.peak_rss_kib as f64 / 1024.0,
+        breakdown(&op.converge.by_resource),
+        breakdown(&floor.by_resource),
+        if op.resync_by_resource.is_empty() {
+            "none".to_owned()
+        } else {
+            breakdown(&op.resync_by_resource)
+        },
+    );
+    println!("{table}");
+    if let Some(path) = args.write {
+        write_section(&path, n, &table).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn breakdown(map: &BTreeMap<String, usize>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Replaces (or appends) the `### N Tenants` section of a Markdown file.
+fn write_section(path: &Path, n: usize, table: &str) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let heading = format!("### {n} Tenants (");
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut replaced = false;
+    for line in text.lines() {
+        if line.starts_with(&heading) {
+            skipping = true;
+            replaced = true;
+            out.push_str(table);
+            out.push('\n');
+            continue;
+        }
+        if skipping && (line.starts_with("### ") || line.starts_with("## ")) {
+            skipping = false;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !replaced {
+        out.push_str(table);
+        out.push('\n');
+    }
+    std::fs::write(path, out)
+}
+
+async fn fresh_plane() -> Result<ControlPlane, String> {
+    let plane = ControlPlane::start_with(true).await.map_err(|e| e.to_string())?;
+    plane.install_crds().await.map_err(|e| e.to_string())?;
+    install_rbac(&plane).await.map_err(|e| e.to_string())?;
+    Ok(plane)
+}
+
+/// Writes by the operator's user once no new ones have arrived for two seconds.
+async fn settled_writes(audit: &Path) -> Result<(usize, BTreeMap<String, usize>), String> {
+    let mut last = count_writes(audit)?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = count_writes(audit)?;
+        if now.0 == last.0 {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+/// Writes by the operator's user, from the audit log.
+fn count_writes(audit: &Path) -> Result<(usize, BTreeMap<String, usize>), String> {
+    let text = std::fs::read_to_string(audit).map_err(|e| format!("reading {}: {e}", audit.display()))?;
+    let mut by_resource = BTreeMap::new();
+    let mut total = 0;
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if event["stage"] != "ResponseComplete" || event["user"]["username"] != OPERATOR_USER {
+            continue;
+        }
+        let verb = event["verb"].as_str().unwrap_or_default();
+        if !matches!(verb, "create" | "update" | "patch" | "delete") {
+            continue;
+        }
+        let resource = event["objectRef"]["resource"].as_str().unwrap_or("?");
+        let key = match event["objectRef"]["subresource"].as_str() {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_owned(),
+        };
+        *by_resource.entry(key).or_insert(0) += 1;
+        total += 1;
+    }
+    Ok((total, by_resource))
+}
+
+async fn apply<K>(api: Api<K>, object: &K) -> Result<(), String>
+where
+    K: kube::Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply("bench-floor").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("applying {}: {e}", object.name_any()))
+}
+
+/// The floor: the same objects, applied by a plain loop under the operator's identity.
+async fn floor(n: usize, concurrency: usize) -> Result<Measured, String> {
+    let plane = fresh_plane().await?;
+    let client = plane.operator().await.map_err(|e| e.to_string())?;
+    let settings = Settings::default();
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            let settings = settings.clone();
+            async move {
+                let t = tenant(i);
+                let name = t.name_any();
+                let subject = Subject {
+                    tenant: &name,
+                    customer: None,
+                    uid: "bench",
+                    stack: &t.spec.stack,
+                    quota: &t.spec.quota,
+                    egress: &t.spec.network.allow_egress,
+                    database_enabled: false,
+                    retired: false,
+                };
+                let ns = subject.namespace();
+                let Desired {
+                    namespace,
+                    network_policies,
+                    resource_quota,
+                    limit_range,
+                    service_account,
+                    deployment,
+                    service,
+                } = build::desired(&subject, &settings);
+                apply(Api::all(client.clone()), &namespace).await?;
+                for p in &network_policies {
+                    apply(Api::namespaced(client.clone(), &ns), p).await?;
+                }
+                apply(Api::namespaced(client.clone(), &ns), &resource_quota).await?;
+                apply(Api::namespaced(client.clone(), &ns), &limit_range).await?;
+                apply(Api::namespaced(client.clone(), &ns), &service_account).await?;
+                apply(Api::namespaced(client.clone(), &ns), &deployment).await?;
+                apply(Api::namespaced(client.clone(), &ns), &service).await?;
+                Ok::<(), String>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    // The operator's Ready includes an available stack, which the controller-manager reports: wait for the same.
+    let deployments: Api<Deployment> = Api::all(plane.admin().await.map_err(|e| e.to_string())?);
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=bulkhead");
+    wait::until(
+        Duration::from_secs(1800),
+        "every floor Deployment to be available",
+        || async {
+            let list = deployments.list(&managed).await.ok()?;
+            let available = list
+                .items
+                .iter()
+                .filter(|d| matches!(Stack::of(d), Stack::Available { .. }))
+                .count();
+            (available >= n).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let seconds = start.elapsed().as_secs_f64();
+    let (writes, by_resource) = count_writes(&plane.audit_log())?;
+    Ok(Measured {
+        seconds,
+        writes,
+        by_resource,
+    })
+}
+
+struct OperatorRun {
+    converge: Measured,
+    resync_writes: usize,
+    resync_by_resource: BTreeMap<String, usize>,
+    peak_rss_kib: u64,
+}
+
+fn spawn_operator(plane: &ControlPlane, bin: &Path, port: u16, name: &str) -> Result<Child, String> {
+    let log =
+        std::fs::File::create(plane.dir().join(format!("operator-{name}.log"))).map_err(|e| e.to_string())?;
+    Command::new(bin)
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--context",
+            "operator",
+            "--admin-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn metric(port: u16, prefix: &str) -> f64 {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let body = http_get(addr, "/metrics")
+        .await
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn ready_count(client: &Client) -> usize {
+    let api: Api<Tenant> = Api::all(client.clone());
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return 0;
+    };
+    list.items
+        .iter()
+        .filter(|t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count()
+}
+
+async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRun, String> {
+    let plane = fresh_plane().await?;
+    let admin = plane.admin().await.map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let mut first = spawn_operator(&plane, bin, port, "first")?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait::until(Duration::from_secs(30), "the operator to be ready", || async {
+        (http_get(addr, "/readyz").await.ok()?.0 == 200).then_some(())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+
+    let start = Instant::now();
+    let api: Api<Tenant> = Api::all(admin.clone());
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let mut t = tenant(i);
+                t.metadata.uid = None;
+                api.create(&PostParams::default(), &t)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    wait::until(Duration::from_secs(1800), "every Tenant to be Ready", || async {
+        (ready_count(&admin).await >= n).then_some(())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let seconds = start.elapsed().as_secs_f64();
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        let _ = std::fs::copy(plane.audit_log(), "/tmp/bench-audit.log");
+    }
+    // Trailing writes (events after the last status) belong to the convergence.
+    let (writes, by_resource) = settled_writes(&plane.audit_log()).await?;
+    let mut peak = peak_rss_kib(first.id());
+
+    // A full resync: a fresh process lists everything and reconciles every Tenant once.
+    let _ = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status();
+    let _ = first.wait();
+    let mut second = spawn_operator(&plane, bin, port, "second")?;
+    wait::until(
+        Duration::from_secs(600),
+        "the restarted operator to reconcile every Tenant",
+        || async {
+            (metric(port, "bulkhead_operator_reconciles_total{controller=\"tenant\"}").await >= n as f64)
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let (after, mut after_by) = settled_writes(&plane.audit_log()).await?;
+    for (k, v) in &by_resource {
+        if let Some(total) = after_by.get_mut(k) {
+            *total -= v;
+        }
+    }
+    after_by.retain(|_, v| *v > 0);
+    peak = peak.max(peak_rss_kib(second.id()));
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+    Ok(OperatorRun {
+        converge: Measured {
+            seconds,
+            writes,
+            by_resource,
+        },
+        resync_writes: after - writes,
+        resync_by_resource: after_by,
+        peak_rss_kib: peak,
+    })
+}
