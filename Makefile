@@ -31,6 +31,11 @@ generate:
 
 crds: generate
 
+N ?= 200
+bench: control-plane
+	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
+	./target/release/bench-operator --tenants $(N) --write BENCHMARKS.md
+
 sandbox: control-plane
 	$(CARGO) build -q -p bulkhead-operator -p bulkhead-e2e --bins
 	./target/debug/sandbox

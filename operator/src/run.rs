@@ -26,6 +26,12 @@ use crate::observe::{self, Triggers};
 use crate::reconcile::{self, Context};
 use crate::settings::Settings;
 
+/// How long the controllers wait for more changes of one object before reconciling it.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// How many objects each controller reconciles at once. More only queues requests at the API server.
+const CONCURRENCY: u16 = 16;
+
 /// How the operator runs.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -266,6 +272,13 @@ async fn drive<K: Managed>(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     controller
+        // Creating one Tenant's objects fires a burst of watch events for it; wait for the burst to end and
+        // reconcile once instead of once per event.
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .debounce(DEBOUNCE)
+                .concurrency(CONCURRENCY),
+        )
         .graceful_shutdown_on(stop)
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
         .for_each(|result| async move {
