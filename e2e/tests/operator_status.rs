@@ -8,10 +8,9 @@
 use std::time::Duration;
 
 use bulkhead_crds::v1alpha1::{Customer, ResourceStatus, Tenant};
+use bulkhead_e2e::operator::RunningOperator;
 use bulkhead_e2e::{ControlPlane, wait};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -61,23 +60,7 @@ impl HasStatus for Customer {
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    bulkhead_e2e::operator::http_get(addr, path).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,17 +69,10 @@ async fn operator_writes_status_for_valid_invalid_and_edited_specs() {
     let plane = ControlPlane::start_with_crds().await.expect("control plane");
     let client = plane.admin().await.unwrap();
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(bulkhead_operator::run(
-        client.clone(),
-        listener,
-        bulkhead_operator::Options::default(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let operator = RunningOperator::start(client.clone(), bulkhead_operator::Options::default())
+        .await
+        .unwrap();
+    let admin_addr = operator.admin_addr;
 
     let (code, body) = http_get(admin_addr, "/livez").await;
     assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -199,11 +175,9 @@ async fn operator_writes_status_for_valid_invalid_and_edited_specs() {
     );
 
     // Graceful shutdown: the run future completes once asked to stop.
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(TIMEOUT, operator)
+    tokio::time::timeout(TIMEOUT, operator.stop())
         .await
         .expect("operator stops")
-        .unwrap()
         .unwrap();
 }
 
@@ -212,17 +186,10 @@ async fn operator_waits_for_crds_and_is_not_ready_until_then() {
     bulkhead_e2e::init_test_logging();
     let plane = ControlPlane::start().await.expect("control plane");
     let client = plane.admin().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(bulkhead_operator::run(
-        client.clone(),
-        listener,
-        bulkhead_operator::Options::default(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let operator = RunningOperator::start(client.clone(), bulkhead_operator::Options::default())
+        .await
+        .unwrap();
+    let admin_addr = operator.admin_addr;
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
@@ -245,10 +212,8 @@ async fn operator_waits_for_crds_and_is_not_ready_until_then() {
         .unwrap();
     status_for(&tenants, "late", 1, "StackNotReady").await;
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(TIMEOUT, operator)
+    tokio::time::timeout(TIMEOUT, operator.stop())
         .await
         .expect("operator stops")
-        .unwrap()
         .unwrap();
 }

@@ -147,26 +147,8 @@ fn default_identity() -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crds => match bulkhead_crds::generate::crds_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("bulkhead-operator: {err}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Rbac => match bulkhead_operator::rbac::chart_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("bulkhead-operator: {err}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Crds => print_generated(bulkhead_crds::generate::crds_yaml().map_err(|e| e.to_string())),
+        Command::Rbac => print_generated(bulkhead_operator::rbac::chart_yaml().map_err(|e| e.to_string())),
         Command::Run(args) => {
             if let Err(err) = telemetry::init(args.log_format, &args.log) {
                 eprintln!("bulkhead-operator: {err}");
@@ -186,6 +168,19 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn print_generated(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("bulkhead-operator: {err}");
+            ExitCode::FAILURE
         }
     }
 }
