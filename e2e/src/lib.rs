@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod control_plane;
 pub mod operator;
+pub mod postgres;
 pub mod table;
 pub mod wait;
 

@@ -18,6 +18,7 @@ pub mod managed;
 pub mod metrics;
 pub mod namespace;
 pub mod observe;
+pub mod postgres;
 pub mod rbac;
 pub mod reconcile;
 pub mod run;
