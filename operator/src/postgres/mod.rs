@@ -2,4 +2,5 @@
 //! hardens and removes them. (Connecting and running it lands with the provisioning work of issue 4.)
 
 pub mod naming;
+pub mod provision;
 pub mod sql;

@@ -104,7 +104,8 @@ pub fn schema_grants(
         format!("CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {o}"),
         format!("REVOKE ALL ON SCHEMA {s} FROM PUBLIC"),
         format!("GRANT CONNECT ON DATABASE {db} TO {l}"),
-        format!("GRANT USAGE ON SCHEMA {s} TO {l}"),
+        // CREATE lets the stack run its own migrations with nothing but its DATABASE_URL.
+        format!("GRANT USAGE, CREATE ON SCHEMA {s} TO {l}"),
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {l}"),
         format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {l}"),
         format!(

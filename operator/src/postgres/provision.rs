@@ -1,0 +1,104 @@
+//! Running the provisioning SQL against the server, idempotently: roles are created when missing and reset
+//! (attributes, password) when present; grants and the schema use their idempotent forms.
+
+use tokio_postgres::Client;
+
+use super::naming::Names;
+use super::sql::{self, SqlError};
+
+/// Errors of the database step.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A statement could not be built.
+    #[error(transparent)]
+    Build(#[from] SqlError),
+    /// The server refused or failed a statement. The statement is not shown: it may carry a password verifier.
+    #[error("{what}: {source}")]
+    Server {
+        /// What was being done.
+        what: &'static str,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl DbError {
+    /// A fixed category for metrics labels and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            DbError::Build(e) => e.category(),
+            DbError::Server { .. } => "database",
+        }
+    }
+}
+
+async fn run(client: &Client, what: &'static str, statement: &str) -> Result<(), DbError> {
+    client
+        .batch_execute(statement)
+        .await
+        .map_err(|source| DbError::Server { what, source })
+}
+
+async fn role_exists(client: &Client, role: &str) -> Result<bool, DbError> {
+    let rows = client
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .map_err(|source| DbError::Server {
+            what: "looking up a role",
+            source,
+        })?;
+    Ok(!rows.is_empty())
+}
+
+/// Removes PUBLIC's default rights (run once per server, connected to the shared database).
+pub async fn harden(client: &Client, shared_database: &str) -> Result<(), DbError> {
+    for statement in sql::harden_server(shared_database)? {
+        run(client, "hardening the server", &statement).await?;
+    }
+    Ok(())
+}
+
+/// Schema isolation: owner role, login role (with `verifier` as its password), schema and grants, in the shared
+/// database the client is connected to.
+pub async fn provision_schema(
+    client: &Client,
+    shared_database: &str,
+    names: &Names,
+    verifier: &str,
+    connection_limit: i32,
+) -> Result<(), DbError> {
+    if !role_exists(client, &names.owner).await? {
+        run(
+            client,
+            "creating the owner role",
+            &sql::create_owner_role(&names.owner)?,
+        )
+        .await?;
+    }
+    let login = if role_exists(client, &names.login).await? {
+        sql::alter_login_role(&names.login, verifier, connection_limit)?
+    } else {
+        sql::create_login_role(&names.login, verifier, connection_limit)?
+    };
+    run(client, "creating the login role", &login).await?;
+    for statement in sql::schema_grants(shared_database, &names.place, &names.owner, &names.login)? {
+        run(client, "granting the schema", &statement).await?;
+    }
+    Ok(())
+}
+
+/// Schema isolation, deletion (idempotent).
+pub async fn drop_schema(client: &Client, names: &Names) -> Result<(), DbError> {
+    let [drop_schema, drop_owned, drop_login, drop_owner] =
+        <[String; 4]>::try_from(sql::drop_schema_place(&names.place, &names.owner, &names.login)?)
+            .map_err(|_| SqlError::IdentifierLength(names.place.clone()))?;
+    run(client, "dropping the schema", &drop_schema).await?;
+    // DROP OWNED fails for a role that does not exist; skip it once both roles are gone.
+    if role_exists(client, &names.owner).await? && role_exists(client, &names.login).await? {
+        run(client, "dropping what the roles own", &drop_owned).await?;
+    }
+    run(client, "dropping the login role", &drop_login).await?;
+    run(client, "dropping the owner role", &drop_owner).await?;
+    Ok(())
+}
