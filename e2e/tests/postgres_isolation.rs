@@ -19,7 +19,7 @@ struct Tenant {
     password: String,
 }
 
-async fn setup() -> (Postgres, Client, Tenant, Tenant) {
+async fn server() -> (Postgres, Client) {
     let pg = Postgres::start().await.expect("postgres");
     pg.admin()
         .await
@@ -32,19 +32,24 @@ async fn setup() -> (Postgres, Client, Tenant, Tenant) {
         .await
         .unwrap();
     provision::harden(&admin, DB).await.unwrap();
-    let mut tenants = Vec::new();
-    for (name, password) in [("tenant-a", "pw-a-1f8e"), ("tenant-b", "pw-b-77c2")] {
-        let n = names(name, None);
-        provision::provision_schema(&admin, DB, &n, &scram_sha_256(password.as_bytes()), LIMIT)
-            .await
-            .unwrap();
-        tenants.push(Tenant {
-            names: n,
-            password: password.into(),
-        });
+    (pg, admin)
+}
+
+async fn provision(admin: &Client, tenant: &str, customer: Option<&str>, password: &str) -> Tenant {
+    let n = names(tenant, customer);
+    provision::provision_schema(admin, DB, &n, &scram_sha_256(password.as_bytes()), LIMIT)
+        .await
+        .unwrap();
+    Tenant {
+        names: n,
+        password: password.into(),
     }
-    let b = tenants.pop().unwrap();
-    let a = tenants.pop().unwrap();
+}
+
+async fn setup() -> (Postgres, Client, Tenant, Tenant) {
+    let (pg, admin) = server().await;
+    let a = provision(&admin, "tenant-a", None, "pw-a-1f8e").await;
+    let b = provision(&admin, "tenant-b", None, "pw-b-77c2").await;
     (pg, admin, a, b)
 }
 
@@ -75,6 +80,21 @@ fn q(ident: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_a_cannot_reach_tenant_b() {
     let (pg, admin, a, b) = setup().await;
+    attack(&pg, &admin, &a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_cannot_reach_its_sibling_or_its_tenant() {
+    let (pg, admin) = server().await;
+    let tenant = provision(&admin, "msp", None, "pw-msp").await;
+    let dental = provision(&admin, "msp", Some("dental"), "pw-dental").await;
+    let lawfirm = provision(&admin, "msp", Some("lawfirm"), "pw-lawfirm").await;
+    attack(&pg, &admin, &dental, &lawfirm).await;
+    attack(&pg, &admin, &lawfirm, &tenant).await;
+}
+
+/// Everything `a` tries against `b`, each expected to be refused, with a superuser control.
+async fn attack(pg: &Postgres, admin: &Client, a: &Tenant, b: &Tenant) {
     let (bs, as_) = (q(&b.names.place), q(&a.names.place));
 
     // B's data, as B's stack would create it: a table and a large object.
