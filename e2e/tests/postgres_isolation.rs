@@ -73,6 +73,34 @@ async fn denied(client: &Client, sql: &str) -> String {
     }
 }
 
+/// A connection of `who` to `database` listening on `channel`, and the payloads it receives, in order.
+async fn listen(
+    pg: &Postgres,
+    who: &Tenant,
+    database: &str,
+    channel: &str,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let dsn = pg.dsn(&who.names.login, &who.password, database);
+    let (client, mut connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", q(channel)))
+        .await
+        .unwrap();
+    (client, rx)
+}
+
 fn q(ident: &str) -> String {
     postgres_protocol::escape::escape_identifier(ident)
 }
@@ -250,33 +278,18 @@ async fn leaks_schema_mode_cannot_prevent_are_pinned() {
     );
 
     // LISTEN/NOTIFY has no privilege check within a database: A hears B's notifications.
-    let (a_listener, mut connection) =
-        tokio_postgres::connect(&pg.dsn(&a.names.login, &a.password, DB), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        use futures::StreamExt;
-        while let Some(Ok(message)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n.payload().to_owned());
-            }
-        }
-    });
-    a_listener.batch_execute("LISTEN jobs").await.unwrap();
+    let (a_listener, mut rx) = listen(&pg, &a, DB, "jobs").await;
     b_client
         .batch_execute("NOTIFY jobs, 'b-private-payload'")
         .await
         .unwrap();
-    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap();
+    a_listener.batch_execute("NOTIFY jobs, 'a-marker'").await.unwrap();
     assert_eq!(
-        heard.as_deref(),
+        rx.recv().await.as_deref(),
         Some("b-private-payload"),
         "schema mode leaks LISTEN/NOTIFY; use isolation: Database"
     );
+    assert_eq!(rx.recv().await.as_deref(), Some("a-marker"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,4 +345,111 @@ async fn provisioning_is_idempotent_and_teardown_leaves_nothing() {
         0,
         "the large object went with DROP OWNED"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_mode_closes_the_schema_mode_leaks() {
+    let (pg, admin) = server().await;
+    let admin_config: tokio_postgres::Config = pg.admin_dsn().parse().unwrap();
+    let mut tenants = Vec::new();
+    for (name, password) in [("tenant-a", "pw-a"), ("tenant-b", "pw-b")] {
+        let n = names(name, None);
+        provision::provision_database(
+            &admin,
+            &admin_config,
+            &n,
+            &scram_sha_256(password.as_bytes()),
+            LIMIT,
+        )
+        .await
+        .unwrap();
+        provision::provision_database(
+            &admin,
+            &admin_config,
+            &n,
+            &scram_sha_256(password.as_bytes()),
+            LIMIT,
+        )
+        .await
+        .expect("idempotent");
+        tenants.push(Tenant {
+            names: n,
+            password: password.into(),
+        });
+    }
+    let (a, b) = (&tenants[0], &tenants[1]);
+
+    // Each works in its own database, through nothing but its credentials.
+    let b_client = pg
+        .connect_as(&b.names.login, &b.password, &b.names.place)
+        .await
+        .unwrap();
+    b_client
+        .batch_execute(
+            "CREATE TABLE customer_invoices (amount int); INSERT INTO customer_invoices VALUES (42)",
+        )
+        .await
+        .unwrap();
+    let a_client = pg
+        .connect_as(&a.names.login, &a.password, &a.names.place)
+        .await
+        .unwrap();
+    a_client
+        .batch_execute("CREATE TABLE notes (v text)")
+        .await
+        .unwrap();
+
+    // A cannot connect to B's database, nor to the shared one, postgres or template1.
+    for db in [b.names.place.as_str(), DB, "postgres", "template1"] {
+        let err = pg.connect_as(&a.names.login, &a.password, db).await.unwrap_err();
+        assert!(
+            format!("{err:?}").contains("permission denied for database"),
+            "{db}: {err:?}"
+        );
+    }
+    // Nor create anything outside its schema in its own database.
+    let message = denied(&a_client, "CREATE TABLE public.planted (v text)").await;
+    assert!(message.contains("schema public"), "{message}");
+
+    // The schema-mode leaks are closed: B's table names are not in A's catalog, B's notifications do not reach A.
+    let seen: i64 = a_client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'customer_invoices'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0);
+    let (a_listener, mut rx) = listen(&pg, a, &a.names.place, "jobs").await;
+    b_client
+        .batch_execute("NOTIFY jobs, 'b-private-payload'")
+        .await
+        .unwrap();
+    // A's own notification, sent after B's, is the first A receives: B's never arrived.
+    a_listener.batch_execute("NOTIFY jobs, 'a-marker'").await.unwrap();
+    assert_eq!(rx.recv().await.as_deref(), Some("a-marker"));
+
+    // Teardown drops the database (ending B's sessions) and both roles, and may run twice.
+    drop(b_client);
+    provision::drop_database(&admin, &b.names).await.unwrap();
+    provision::drop_database(&admin, &b.names).await.unwrap();
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&b.names.place],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let roles: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 || '%'",
+            &[&b.names.place],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 0);
 }

@@ -88,6 +88,82 @@ pub async fn provision_schema(
     Ok(())
 }
 
+/// Connects as the administrator to another database of the same server.
+async fn connect_to(admin: &tokio_postgres::Config, database: &str) -> Result<Client, DbError> {
+    let mut config = admin.clone();
+    config.dbname(database);
+    let (client, connection) =
+        config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|source| DbError::Server {
+                what: "connecting to the tenant database",
+                source,
+            })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+async fn database_exists(client: &Client, database: &str) -> Result<bool, DbError> {
+    let rows = client
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .map_err(|source| DbError::Server {
+            what: "looking up a database",
+            source,
+        })?;
+    Ok(!rows.is_empty())
+}
+
+/// Database isolation: owner and login roles, the tenant's own database, and inside it a schema set up as in
+/// Schema isolation. `admin` is connected to any database of the server; `admin_config` lets it connect to the
+/// new one.
+pub async fn provision_database(
+    admin: &Client,
+    admin_config: &tokio_postgres::Config,
+    names: &Names,
+    verifier: &str,
+    connection_limit: i32,
+) -> Result<(), DbError> {
+    if !role_exists(admin, &names.owner).await? {
+        run(
+            admin,
+            "creating the owner role",
+            &sql::create_owner_role(&names.owner)?,
+        )
+        .await?;
+    }
+    let login = if role_exists(admin, &names.login).await? {
+        sql::alter_login_role(&names.login, verifier, connection_limit)?
+    } else {
+        sql::create_login_role(&names.login, verifier, connection_limit)?
+    };
+    run(admin, "creating the login role", &login).await?;
+    if !database_exists(admin, &names.place).await? {
+        for statement in sql::create_database(&names.place, &names.owner)? {
+            run(admin, "creating the database", &statement).await?;
+        }
+    }
+    let inside = connect_to(admin_config, &names.place).await?;
+    for statement in sql::harden_tenant_database() {
+        run(&inside, "hardening the tenant database", &statement).await?;
+    }
+    for statement in sql::schema_grants(&names.place, &names.place, &names.owner, &names.login)? {
+        run(&inside, "granting the schema", &statement).await?;
+    }
+    Ok(())
+}
+
+/// Database isolation, deletion (idempotent).
+pub async fn drop_database(admin: &Client, names: &Names) -> Result<(), DbError> {
+    for statement in sql::drop_database_place(&names.place, &names.owner, &names.login)? {
+        run(admin, "dropping the database place", &statement).await?;
+    }
+    Ok(())
+}
+
 /// Schema isolation, deletion (idempotent).
 pub async fn drop_schema(client: &Client, names: &Names) -> Result<(), DbError> {
     let [drop_schema, drop_owned, drop_login, drop_owner] =

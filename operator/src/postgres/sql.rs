@@ -118,6 +118,32 @@ pub fn schema_grants(
     ])
 }
 
+/// Database isolation, on the server: the tenant's own database, owned by its owner role, which PUBLIC cannot
+/// connect to and its login role can. (Run outside a transaction.) Inside it, [`schema_grants`] sets up the
+/// schema as in Schema isolation.
+pub fn create_database(database: &str, owner: &str) -> Result<Vec<String>, SqlError> {
+    let (db, o) = (ident(database)?, ident(owner)?);
+    Ok(vec![
+        format!("CREATE DATABASE {db} OWNER {o}"),
+        format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+    ])
+}
+
+/// Database isolation, inside the tenant's database: nobody but the owner keeps rights on schema `public`.
+pub fn harden_tenant_database() -> Vec<String> {
+    vec!["REVOKE ALL ON SCHEMA public FROM PUBLIC".to_owned()]
+}
+
+/// Database isolation, deletion: the database (ending its sessions), then the roles.
+pub fn drop_database_place(database: &str, owner: &str, login: &str) -> Result<Vec<String>, SqlError> {
+    let (db, o, l) = (ident(database)?, ident(owner)?, ident(login)?);
+    Ok(vec![
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("DROP ROLE IF EXISTS {l}"),
+        format!("DROP ROLE IF EXISTS {o}"),
+    ])
+}
+
 /// Schema isolation, deletion: the schema and everything in it, then what the roles still own or were granted
 /// in this database (large objects, default privileges), then the roles.
 pub fn drop_schema_place(schema: &str, owner: &str, login: &str) -> Result<Vec<String>, SqlError> {
