@@ -453,3 +453,30 @@ async fn database_mode_closes_the_schema_mode_leaks() {
         .get(0);
     assert_eq!(roles, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tenants_provisioned_at_once_all_succeed() {
+    let (pg, _admin) = server().await;
+    let locks = std::sync::Arc::new(provision::DdlLocks::default());
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = pg
+            .connect_as("postgres", pg.superuser_password(), DB)
+            .await
+            .unwrap();
+        let locks = locks.clone();
+        tasks.push(tokio::spawn(async move {
+            let n = names(&format!("t{i}"), None);
+            let _guard = locks.lock(DB).await;
+            provision::provision_schema(&client, DB, &n, &scram_sha_256(b"pw"), LIMIT)
+                .await
+                .map(|_| n)
+        }));
+    }
+    for task in tasks {
+        let n = task.await.unwrap().expect("concurrent provisioning succeeds");
+        pg.connect_as(&n.login, "pw", DB)
+            .await
+            .expect("each tenant can log in");
+    }
+}

@@ -33,11 +33,51 @@ impl DbError {
     }
 }
 
+/// How often a statement is retried when it lost a race on a catalog row.
+const CONCURRENT_UPDATE_RETRIES: u32 = 5;
+
+/// Whether the server reports that another session updated the same catalog row ("tuple concurrently
+/// updated", XX000), which parallel GRANT/REVOKE/ALTER ROLE provoke and a retry resolves.
+fn is_concurrent_update(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error().is_some_and(|db| {
+        db.code() == &tokio_postgres::error::SqlState::INTERNAL_ERROR
+            && db.message().contains("concurrently updated")
+    })
+}
+
 async fn run(client: &Client, what: &'static str, statement: &str) -> Result<(), DbError> {
-    client
-        .batch_execute(statement)
-        .await
-        .map_err(|source| DbError::Server { what, source })
+    let mut attempt = 0;
+    loop {
+        match client.batch_execute(statement).await {
+            Ok(()) => return Ok(()),
+            Err(err) if is_concurrent_update(&err) && attempt < CONCURRENT_UPDATE_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            Err(source) => return Err(DbError::Server { what, source }),
+        }
+    }
+}
+
+/// One lock per database, so that DDL for different tenants in the same database runs one at a time (the
+/// retry above covers whatever else touches the catalog).
+#[derive(Debug, Default)]
+pub struct DdlLocks {
+    locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl DdlLocks {
+    /// Waits for the lock of `database`.
+    pub async fn lock(&self, database: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.entry(database.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
 }
 
 async fn role_exists(client: &Client, role: &str) -> Result<bool, DbError> {
