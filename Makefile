@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds control-plane sandbox bench
+.PHONY: help test lint unit generate crds control-plane sandbox bench bench-postgres
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
@@ -35,6 +35,10 @@ N ?= 200
 bench: control-plane
 	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
 	./target/release/bench-operator --tenants $(N) --write BENCHMARKS.md
+
+bench-postgres:
+	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-postgres
+	./target/release/bench-postgres --tenants 500 --write BENCHMARKS.md
 
 sandbox: control-plane
 	$(CARGO) build -q -p bulkhead-operator -p bulkhead-e2e --bins
