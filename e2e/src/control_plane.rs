@@ -293,22 +293,12 @@ impl ControlPlane {
             let _ = old.wait();
         }
         let pids: Vec<String> = self.processes.iter().map(|(_, c)| c.id().to_string()).collect();
-        let script = format!(
-            "while kill -0 {owner} 2>/dev/null; do sleep 1; done; kill -9 {pids} 2>/dev/null",
-            owner = std::process::id(),
-            pids = pids.join(" ")
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                name: "watchdog".into(),
-                source,
+        let child =
+            crate::watchdog::spawn(&format!("kill -9 {} 2>/dev/null", pids.join(" "))).map_err(|source| {
+                HarnessError::Spawn {
+                    name: "watchdog".into(),
+                    source,
+                }
             })?;
         self.watchdog = Some(child);
         Ok(())

@@ -8,6 +8,7 @@ pub mod operator;
 pub mod postgres;
 pub mod table;
 pub mod wait;
+mod watchdog;
 
 pub use control_plane::{ControlPlane, HarnessError};
 

@@ -285,24 +285,15 @@ impl Postgres {
             return Ok(());
         };
         // SIGQUIT first: an immediate shutdown also frees the server's SysV shared memory, which SIGKILL leaks.
-        let script = format!(
-            "while kill -0 {owner} 2>/dev/null; do sleep 1; done; kill -QUIT {pid} 2>/dev/null; \
+        let stop = format!(
+            "kill -QUIT {pid} 2>/dev/null; \
              i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 5 ]; do sleep 1; i=$((i+1)); done; \
-             kill -0 {pid} 2>/dev/null && kill -9 {pid} 2>/dev/null",
-            owner = std::process::id(),
+             kill -0 {pid} 2>/dev/null && kill -9 {pid} 2>/dev/null"
         );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| PostgresError::Spawn {
-                name: "watchdog".into(),
-                source,
-            })?;
+        let child = crate::watchdog::spawn(&stop).map_err(|source| PostgresError::Spawn {
+            name: "watchdog".into(),
+            source,
+        })?;
         self.watchdog = Some(child);
         Ok(())
     }
