@@ -101,6 +101,11 @@ async fn listen(
     (client, rx)
 }
 
+/// The single count a query with one text parameter returns.
+async fn count(client: &Client, sql: &str, arg: &str) -> i64 {
+    client.query_one(sql, &[&arg]).await.unwrap().get(0)
+}
+
 fn q(ident: &str) -> String {
     postgres_protocol::escape::escape_identifier(ident)
 }
@@ -316,22 +321,20 @@ async fn provisioning_is_idempotent_and_teardown_leaves_nothing() {
     provision::drop_schema(&admin, &a.names)
         .await
         .expect("a second teardown is harmless");
-    let count = |sql: &'static str, arg: String| {
-        let admin = &admin;
-        async move { admin.query_one(sql, &[&arg]).await.unwrap().get::<_, i64>(0) }
-    };
     assert_eq!(
         count(
+            &admin,
             "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
-            a.names.place.clone()
+            &a.names.place
         )
         .await,
         0
     );
     assert_eq!(
         count(
+            &admin,
             "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 || '%'",
-            a.names.place.clone()
+            &a.names.place
         )
         .await,
         0
@@ -434,24 +437,24 @@ async fn database_mode_closes_the_schema_mode_leaks() {
     drop(b_client);
     provision::drop_database(&admin, &b.names).await.unwrap();
     provision::drop_database(&admin, &b.names).await.unwrap();
-    let left: i64 = admin
-        .query_one(
+    assert_eq!(
+        count(
+            &admin,
             "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&b.names.place],
+            &b.names.place
         )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0);
-    let roles: i64 = admin
-        .query_one(
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &admin,
             "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 || '%'",
-            &[&b.names.place],
+            &b.names.place
         )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(roles, 0);
+        .await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
