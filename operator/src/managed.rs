@@ -97,9 +97,17 @@ fn claims(ctx: &Context) -> (Vec<std::sync::Arc<Tenant>>, Vec<std::sync::Arc<Cus
 }
 
 /// The older resource holding `org`, when it is not `(kind, name)`.
-pub fn org_conflict(ctx: &Context, kind: &'static str, name: &str, org: &str) -> Option<String> {
+pub fn org_conflict<K: Managed>(ctx: &Context, object: &K) -> Option<String> {
+    let name = object.name_any();
+    // This object as it is now, not as the cache may still have it.
+    let me = Claim {
+        kind: K::KIND,
+        name: &name,
+        org: object.org_id(),
+        created: object.meta().creation_timestamp.as_ref(),
+    };
     let (tenants, customers) = claims(ctx);
-    let mut all: Vec<Claim<'_>> = Vec::new();
+    let mut all: Vec<Claim<'_>> = vec![me.clone()];
     for t in tenants.iter().filter(|t| t.meta().deletion_timestamp.is_none()) {
         all.push(Claim {
             kind: "Tenant",
@@ -116,8 +124,14 @@ pub fn org_conflict(ctx: &Context, kind: &'static str, name: &str, org: &str) ->
             created: c.meta().creation_timestamp.as_ref(),
         });
     }
-    let me = all.iter().find(|c| c.kind == kind && c.name == name)?.clone();
-    debug_assert_eq!(me.org, org);
+    // Drop the cache's copy of this object; `me` stands for it.
+    let mut seen_self = false;
+    all.retain(|c| {
+        let is_self = c.kind == K::KIND && c.name == name;
+        let keep = !is_self || !seen_self;
+        seen_self |= is_self;
+        keep
+    });
     conflicts::org_holder(&me, &all).map(Claim::describe)
 }
 

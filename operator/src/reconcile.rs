@@ -147,7 +147,7 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
             return Ok(Action::await_change());
         }
     };
-    if let Some(holder) = managed::org_conflict(&ctx, K::KIND, &object.name_any(), object.org_id()) {
+    if let Some(holder) = managed::org_conflict(&ctx, object.as_ref()) {
         finish(
             &ctx,
             object.as_ref(),
