@@ -8,6 +8,7 @@ help:
 	@echo "make sandbox        local control plane + operator + examples/, status table, Ctrl-C to stop"
 	@echo "make generate       regenerate the CRD YAML (crds/generated, chart) and the chart's operator RBAC"
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
+	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
 	@echo "make control-plane  provide etcd, kube-apiserver, kube-controller-manager (cached after the first build)"
 
 # Provides the control-plane binaries up front, so a cold build (several minutes) is not charged to a test.
