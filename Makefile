@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds control-plane sandbox bench bench-postgres
+.PHONY: help test lint unit generate crds control-plane postgres sandbox bench bench-postgres
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
@@ -15,6 +15,16 @@ help:
 control-plane:
 	@bash e2e/scripts/control-plane-assets.sh >/dev/null
 
+# PostgreSQL 15 for the Postgres isolation tests (Debian's package; preinstalled on the project's machines).
+postgres:
+	@if [ ! -x "$${BULKHEAD_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null; \
+	  else \
+	    echo "PostgreSQL 15 is needed: sudo apt-get install postgresql-15 (or set BULKHEAD_PG_BIN)"; exit 1; \
+	  fi; \
+	fi
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
@@ -22,7 +32,7 @@ lint:
 unit:
 	$(CARGO) test --workspace --locked --lib --bins
 
-test: control-plane lint
+test: control-plane postgres lint
 	$(CARGO) test --workspace --locked --all-targets
 
 # Regenerates every checked-in generated file: the CRDs and the operator's RBAC in the chart.
