@@ -27,6 +27,14 @@ pub fn customer_namespace(tenant: &str, customer: &str) -> String {
     )
 }
 
+/// The namespace of a Tenant (`customer` = None) or of one of its Customers.
+pub fn namespace(tenant: &str, customer: Option<&str>) -> String {
+    match customer {
+        Some(customer) => customer_namespace(tenant, customer),
+        None => tenant_namespace(tenant),
+    }
+}
+
 /// `name` if it fits in `max` bytes; else its first bytes, `-`, and the first hex digits of its SHA-256.
 pub fn bounded(name: String, max: usize) -> String {
     if name.len() <= max {

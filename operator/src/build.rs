@@ -77,10 +77,7 @@ pub struct Subject<'a> {
 impl Subject<'_> {
     /// The namespace this subject lives in.
     pub fn namespace(&self) -> String {
-        match self.customer {
-            Some(customer) => naming::customer_namespace(self.tenant, customer),
-            None => naming::tenant_namespace(self.tenant),
-        }
+        naming::namespace(self.tenant, self.customer)
     }
 
     /// The labels that tie an object to this subject.

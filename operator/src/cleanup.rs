@@ -85,10 +85,7 @@ pub async fn run<K: Managed>(object: &K, ctx: &Context, now: &Time) -> Result<Ac
     };
 
     let (tenant, customer) = object.owner_names();
-    let ns_name = match &customer {
-        Some(c) => bulkhead_crds::naming::customer_namespace(&tenant, c),
-        None => bulkhead_crds::naming::tenant_namespace(&tenant),
-    };
+    let ns_name = bulkhead_crds::naming::namespace(&tenant, customer.as_deref());
     let state = namespace::inspect(&ctx.client, &ctx.stores, &ns_name, &tenant, customer.as_deref())
         .await
         .map_err(|source| CleanupError::Namespace {

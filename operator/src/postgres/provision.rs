@@ -91,19 +91,9 @@ async fn role_exists(client: &Client, role: &str) -> Result<bool, DbError> {
     Ok(!rows.is_empty())
 }
 
-/// Removes PUBLIC's default rights (run once per server, connected to the shared database).
-pub async fn harden(client: &Client, shared_database: &str) -> Result<(), DbError> {
-    for statement in sql::harden_server(shared_database)? {
-        run(client, "hardening the server", &statement).await?;
-    }
-    Ok(())
-}
-
-/// Schema isolation: owner role, login role (with `verifier` as its password), schema and grants, in the shared
-/// database the client is connected to.
-pub async fn provision_schema(
+/// Creates the owner role when missing; creates the login role, or resets its attributes and password.
+async fn ensure_roles(
     client: &Client,
-    shared_database: &str,
     names: &Names,
     verifier: &str,
     connection_limit: i32,
@@ -121,7 +111,27 @@ pub async fn provision_schema(
     } else {
         sql::create_login_role(&names.login, verifier, connection_limit)?
     };
-    run(client, "creating the login role", &login).await?;
+    run(client, "creating the login role", &login).await
+}
+
+/// Removes PUBLIC's default rights (run once per server, connected to the shared database).
+pub async fn harden(client: &Client, shared_database: &str) -> Result<(), DbError> {
+    for statement in sql::harden_server(shared_database)? {
+        run(client, "hardening the server", &statement).await?;
+    }
+    Ok(())
+}
+
+/// Schema isolation: owner role, login role (with `verifier` as its password), schema and grants, in the shared
+/// database the client is connected to.
+pub async fn provision_schema(
+    client: &Client,
+    shared_database: &str,
+    names: &Names,
+    verifier: &str,
+    connection_limit: i32,
+) -> Result<(), DbError> {
+    ensure_roles(client, names, verifier, connection_limit).await?;
     for statement in sql::schema_grants(shared_database, &names.place, &names.owner, &names.login)? {
         run(client, "granting the schema", &statement).await?;
     }
@@ -167,20 +177,7 @@ pub async fn provision_database(
     verifier: &str,
     connection_limit: i32,
 ) -> Result<(), DbError> {
-    if !role_exists(admin, &names.owner).await? {
-        run(
-            admin,
-            "creating the owner role",
-            &sql::create_owner_role(&names.owner)?,
-        )
-        .await?;
-    }
-    let login = if role_exists(admin, &names.login).await? {
-        sql::alter_login_role(&names.login, verifier, connection_limit)?
-    } else {
-        sql::create_login_role(&names.login, verifier, connection_limit)?
-    };
-    run(admin, "creating the login role", &login).await?;
+    ensure_roles(admin, names, verifier, connection_limit).await?;
     if !database_exists(admin, &names.place).await? {
         for statement in sql::create_database(&names.place, &names.owner)? {
             run(admin, "creating the database", &statement).await?;
