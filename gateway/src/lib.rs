@@ -1,0 +1,13 @@
+//! Bulkhead's gateway: verifies each request's JWT through a fixed order of gates, routes it to the stack of
+//! the tenant or customer that owns the token's org, and to nothing else.
+//!
+//! See `docs/design.md` (Gateway) for the contract. Every module here is named after what it does; the pure
+//! ones ([`gates`], [`headers`], [`routes`], [`keys::jwk`], [`cache`]) carry the unit tests.
+
+pub mod cache;
+pub mod config;
+pub mod denial;
+pub mod gates;
+pub mod keys;
+pub mod metrics;
+pub mod verify;
