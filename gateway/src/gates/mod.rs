@@ -11,5 +11,6 @@ pub mod issuer;
 pub mod kid;
 pub mod org;
 pub mod parse;
+pub mod request;
 pub mod session;
 pub mod time;
