@@ -4,10 +4,19 @@
 //! See `docs/design.md` (Gateway) for the contract. Every module here is named after what it does; the pure
 //! ones ([`gates`], [`headers`], [`routes`], [`keys::jwk`], [`cache`]) carry the unit tests.
 
+pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod denial;
 pub mod gates;
+pub mod headers;
 pub mod keys;
 pub mod metrics;
+pub mod mint;
+pub mod proxy;
+pub mod ratelimit;
+pub mod routes;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;
 pub mod verify;
