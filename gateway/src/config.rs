@@ -255,8 +255,8 @@ impl Default for ProxyFile {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitFile {
-    /// Sustained requests per second per org.
-    pub per_second: u32,
+    /// Sustained requests per second per org (fractions allowed: 0.5 is one every two seconds).
+    pub per_second: f64,
     /// Burst size.
     pub burst: u32,
 }
@@ -499,7 +499,7 @@ impl Settings {
             return Err(invalid("routes.file", "required with source: file"));
         }
         if let Some(rl) = file.rate_limit
-            && (rl.per_second == 0 || rl.burst == 0)
+            && (!(rl.per_second > 0.0 && rl.per_second.is_finite()) || rl.burst == 0)
         {
             return Err(invalid("rate_limit", "per_second and burst must be positive"));
         }

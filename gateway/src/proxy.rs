@@ -56,6 +56,31 @@ impl GateError for UpstreamError {
     }
 }
 
+/// Tells a failure of the client's own body (too large, malformed mid-stream) from a failure of the stack.
+fn classify(err: &hyper_util::client::legacy::Error) -> Denial {
+    if err.is_connect() {
+        return UpstreamError::Connect.denial();
+    }
+    let mut client_body = false;
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            return request::RequestError::BodyTooLarge.denial();
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            client_body = true;
+        }
+        source = e.source();
+    }
+    if client_body {
+        request::RequestError::BodyInvalid.denial()
+    } else {
+        UpstreamError::Failed.denial()
+    }
+}
+
 /// Everything a request needs.
 #[derive(Debug)]
 pub struct Proxy {
@@ -153,15 +178,12 @@ impl Proxy {
             ),
             Ok((identity, route)) => match self.forward(req, &identity, &route, &request_id).await {
                 Ok(response) => (response, "none", "ok", Some(route)),
-                Err(err) => {
-                    let denial = err.denial();
-                    (
-                        self.denial_response(denial, &request_id),
-                        denial.gate.as_str(),
-                        denial.reason,
-                        Some(route),
-                    )
-                }
+                Err(denial) => (
+                    self.denial_response(denial, &request_id),
+                    denial.gate.as_str(),
+                    denial.reason,
+                    Some(route),
+                ),
             },
         };
         let latency = started.elapsed();
@@ -209,7 +231,7 @@ impl Proxy {
         identity: &Identity,
         route: &Arc<Route>,
         request_id: &str,
-    ) -> Result<Response<Body>, UpstreamError> {
+    ) -> Result<Response<Body>, Denial> {
         let (mut parts, body) = req.into_parts();
         let stamp = Stamp {
             org: &identity.org,
@@ -231,7 +253,7 @@ impl Proxy {
             .authority(route.upstream.as_str())
             .path_and_query(path)
             .build()
-            .map_err(|_| UpstreamError::Failed)?;
+            .map_err(|_| UpstreamError::Failed.denial())?;
         parts.version = Version::HTTP_11;
         let limit = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit).boxed();
@@ -239,9 +261,8 @@ impl Proxy {
         let timeout = Duration::from_millis(self.settings.upstream_timeout_ms);
         let response =
             match tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body))).await {
-                Err(_) => return Err(UpstreamError::Timeout),
-                Ok(Err(err)) if err.is_connect() => return Err(UpstreamError::Connect),
-                Ok(Err(_)) => return Err(UpstreamError::Failed),
+                Err(_) => return Err(UpstreamError::Timeout.denial()),
+                Ok(Err(err)) => return Err(classify(&err)),
                 Ok(Ok(response)) => response,
             };
         let (mut parts, body) = response.into_parts();

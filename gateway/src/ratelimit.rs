@@ -42,9 +42,9 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `per_second` sustained, `burst` at once, per org.
-    pub fn new(per_second: u32, burst: u32) -> RateLimiter {
+    pub fn new(per_second: f64, burst: u32) -> RateLimiter {
         RateLimiter {
-            per_second: f64::from(per_second),
+            per_second,
             burst: f64::from(burst),
             buckets: Mutex::new(HashMap::new()),
         }
@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn buckets_are_per_org_and_refill() {
-        let rl = RateLimiter::new(2, 2);
+        let rl = RateLimiter::new(2.0, 2);
         let t0 = Instant::now();
         assert!(rl.check("org_a", t0).is_ok());
         assert!(rl.check("org_a", t0).is_ok());

@@ -19,9 +19,12 @@ pub enum RequestError {
     /// CONNECT or TRACE.
     #[error("method not allowed")]
     Method,
-    /// `Content-Length` over the body limit.
+    /// `Content-Length` (or, while streaming, the body) over the body limit.
     #[error("body too large")]
     BodyTooLarge,
+    /// The body broke off or was malformed while it streamed to the stack.
+    #[error("body invalid")]
+    BodyInvalid,
 }
 
 impl GateError for RequestError {
@@ -33,6 +36,7 @@ impl GateError for RequestError {
             RequestError::Upgrade => "upgrade_unsupported",
             RequestError::Method => "method_not_allowed",
             RequestError::BodyTooLarge => "body_too_large",
+            RequestError::BodyInvalid => "body_invalid",
         }
     }
 
