@@ -67,6 +67,9 @@ impl TokenCache {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        if generation < inner.generation {
+            return; // verified under keys that have changed since: not worth keeping
+        }
         if inner.generation != generation {
             inner.entries.clear();
             inner.generation = generation;
@@ -127,6 +130,15 @@ mod tests {
             "flushed, not just the one looked up"
         );
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn an_identity_verified_under_older_keys_is_not_kept() {
+        let c = TokenCache::new(10);
+        c.insert([1; 32], id(100), 50, 5);
+        c.insert([2; 32], id(100), 50, 4);
+        assert!(c.get(&[1; 32], 60, 5).is_some(), "the newer entry survives");
+        assert!(c.get(&[2; 32], 60, 5).is_none());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! `_` in its name goes (CGI-style backends read `x_org_id` as `HTTP_X_ORG_ID`), and then the gateway sets its
 //! own identity headers exactly once. The stack routes on nothing the client wrote.
 
+use std::net::IpAddr;
+
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderName, HeaderValue};
 
@@ -20,6 +22,8 @@ pub const SUBJECT: &str = "x-bulkhead-subject";
 pub const IMPERSONATOR: &str = "x-bulkhead-impersonator";
 /// The gateway's request id.
 pub const REQUEST_ID: &str = "x-bulkhead-request-id";
+/// The client's address as the gateway saw it (the client's own `X-Forwarded-For` is dropped).
+pub const FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
 const HOP_BY_HOP: [&str; 9] = [
@@ -121,6 +125,8 @@ pub struct Stamp<'a> {
     pub impersonator: Option<&'a str>,
     /// The request id.
     pub request_id: &'a str,
+    /// The peer address of the client's connection.
+    pub client_ip: IpAddr,
 }
 
 /// Prepares a request's headers for the stack: hop-by-hop and `Connection`-named headers, every header with an
@@ -163,6 +169,7 @@ pub fn sanitize_request(
         set(IMPERSONATOR, impersonator);
     }
     set(REQUEST_ID, stamp.request_id);
+    set(FORWARDED_FOR, &stamp.client_ip.to_string());
     if let Ok(v) = HeaderValue::from_str(upstream) {
         headers.insert(HOST, v);
     }
@@ -185,6 +192,7 @@ mod tests {
             subject: Some("user_1"),
             impersonator: None,
             request_id: "r1",
+            client_ip: IpAddr::from([127, 0, 0, 1]),
         }
     }
 
@@ -236,6 +244,7 @@ mod tests {
             ("x-bulkhead-tenant", "other"),
             ("x-tenant-id", "other"),
             ("x-forwarded-host", "b.example"),
+            ("x-forwarded-for", "6.6.6.6"),
             ("forwarded", "host=b.example"),
             ("host", "b.example"),
             ("authorization", "Bearer t"),
@@ -248,6 +257,10 @@ mod tests {
         assert_eq!(h.get_all(SUBJECT).iter().collect::<Vec<_>>(), vec!["user_1"]);
         assert!(h.get(CUSTOMER).is_none());
         assert_eq!(h.get(HOST).unwrap(), "stack.bk-acme.svc:8080");
+        assert_eq!(
+            h.get_all(FORWARDED_FOR).iter().collect::<Vec<_>>(),
+            vec!["127.0.0.1"]
+        );
         assert!(h.get(AUTHORIZATION).is_none());
         assert_eq!(h.get("accept").unwrap(), "application/json");
         let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
@@ -323,7 +336,7 @@ mod tests {
             proptest::prop_assert!(h.get(CUSTOMER).is_none());
             for name in h.keys() {
                 proptest::prop_assert!(!name.as_str().contains('_'));
-                let ours = [ORG, TENANT, SUBJECT, REQUEST_ID].contains(&name.as_str());
+                let ours = [ORG, TENANT, SUBJECT, REQUEST_ID, FORWARDED_FOR].contains(&name.as_str());
                 proptest::prop_assert!(ours || !is_identity_header(name.as_str()), "{}", name);
             }
         }

@@ -2,6 +2,7 @@
 //! pooled client; one audit line and one metric per decision. Every request is decided on its own, whatever
 //! connection it came on.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -163,7 +164,7 @@ impl Proxy {
     }
 
     /// Decides and answers one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let request_id = self.request_id();
         let method = req.method().to_string();
@@ -176,7 +177,7 @@ impl Proxy {
                 denial.reason,
                 None,
             ),
-            Ok((identity, route)) => match self.forward(req, &identity, &route, &request_id).await {
+            Ok((identity, route)) => match self.forward(req, peer, &identity, &route, &request_id).await {
                 Ok(response) => (response, "none", "ok", Some(route)),
                 Err(denial) => (
                     self.denial_response(denial, &request_id),
@@ -228,6 +229,7 @@ impl Proxy {
     async fn forward(
         &self,
         req: Request<Incoming>,
+        peer: SocketAddr,
         identity: &Identity,
         route: &Arc<Route>,
         request_id: &str,
@@ -240,6 +242,7 @@ impl Proxy {
             subject: identity.subject.as_deref(),
             impersonator: identity.impersonator.as_deref(),
             request_id,
+            client_ip: peer.ip(),
         };
         headers::sanitize_request(
             &mut parts.headers,

@@ -198,17 +198,23 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         .max_header_list_size(u32::try_from(file.proxy.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256);
     let server_proxy = proxy.clone();
-    let server = tokio::spawn(serve(listener, builder, shutdown_rx.clone(), grace, move |req| {
-        let proxy = server_proxy.clone();
-        async move { proxy.handle(req).await }
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        builder,
+        shutdown_rx.clone(),
+        grace,
+        move |req, peer| {
+            let proxy = server_proxy.clone();
+            async move { proxy.handle(req, peer).await }
+        },
+    ));
     let admin_state = (keys.clone(), routes.clone(), metrics.clone());
     let admin = tokio::spawn(serve(
         admin_listener,
         auto::Builder::new(TokioExecutor::new()),
         shutdown_rx,
         grace,
-        move |req| {
+        move |req, _peer| {
             let (keys, routes, metrics) = admin_state.clone();
             async move { admin_response(&req, &keys, &routes, &metrics) }
         },
@@ -234,14 +240,14 @@ async fn serve<F, Fut>(
     grace: Duration,
     handler: F,
 ) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(err) => {
                         warn!(error = %err, "accept failed");
@@ -252,7 +258,7 @@ async fn serve<F, Fut>(
                 let handler = handler.clone();
                 let service = service_fn(move |req| {
                     let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
+                    async move { Ok::<_, Infallible>(handler(req, peer).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
