@@ -818,6 +818,7 @@ async fn line7_spoofing_always_routes_by_the_token() {
             vec![("Forwarded", "host=beta.example;for=1.2.3.4")],
             "/",
         ),
+        ("X-Forwarded-For", vec![("X-Forwarded-For", "10.1.2.3")], "/"),
         ("path /t/orgB", vec![], "/t/org_b/data"),
         ("query org_id", vec![], "/?org_id=org_b"),
         (
@@ -848,6 +849,11 @@ async fn line7_spoofing_always_routes_by_the_token() {
             seen.all("host"),
             vec![w.a.addr.to_string()],
             "{case}: Host is the upstream's"
+        );
+        assert_eq!(
+            seen.all("x-forwarded-for"),
+            vec!["127.0.0.1"],
+            "{case}: the peer, set by the gateway"
         );
     }
     // Host: a Host naming another tenant changes nothing either.
