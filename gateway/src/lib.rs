@@ -20,3 +20,10 @@ pub mod server;
 pub mod telemetry;
 pub mod upstream;
 pub mod verify;
+
+/// Installs aws-lc-rs as the process-wide rustls provider (the JWKS client and the cluster client both use
+/// rustls; with two providers compiled in, rustls will not choose). Idempotent; call before building clients.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is all this asks for.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -169,6 +169,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         file.admin = admin;
     }
     let settings = Settings::from_file(file).map_err(|e| e.to_string())?;
+    bulkhead_gateway::install_crypto_provider();
     let kube = if settings.file.routes.source == RouteSource::Kubernetes {
         let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
         Some(kube::Client::try_from(config).map_err(|e| format!("building the API client: {e}"))?)

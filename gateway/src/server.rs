@@ -106,6 +106,7 @@ impl Running {
 /// Starts the gateway: loads every issuer's keys once (failures leave the issuer unready, not the gateway
 /// down), fills the route table, binds both listeners and returns.
 pub async fn start(settings: Settings, options: StartOptions) -> Result<Running, StartError> {
+    crate::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     let file = &settings.file;
     let fetcher = Fetcher::new(FetchPolicy {

@@ -279,6 +279,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the gateway from YAML config text; `{dir}` in it is replaced by a temp dir path.
     pub async fn start(config: &str, files: &[(&str, String)]) -> Gateway {
+        Gateway::start_with(config, files, None).await
+    }
+
+    /// Like [`Gateway::start`], with a cluster client for `routes.source: kubernetes`.
+    pub async fn start_with(config: &str, files: &[(&str, String)], kube: Option<kube::Client>) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
@@ -291,7 +296,7 @@ impl Gateway {
             settings,
             StartOptions {
                 audit: audit.clone(),
-                kube: None,
+                kube,
             },
         )
         .await
