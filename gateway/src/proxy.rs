@@ -82,6 +82,65 @@ fn classify(err: &hyper_util::client::legacy::Error) -> Denial {
     }
 }
 
+/// Status recorded for a request whose client went away before the answer (nginx's convention).
+const CLIENT_CLOSED: u16 = 499;
+
+/// One request's decision, written to the audit log and metrics exactly once: by [`Decision::finish`], or on
+/// drop if the request was cancelled first.
+struct Decision<'a> {
+    proxy: &'a Proxy,
+    started: Instant,
+    request_id: String,
+    method: String,
+    path: String,
+    seen: Seen,
+    route: Option<Arc<Route>>,
+    done: bool,
+}
+
+impl Decision<'_> {
+    fn finish(&mut self, gate: &'static str, reason: &'static str, status: StatusCode) {
+        self.write(gate, reason, status.as_u16(), gate == "none");
+    }
+
+    fn write(&mut self, gate: &'static str, reason: &'static str, status: u16, allowed: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let latency = self.started.elapsed();
+        self.proxy.metrics.decision(allowed, gate, reason, latency);
+        let seen = std::mem::take(&mut self.seen);
+        self.proxy.audit.record(&AuditRecord {
+            time: k8s_openapi::jiff::Timestamp::now().to_string(),
+            request_id: std::mem::take(&mut self.request_id),
+            decision: if allowed { "allow" } else { "deny" },
+            gate,
+            reason,
+            issuer: seen.issuer,
+            kid: seen.kid,
+            subject: seen.subject,
+            org: seen.org,
+            tenant: self.route.as_ref().map(|r| r.tenant.clone()),
+            customer: self.route.as_ref().and_then(|r| r.customer.clone()),
+            impersonator: seen.impersonator,
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            status,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            token_sha256: seen.token_sha256,
+        });
+    }
+}
+
+impl Drop for Decision<'_> {
+    fn drop(&mut self) {
+        // Cancelled before an answer: allowed if it had passed every gate (it may have reached the stack).
+        let allowed = self.route.is_some();
+        self.write("request", "client_cancelled", CLIENT_CLOSED, allowed);
+    }
+}
+
 /// Everything a request needs.
 #[derive(Debug)]
 pub struct Proxy {
@@ -163,52 +222,37 @@ impl Proxy {
         Ok((identity, route))
     }
 
-    /// Decides and answers one request.
+    /// Decides and answers one request. The audit line is written by a guard, so a request whose client goes
+    /// away mid-way (its future dropped) still leaves one, with reason `client_cancelled`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let started = Instant::now();
-        let request_id = self.request_id();
-        let method = req.method().to_string();
-        let path = audit_path(req.uri().path());
-        let mut seen = Seen::default();
-        let (response, gate, reason, route) = match self.authorize(&req, &mut seen).await {
-            Err(denial) => (
-                self.denial_response(denial, &request_id),
-                denial.gate.as_str(),
-                denial.reason,
-                None,
-            ),
-            Ok((identity, route)) => match self.forward(req, peer, &identity, &route, &request_id).await {
-                Ok(response) => (response, "none", "ok", Some(route)),
-                Err(denial) => (
-                    self.denial_response(denial, &request_id),
-                    denial.gate.as_str(),
-                    denial.reason,
-                    Some(route),
-                ),
-            },
+        let mut decision = Decision {
+            proxy: self,
+            started: Instant::now(),
+            request_id: self.request_id(),
+            method: req.method().to_string(),
+            path: audit_path(req.uri().path()),
+            seen: Seen::default(),
+            route: None,
+            done: false,
         };
-        let latency = started.elapsed();
-        let allowed = gate == "none";
-        self.metrics.decision(allowed, gate, reason, latency);
-        self.audit.record(&AuditRecord {
-            time: k8s_openapi::jiff::Timestamp::now().to_string(),
-            request_id,
-            decision: if allowed { "allow" } else { "deny" },
-            gate,
-            reason,
-            issuer: seen.issuer,
-            kid: seen.kid,
-            subject: seen.subject,
-            org: seen.org,
-            tenant: route.as_ref().map(|r| r.tenant.clone()),
-            customer: route.as_ref().and_then(|r| r.customer.clone()),
-            impersonator: seen.impersonator,
-            method,
-            path,
-            status: response.status().as_u16(),
-            latency_ms: latency.as_secs_f64() * 1000.0,
-            token_sha256: seen.token_sha256,
-        });
+        let denial = match self.authorize(&req, &mut decision.seen).await {
+            Err(denial) => denial,
+            Ok((identity, route)) => {
+                decision.route = Some(route.clone());
+                match self
+                    .forward(req, peer, &identity, &route, &decision.request_id)
+                    .await
+                {
+                    Ok(response) => {
+                        decision.finish("none", "ok", response.status());
+                        return response;
+                    }
+                    Err(denial) => denial,
+                }
+            }
+        };
+        let response = self.denial_response(denial, &decision.request_id);
+        decision.finish(denial.gate.as_str(), denial.reason, response.status());
         response
     }
 

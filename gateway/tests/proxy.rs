@@ -111,6 +111,35 @@ async fn every_http2_stream_is_authenticated_on_its_own() {
 }
 
 #[tokio::test]
+async fn an_http2_body_shorter_than_its_content_length_never_completes_upstream() {
+    let w = world("").await;
+    let token = w.key.sign(&claims_a("org_a"));
+    let tcp = TcpStream::connect(w.gw.running.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("http://gateway.test/cl")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-length", "10")
+        .body(Full::new(Bytes::from_static(b"short")))
+        .unwrap();
+    let err = sender.send_request(req).await.expect_err("the stream is reset");
+    assert!(format!("{err:?}").contains("PROTOCOL_ERROR"), "{err:?}");
+    // The gateway's h2 layer resets the stream and drops the request's future. The head may already have
+    // gone to the stack, whose request then never completes; the audit line says the client's request was cut.
+    let line = w.gw.audit_line_after(0).await;
+    assert_eq!(
+        (line["gate"].as_str(), line["reason"].as_str()),
+        (Some("request"), Some("client_cancelled")),
+        "{line}"
+    );
+    assert_eq!(line["status"], 499);
+    assert_eq!(line["org"], "org_a");
+    assert_eq!(w.a.complete(), 0, "no complete request reached the stack");
+}
+
+#[tokio::test]
 async fn upstream_failures_and_body_limits_answer_with_their_gate() {
     let w = world("").await;
     let slow = w.key.sign(&claims_a("org_slow"));

@@ -101,6 +101,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// Whether the body arrived whole (`None` while it is still streaming).
+    pub body_complete: Option<bool>,
 }
 
 impl Seen {
@@ -140,16 +142,22 @@ impl Upstream {
                         )
                     })
                     .collect();
-                record.lock().unwrap().push(Seen {
-                    method: req.method().to_string(),
-                    path: req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    headers,
-                });
-                let _ = req.into_body().collect().await;
+                let index = {
+                    let mut seen = record.lock().unwrap();
+                    seen.push(Seen {
+                        method: req.method().to_string(),
+                        path: req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers,
+                        body_complete: None,
+                    });
+                    seen.len() - 1
+                };
+                let complete = req.into_body().collect().await.is_ok();
+                record.lock().unwrap()[index].body_complete = Some(complete);
                 Response::new(Full::new(Bytes::from(name)))
             }
         });
@@ -158,6 +166,16 @@ impl Upstream {
 
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// Requests whose body arrived whole.
+    pub fn complete(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.body_complete == Some(true))
+            .count()
     }
 
     pub fn last(&self) -> Seen {
@@ -306,6 +324,17 @@ impl Gateway {
 
     pub fn last_audit(&self) -> Value {
         self.audit.lines().last().cloned().unwrap_or(Value::Null)
+    }
+
+    /// Waits (bounded) for the audit line of a request still being decided.
+    pub async fn audit_line_after(&self, count: usize) -> Value {
+        for _ in 0..400 {
+            if let Some(line) = self.audit.lines().get(count) {
+                return line.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no audit line #{count}");
     }
 
     pub fn audit_count(&self) -> usize {
