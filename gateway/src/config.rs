@@ -600,6 +600,18 @@ routes:
     }
 
     #[test]
+    fn the_example_config_is_valid_and_shows_the_defaults() {
+        let example = include_str!("../examples/gateway.yaml");
+        let s = settings(example).unwrap();
+        let defaults = settings(BASE).unwrap();
+        assert_eq!(s.time, defaults.time);
+        assert_eq!(s.key_policy.refresh, defaults.key_policy.refresh);
+        assert_eq!(s.file.proxy.max_body_bytes, defaults.file.proxy.max_body_bytes);
+        assert_eq!(s.file.cache.max_entries, defaults.file.cache.max_entries);
+        assert_eq!(s.file.tokens.max_bytes, defaults.file.tokens.max_bytes);
+    }
+
+    #[test]
     fn a_path_org_claim_has_no_default_prefix() {
         let text = BASE.replace("    jwks_url", "    org_claim: tenant.org\n    jwks_url");
         let s = settings(&text).unwrap();
