@@ -139,6 +139,94 @@ async fn an_http2_body_shorter_than_its_content_length_never_completes_upstream(
     assert_eq!(w.a.complete(), 0, "no complete request reached the stack");
 }
 
+/// HPACK integer with an `n`-bit prefix whose high bits are `flags`.
+fn hpack_int(out: &mut Vec<u8>, flags: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(flags | value as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+/// A literal header field without indexing, new name, no Huffman coding (RFC 7541 §6.2.2).
+fn hpack_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x00);
+    hpack_int(out, 0, 7, name.len());
+    out.extend_from_slice(name);
+    hpack_int(out, 0, 7, value.len());
+    out.extend_from_slice(value);
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Sends one raw HTTP/2 GET with `extra` header bytes and returns the first frame about stream 1 (or GOAWAY):
+/// (type, first payload byte).
+async fn raw_h2_get(addr: std::net::SocketAddr, token: &str, extra: (&[u8], &[u8])) -> (u8, Option<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut block = vec![0x82, 0x86, 0x84]; // :method GET, :scheme http, :path /
+    block.push(0x01); // :authority, literal without indexing, indexed name 1
+    hpack_int(&mut block, 0, 7, 1);
+    block.push(b'g');
+    hpack_literal(&mut block, b"authorization", format!("Bearer {token}").as_bytes());
+    hpack_literal(&mut block, extra.0, extra.1);
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    bytes.extend(frame(0x1, 0x5, 1, &block)); // HEADERS, END_STREAM | END_HEADERS
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    loop {
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).await.is_err() {
+            return (0xff, None); // closed
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.unwrap();
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if head[3] == 0x4 && head[4] & 0x1 == 0 {
+            stream.write_all(&frame(0x4, 0x1, 0, &[])).await.unwrap(); // SETTINGS ACK
+        }
+        if (id == 1 && matches!(head[3], 0x1 | 0x3)) || head[3] == 0x7 {
+            return (head[3], payload.first().copied());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crlf_in_an_http2_header_value_never_reaches_the_stack() {
+    let w = world("").await;
+    let token = w.key.sign(&claims_a("org_a"));
+    // Control: the same raw request with a clean header is answered 200 (HEADERS, indexed :status 200 = 0x88).
+    let ok = raw_h2_get(w.gw.running.addr, &token, (b"x-note", b"fine")).await;
+    assert_eq!(ok, (0x1, Some(0x88)), "raw h2 control request");
+    assert_eq!(w.a.count(), 1);
+    for value in [&b"a\r\nx-org-id: org_b"[..], b"a\nb", b"a\0b"] {
+        let (kind, _) = raw_h2_get(w.gw.running.addr, &token, (b"x-note", value)).await;
+        assert!(
+            matches!(kind, 0x3 | 0x7 | 0xff),
+            "stream reset, GOAWAY or close, not an answer: {kind}"
+        );
+    }
+    assert_eq!(
+        w.a.count(),
+        1,
+        "no request with a CR, LF or NUL in a header reached the stack"
+    );
+}
+
 #[tokio::test]
 async fn upstream_failures_and_body_limits_answer_with_their_gate() {
     let w = world("").await;
