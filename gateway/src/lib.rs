@@ -4,6 +4,8 @@
 //! See `docs/design.md` (Gateway) for the contract. Every module here is named after what it does; the pure
 //! ones ([`gates`], [`headers`], [`routes`], [`keys::jwk`], [`cache`]) carry the unit tests.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod cache;
 pub mod config;
