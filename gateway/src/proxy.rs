@@ -304,6 +304,7 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         let limit = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit).boxed();
+        self.upstreams.prune(&self.routes);
         let client = self.upstreams.client(route);
         let timeout = Duration::from_millis(self.settings.upstream_timeout_ms);
         let response =

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::routes::Route;
+use crate::routes::{Route, Routes};
 
 /// Request and response bodies on the proxy path.
 pub mod bytes_body {
@@ -29,6 +29,8 @@ type PoolKey = (String, Option<String>, String);
 #[derive(Debug)]
 pub struct Upstreams {
     clients: RwLock<HashMap<PoolKey, StackClient>>,
+    /// The route table generation the pools were last pruned against.
+    pruned_at: std::sync::atomic::AtomicU64,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -38,6 +40,7 @@ impl Upstreams {
     pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Upstreams {
         Upstreams {
             clients: RwLock::new(HashMap::new()),
+            pruned_at: std::sync::atomic::AtomicU64::new(0),
             connect_timeout,
             idle_timeout,
         }
@@ -69,6 +72,24 @@ impl Upstreams {
         }
     }
 
+    /// Drops the pools of routes that are no longer in `routes` (once per route table change), so a removed
+    /// tenant's idle connections and client go away with its route.
+    pub fn prune(&self, routes: &Routes) {
+        use std::sync::atomic::Ordering;
+        let generation = routes.generation();
+        if self.pruned_at.swap(generation, Ordering::AcqRel) == generation {
+            return;
+        }
+        let table = routes.load();
+        let live: std::collections::HashSet<PoolKey> = table
+            .routes()
+            .map(|r| (r.tenant.clone(), r.customer.clone(), r.upstream.clone()))
+            .collect();
+        if let Ok(mut clients) = self.clients.write() {
+            clients.retain(|key, _| live.contains(key));
+        }
+    }
+
     /// The number of pools.
     pub fn len(&self) -> usize {
         self.clients.read().map(|c| c.len()).unwrap_or(0)
@@ -77,5 +98,45 @@ impl Upstreams {
     /// Whether there are no pools.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::{RouteTable, StaticRoute};
+
+    fn table(orgs: &[(&str, &str, &str)]) -> RouteTable {
+        let routes: Vec<StaticRoute> = orgs
+            .iter()
+            .map(|(org, tenant, upstream)| StaticRoute {
+                org: (*org).into(),
+                tenant: (*tenant).into(),
+                customer: None,
+                upstream: (*upstream).into(),
+            })
+            .collect();
+        RouteTable::from_static(&routes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_pool_per_route_and_removed_routes_lose_theirs() {
+        let upstreams = Upstreams::new(Duration::from_secs(1), Duration::from_secs(1));
+        let routes = Routes::new();
+        // Two tenants on one address still get two pools.
+        routes.store(table(&[
+            ("org_a", "acme", "127.0.0.1:1"),
+            ("org_b", "beta", "127.0.0.1:1"),
+        ]));
+        let t = routes.load();
+        for org in ["org_a", "org_b", "org_a"] {
+            upstreams.client(&t.lookup(org).unwrap());
+        }
+        assert_eq!(upstreams.len(), 2);
+        upstreams.prune(&routes);
+        assert_eq!(upstreams.len(), 2, "nothing removed yet");
+        routes.store(table(&[("org_a", "acme", "127.0.0.1:1")]));
+        upstreams.prune(&routes);
+        assert_eq!(upstreams.len(), 1);
     }
 }

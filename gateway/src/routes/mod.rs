@@ -324,6 +324,7 @@ impl RouteTable {
 pub struct Routes {
     table: ArcSwap<RouteTable>,
     synced: AtomicBool,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Routes {
@@ -335,12 +336,18 @@ impl Routes {
     /// Replaces the table and marks it synced.
     pub fn store(&self, table: RouteTable) {
         self.table.store(Arc::new(table));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.synced.store(true, Ordering::Release);
     }
 
     /// The current table.
     pub fn load(&self) -> Arc<RouteTable> {
         self.table.load_full()
+    }
+
+    /// Moves on every [`Routes::store`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Whether the table has been filled from its source.
