@@ -256,6 +256,35 @@ impl Proxy {
         response
     }
 
+    /// Records a decision hyper made on its own, before any request reached [`Proxy::handle`]: a head it could
+    /// not parse (400) or that was too large (431), or one that did not arrive in time (408). Connection resets
+    /// and closes are not decisions and are not recorded.
+    pub fn connection_error(&self, err: &(dyn std::error::Error + 'static)) {
+        let Some(err) = err.downcast_ref::<hyper::Error>() else {
+            return;
+        };
+        let (reason, status) = if err.is_parse_too_large() {
+            ("head_too_large", StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        } else if err.is_parse() {
+            ("malformed_http", StatusCode::BAD_REQUEST)
+        } else if err.is_timeout() {
+            ("header_timeout", StatusCode::REQUEST_TIMEOUT)
+        } else {
+            return;
+        };
+        let mut decision = Decision {
+            proxy: self,
+            started: Instant::now(),
+            request_id: self.request_id(),
+            method: String::new(),
+            path: String::new(),
+            seen: Seen::default(),
+            route: None,
+            done: false,
+        };
+        decision.finish(Gate::Request.as_str(), reason, status);
+    }
+
     fn denial_response(&self, denial: Denial, request_id: &str) -> Response<Body> {
         let mut response = Response::new(full(denial.body()));
         *response.status_mut() = denial.status;

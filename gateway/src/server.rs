@@ -199,6 +199,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         .max_header_list_size(u32::try_from(file.proxy.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256);
     let server_proxy = proxy.clone();
+    let error_proxy = proxy.clone();
     let server = tokio::spawn(serve(
         listener,
         builder,
@@ -208,6 +209,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
             let proxy = server_proxy.clone();
             async move { proxy.handle(req, peer).await }
         },
+        move |err: &(dyn std::error::Error + 'static)| error_proxy.connection_error(err),
     ));
     let admin_state = (keys.clone(), routes.clone(), metrics.clone());
     let admin = tokio::spawn(serve(
@@ -219,6 +221,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
             let (keys, routes, metrics) = admin_state.clone();
             async move { admin_response(&req, &keys, &routes, &metrics) }
         },
+        |_: &(dyn std::error::Error + 'static)| {},
     ));
     info!(%addr, %admin_addr, "gateway listening");
     Ok(Running {
@@ -234,13 +237,17 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
     })
 }
 
-async fn serve<F, Fut>(
+/// Accepts connections until shutdown; `on_error` sees each connection's error (a malformed or oversized head
+/// that hyper answered itself, before any request reached `handler`).
+async fn serve<F, Fut, E>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     handler: F,
+    on_error: E,
 ) where
+    E: Fn(&(dyn std::error::Error + 'static)) + Clone + Send + Sync + 'static,
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -263,8 +270,11 @@ async fn serve<F, Fut>(
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
+                let on_error = on_error.clone();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    if let Err(err) = conn.await {
+                        on_error(err.as_ref());
+                    }
                 });
             }
             _ = shutdown.changed() => break,
