@@ -273,6 +273,31 @@ async fn upstream_failures_and_body_limits_answer_with_their_gate() {
 }
 
 #[tokio::test]
+async fn a_head_that_does_not_arrive_in_time_is_cut_and_audited() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world("  header_read_timeout_ms: 200").await;
+    let mut stream = TcpStream::connect(w.gw.running.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: g\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await; // returns once the gateway closes the connection
+    assert!(
+        answer.is_empty(),
+        "hyper closes without an answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let line = w.gw.audit_line_after(0).await;
+    assert_eq!(
+        (line["gate"].as_str(), line["reason"].as_str()),
+        (Some("request"), Some("header_timeout"))
+    );
+    assert_eq!(line["status"], 408, "recorded as Request Timeout");
+    assert_eq!(w.a.count(), 0);
+}
+
+#[tokio::test]
 async fn per_org_rate_limit_and_authorization_forwarding() {
     let w = world("  forward_authorization: true\nrate_limit: {per_second: 0.001, burst: 2}").await;
     let token = w.key.sign(&claims_a("org_a"));
