@@ -298,6 +298,72 @@ async fn a_head_that_does_not_arrive_in_time_is_cut_and_audited() {
 }
 
 #[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    use std::sync::Arc;
+    use tokio::sync::{Notify, Semaphore};
+    // A stack that holds each request until released.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let arrived = Arc::new(Semaphore::new(0));
+    let release = Arc::new(Notify::new());
+    let (a, r) = (arrived.clone(), release.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (a, r) = (a.clone(), r.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let (a, r) = (a.clone(), r.clone());
+                    async move {
+                        a.add_permits(1);
+                        r.notified().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                            "late",
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: \"{{dir}}/a.json\"\nroutes:\n  source: file\n  file: \"{{dir}}/routes.yaml\"\n"
+    );
+    let routes = format!("routes:\n  - {{org: org_a, upstream: '{upstream}', tenant: acme}}\n");
+    let jwks = json!({"keys": [key.jwk(true)]}).to_string();
+    let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
+    let addr = gw.running.addr;
+    let token = key.sign(&claims_a("org_a"));
+    let in_flight = tokio::spawn(async move {
+        raw(
+            addr,
+            request("GET", "/", &[("Authorization", &format!("Bearer {token}"))], "").as_bytes(),
+        )
+        .await
+    });
+    arrived.acquire().await.unwrap().forget(); // the request is at the stack
+    let Gateway { running, audit, .. } = gw;
+    let shutdown = tokio::spawn(running.shutdown());
+    // New connections are refused once the listener is closed.
+    let mut refused = false;
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the listener still accepts after shutdown began");
+    release.notify_one();
+    let answer = Answer::parse(&in_flight.await.unwrap());
+    assert_eq!((answer.status, answer.body.as_str()), (200, "late"));
+    shutdown.await.unwrap();
+    assert_eq!(audit.lines().len(), 1);
+}
+
+#[tokio::test]
 async fn per_org_rate_limit_and_authorization_forwarding() {
     let w = world("  forward_authorization: true\nrate_limit: {per_second: 0.001, burst: 2}").await;
     let token = w.key.sign(&claims_a("org_a"));
