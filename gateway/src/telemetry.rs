@@ -36,7 +36,10 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), TelemetryError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // On a failed write tracing-subscriber would report it with eprintln!, which panics when stderr itself
+        // is the broken pipe: a gone log collector would take the gateway down.
+        .log_internal_errors(false);
     let result = match format {
         LogFormat::Json => builder
             .json()

@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,14 +15,6 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bulkhead-gateway");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn mint(args: &[&str]) -> String {
     let out = Command::new(BIN).arg("token").args(args).output().unwrap();
@@ -117,40 +108,47 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let (port, admin) = (free_port(), free_port());
     let config = format!(
         "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
         dir.path().join("jwks.json").display(),
         dir.path().join("routes.yaml").display()
     );
     std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
+    // Port 0 for both listeners; the addresses are read from the JSON log line that announces them.
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(dir.path().join("gateway.yaml"))
         .args([
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--admin",
-            &format!("127.0.0.1:{admin}"),
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
         ])
-        .args(["--log-format", "plain"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
-    let ready = "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-    let mut up_and_ready = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(admin_addr).await.is_ok()
-            && Answer::parse(&raw(admin_addr, ready.as_bytes()).await).status == 200
-        {
-            up_and_ready = true;
-            break;
+    // Keep draining stderr (a closed pipe would fail the gateway's log writes) and pass the announcement on.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
+            if value["message"] == "gateway listening" {
+                let _ = tx.send(value);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up_and_ready, "the gateway never became ready");
+    });
+    let listening = rx.recv().expect("the gateway announces its addresses");
+    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
+    let admin_addr: std::net::SocketAddr = listening["admin_addr"].as_str().unwrap().parse().unwrap();
+    let ready = "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        Answer::parse(&raw(admin_addr, ready.as_bytes()).await).status,
+        200
+    );
 
     let key = key_path("rsa-a.pem");
     let token = mint(&[
@@ -163,7 +161,6 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
         "--org",
         "org_a",
     ]);
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let req = request(
         "GET",
         "/bin",
@@ -193,4 +190,69 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
         (Some("allow"), Some("/bin"))
     );
     assert!(!lines[0].to_string().contains(&token));
+}
+
+#[tokio::test]
+async fn a_closed_log_pipe_does_not_stop_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        json!({"keys": [rsa.jwk(true)]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("routes.yaml"), "routes: []\n").unwrap();
+    let config = format!(
+        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
+        dir.path().join("jwks.json").display(),
+        dir.path().join("routes.yaml").display()
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.path().join("gateway.yaml"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listening = {
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "stderr ended before the announcement"
+            );
+            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
+            if value["message"] == "gateway listening" {
+                break value;
+            }
+        }
+        // The reader is dropped here: every later log line meets a broken pipe.
+    };
+    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
+    let answer = Answer::parse(&raw(addr, request("GET", "/", &[], "").as_bytes()).await);
+    assert_eq!(answer.status, 401, "still answering with its log pipe gone");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "exit after SIGTERM with a broken log pipe: {status:?}"
+    );
 }
