@@ -234,6 +234,8 @@ pub struct ProxyFile {
     pub pool_idle_seconds: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Most requests being decided or forwarded at once; more are answered 503 `request/overloaded`.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProxyFile {
@@ -247,6 +249,7 @@ impl Default for ProxyFile {
             connect_timeout_ms: 2_000,
             pool_idle_seconds: 60,
             shutdown_grace_seconds: 20,
+            max_in_flight: 4096,
         }
     }
 }
@@ -494,6 +497,9 @@ impl Settings {
                 "keys",
                 "refresh_seconds 1 to 3600; retry_seconds and fetch_timeout_ms positive",
             ));
+        }
+        if file.proxy.max_in_flight == 0 {
+            return Err(invalid("proxy.max_in_flight", "must be positive"));
         }
         if file.routes.source == RouteSource::File && file.routes.file.is_none() {
             return Err(invalid("routes.file", "required with source: file"));

@@ -256,6 +256,24 @@ impl Proxy {
         response
     }
 
+    /// Answers (and records) a request refused because the gateway has its maximum of requests in flight.
+    pub fn overloaded(&self, method: String, path: String) -> Response<Body> {
+        let mut decision = Decision {
+            proxy: self,
+            started: Instant::now(),
+            request_id: self.request_id(),
+            method,
+            path,
+            seen: Seen::default(),
+            route: None,
+            done: false,
+        };
+        let denial = request::RequestError::Overloaded.denial();
+        let response = self.denial_response(denial, &decision.request_id);
+        decision.finish(denial.gate.as_str(), denial.reason, response.status());
+        response
+    }
+
     /// Records a decision hyper made on its own, before any request reached [`Proxy::handle`]: a head it could
     /// not parse (400) or that was too large (431), or one that did not arrive in time (408). Connection resets
     /// and closes are not decisions and are not recorded.

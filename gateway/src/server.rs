@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tracing::{info, warn};
 
 use crate::audit::AuditSink;
@@ -200,14 +201,34 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         .max_concurrent_streams(256);
     let server_proxy = proxy.clone();
     let error_proxy = proxy.clone();
+    let in_flight = tower::limit::GlobalConcurrencyLimitLayer::new(file.proxy.max_in_flight);
     let server = tokio::spawn(serve(
         listener,
         builder,
         shutdown_rx.clone(),
         grace,
-        move |req, peer| {
+        move |req: Request<Incoming>, peer| {
+            // One semaphore for the whole listener: at most max_in_flight requests are decided or forwarded at
+            // once; LoadShed turns "no permit" into an immediate 503 instead of a queue.
             let proxy = server_proxy.clone();
-            async move { proxy.handle(req, peer).await }
+            let limited = tower::ServiceBuilder::new()
+                .load_shed()
+                .layer(in_flight.clone())
+                .service_fn(move |req: Request<Incoming>| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                });
+            let proxy = server_proxy.clone();
+            let (method, path) = (
+                req.method().to_string(),
+                crate::audit::audit_path(req.uri().path()),
+            );
+            async move {
+                match limited.oneshot(req).await {
+                    Ok(response) => response,
+                    Err(_overloaded) => proxy.overloaded(method, path),
+                }
+            }
         },
         move |err: &(dyn std::error::Error + 'static)| error_proxy.connection_error(err),
     ));

@@ -297,11 +297,14 @@ async fn a_head_that_does_not_arrive_in_time_is_cut_and_audited() {
     assert_eq!(w.a.count(), 0);
 }
 
-#[tokio::test]
-async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+/// A stack that holds each request until released: (address, one permit per arrived request, release).
+async fn held_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<tokio::sync::Semaphore>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
     use std::sync::Arc;
     use tokio::sync::{Notify, Semaphore};
-    // A stack that holds each request until released.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     let arrived = Arc::new(Semaphore::new(0));
@@ -327,6 +330,61 @@ async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections()
             });
         }
     });
+    (upstream, arrived, release)
+}
+
+#[tokio::test]
+async fn over_max_in_flight_requests_are_shed_with_503() {
+    let (upstream, arrived, release) = held_upstream().await;
+    let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: \"{{dir}}/a.json\"\nroutes:\n  source: file\n  file: \"{{dir}}/routes.yaml\"\nproxy:\n  max_in_flight: 1\n"
+    );
+    let routes = format!("routes:\n  - {{org: org_a, upstream: '{upstream}', tenant: acme}}\n");
+    let jwks = json!({"keys": [key.jwk(true)]}).to_string();
+    let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
+    let addr = gw.running.addr;
+    let auth = format!("Bearer {}", key.sign(&claims_a("org_a")));
+    let first = {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            raw(
+                addr,
+                request("GET", "/held", &[("Authorization", &auth)], "").as_bytes(),
+            )
+            .await
+        })
+    };
+    arrived.acquire().await.unwrap().forget(); // the one permitted request is at the stack
+    let shed = gw.get_with(&auth["Bearer ".len()..], "/second", &[]).await;
+    assert_eq!(
+        (shed.status, shed.denial()),
+        (503, ("request".into(), "overloaded".into()))
+    );
+    let line = gw.last_audit();
+    assert_eq!(
+        (line["reason"].as_str(), line["path"].as_str()),
+        (Some("overloaded"), Some("/second"))
+    );
+    release.notify_one();
+    assert_eq!(Answer::parse(&first.await.unwrap()).status, 200);
+    // The permit is back: the next request goes through (and is held, then released).
+    let third = tokio::spawn(async move {
+        raw(
+            addr,
+            request("GET", "/third", &[("Authorization", &auth)], "").as_bytes(),
+        )
+        .await
+    });
+    arrived.acquire().await.unwrap().forget();
+    release.notify_one();
+    assert_eq!(Answer::parse(&third.await.unwrap()).status, 200);
+    gw.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    let (upstream, arrived, release) = held_upstream().await;
     let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
     let config = format!(
         "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: \"{{dir}}/a.json\"\nroutes:\n  source: file\n  file: \"{{dir}}/routes.yaml\"\n"

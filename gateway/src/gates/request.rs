@@ -25,6 +25,9 @@ pub enum RequestError {
     /// The body broke off or was malformed while it streamed to the stack.
     #[error("body invalid")]
     BodyInvalid,
+    /// The gateway already has its maximum of requests in flight.
+    #[error("overloaded")]
+    Overloaded,
 }
 
 impl GateError for RequestError {
@@ -37,6 +40,7 @@ impl GateError for RequestError {
             RequestError::Method => "method_not_allowed",
             RequestError::BodyTooLarge => "body_too_large",
             RequestError::BodyInvalid => "body_invalid",
+            RequestError::Overloaded => "overloaded",
         }
     }
 
@@ -44,6 +48,7 @@ impl GateError for RequestError {
         match self {
             RequestError::Method => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
