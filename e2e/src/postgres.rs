@@ -447,6 +447,28 @@ impl Postgres {
     /// Stops the server now (also done on drop): an immediate shutdown (SIGQUIT, which also frees its shared
     /// memory), and if it is still running after a few seconds, `Child::kill` (SIGKILL). Then waits for it.
     pub fn stop(&mut self) {
+        self.halt();
+        if std::mem::take(&mut self.port_reserved) {
+            release_port(self.port);
+        }
+    }
+
+    /// Stops the server like [`Postgres::stop`] but keeps its data and port, for [`Postgres::resume`]: a
+    /// server outage as clients see it.
+    pub fn pause(&mut self) {
+        self.halt();
+    }
+
+    /// Starts a paused server again on the same port with the same data, and waits until it accepts logins.
+    pub async fn resume(&mut self) -> Result<(), PostgresError> {
+        let bin = bin_dir()?;
+        match self.spawn_and_wait(&bin).await {
+            Ok(()) => Ok(()),
+            Err(BootError::PortTaken(err) | BootError::Other(err)) => Err(err),
+        }
+    }
+
+    fn halt(&mut self) {
         if let Some(mut server) = self.server.take() {
             if let Ok(None) = server.try_wait() {
                 // The child is not reaped yet, so its pid cannot have been reused.
@@ -469,9 +491,6 @@ impl Postgres {
             let _ = server.wait();
         }
         self.stop_watchdog();
-        if std::mem::take(&mut self.port_reserved) {
-            release_port(self.port);
-        }
     }
 }
 
