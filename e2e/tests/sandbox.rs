@@ -46,8 +46,37 @@ fn sandbox_once_prints_every_example_and_cleans_up() {
         };
         assert!(row.split_whitespace().any(|cell| cell == namespace), "{row}");
         assert!(row.ends_with("False  StackNotReady"), "{row}");
+        // Every example but globex-bakery asks for a database, and gets it from the sandbox's PostgreSQL.
+        let database = row.split_whitespace().rev().nth(2).unwrap();
+        let wanted = if name == "globex-bakery" {
+            "-"
+        } else {
+            "Provisioned"
+        };
+        assert_eq!(database, wanted, "{row}");
     }
     assert_eq!(rows.len(), 5, "{stdout}");
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in\n{stdout}"))
+            .to_owned()
+    };
+    let schemas = line("schemas:");
+    for tenant in ["bk_acme_", "bk_acme_acme_dental_"] {
+        assert!(
+            schemas.split([' ', ',']).any(|s| s.starts_with(tenant)),
+            "{schemas}"
+        );
+    }
+    let databases = line("databases:");
+    for tenant in ["bk_globex_", "bk_acme_acme_lawfirm_"] {
+        assert!(
+            databases.split([' ', ',']).any(|s| s.starts_with(tenant)),
+            "{databases}"
+        );
+    }
 
     let log = stdout
         .lines()

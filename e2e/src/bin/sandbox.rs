@@ -1,6 +1,7 @@
 //! `sandbox`: the whole product on one machine without a cluster.
 //!
-//! Starts the local control plane, installs the CRDs, runs the operator against it (the `bulkhead-operator`
+//! Starts the local control plane and a throwaway PostgreSQL 15 (unless `--no-postgres`), installs the CRDs,
+//! stores the database admin DSN in a Secret, runs the operator against it (the `bulkhead-operator`
 //! binary next to this one, or in-process when there is none), applies `examples/`, prints a status table of
 //! Tenants and Customers and keeps running, reprinting the table when it changes, until Ctrl-C. Then it stops
 //! everything it started and removes its temp dir.
@@ -10,8 +11,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
+use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
 use bulkhead_e2e::{ControlPlane, apply, table};
 use clap::Parser;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, PostParams};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,7 +35,15 @@ struct Args {
     /// How long to wait for the operator to observe every example before printing anyway.
     #[arg(long, default_value = "60")]
     settle_seconds: u64,
+    /// Run without PostgreSQL: resources with a database report DatabaseReady=False, NotConfigured.
+    #[arg(long)]
+    no_postgres: bool,
 }
+
+/// The shared database the sandbox's Tenants get their schemas in.
+const SHARED_DB: &str = "bulkhead";
+/// The admin Secret, as the operator's flag names it.
+const ADMIN_SECRET: (&str, &str) = ("bulkhead-system", "postgres-admin");
 
 enum Operator {
     Process(Child),
@@ -59,16 +71,39 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
         .canonicalize()
         .map_err(|e| format!("examples folder {}: {e}", args.examples.display()))?;
     let files = apply::manifest_files(&args.examples).map_err(|e| e.to_string())?;
-    println!("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)...");
-    let plane = ControlPlane::start_with_crds().await.map_err(|e| e.to_string())?;
+    if args.no_postgres {
+        println!("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)...");
+    } else {
+        println!(
+            "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager) and PostgreSQL 15..."
+        );
+    }
+    let (plane, pg) = tokio::join!(ControlPlane::start_with_crds(), async {
+        if args.no_postgres {
+            Ok(None)
+        } else {
+            Postgres::start().await.map(Some)
+        }
+    });
+    let plane = plane.map_err(|e| e.to_string())?;
+    let pg = pg.map_err(|e| e.to_string())?;
     let client = plane.admin().await.map_err(|e| e.to_string())?;
     println!(
         "Control plane ready at {}; Bulkhead CRDs installed.",
         plane.server()
     );
+    if let Some(pg) = &pg {
+        prepare_postgres(pg, &client).await?;
+        println!(
+            "PostgreSQL 15 ready at 127.0.0.1:{} (database {SHARED_DB}); admin DSN in Secret {}/{}.",
+            pg.port(),
+            ADMIN_SECRET.0,
+            ADMIN_SECRET.1
+        );
+    }
 
     let operator_log = plane.dir().join("operator.log");
-    let operator = start_operator(&args, &plane, &operator_log).await?;
+    let operator = start_operator(&args, &plane, pg.as_ref(), &operator_log).await?;
 
     let applied = apply::apply_files(&client, &files)
         .await
@@ -103,6 +138,14 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
         plane.kubeconfig_path().display()
     );
     println!("operator logs: {}", operator_log.display());
+    if let Some(pg) = &pg {
+        print_places(pg).await;
+        println!(
+            "psql:          psql 'postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{SHARED_DB}' (throwaway superuser)",
+            pg.superuser_password(),
+            pg.port()
+        );
+    }
 
     if !args.once {
         println!("Running; the table is reprinted when it changes. Press Ctrl-C to stop and clean up.");
@@ -125,6 +168,7 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
 
     println!("Stopping the operator and the control plane...");
     stop_operator(operator).await;
+    drop(pg);
     drop(plane);
     println!("Stopped; temp files removed.");
     Ok(if all_observed {
@@ -134,9 +178,79 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
     })
 }
 
+/// Creates the shared database, the operator's namespace and the admin Secret.
+async fn prepare_postgres(pg: &Postgres, client: &kube::Client) -> Result<(), String> {
+    let admin = pg.admin().await.map_err(|e| e.to_string())?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {SHARED_DB}"))
+        .await
+        .map_err(|e| format!("creating database {SHARED_DB}: {e}"))?;
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ADMIN_SECRET.0}}))
+        .map_err(|e| e.to_string())?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .map_err(|e| format!("creating namespace {}: {e}", ADMIN_SECRET.0))?;
+    let dsn = pg.dsn(SUPERUSER, pg.superuser_password(), SHARED_DB);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": ADMIN_SECRET.1, "namespace": ADMIN_SECRET.0},
+        "stringData": {"dsn": format!("{dsn}?sslmode=disable")}
+    }))
+    .map_err(|e| e.to_string())?;
+    Api::<Secret>::namespaced(client.clone(), ADMIN_SECRET.0)
+        .create(&PostParams::default(), &secret)
+        .await
+        .map_err(|e| format!("creating the admin Secret: {e}"))?;
+    Ok(())
+}
+
+/// Lists the schemas and databases the operator made, straight from the catalog.
+async fn print_places(pg: &Postgres) {
+    let Ok(admin) = pg.connect_as(SUPERUSER, pg.superuser_password(), SHARED_DB).await else {
+        return;
+    };
+    let list = |sql: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query(sql, &[])
+                .await
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| r.get::<_, String>(0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        }
+    };
+    let schemas = list("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'bk\\_%' ORDER BY 1").await;
+    let databases =
+        list("SELECT datname::text FROM pg_database WHERE datname LIKE 'bk\\_%' ORDER BY 1").await;
+    println!("schemas:       {} (in database {SHARED_DB})", or_none(&schemas));
+    println!("databases:     {}", or_none(&databases));
+}
+
+fn or_none(list: &str) -> &str {
+    if list.is_empty() { "none" } else { list }
+}
+
+/// The operator's database flags for the sandbox's server.
+fn postgres_flags(pg: &Postgres) -> Vec<String> {
+    vec![
+        "--postgres-admin-secret".into(),
+        format!("{}/{}", ADMIN_SECRET.0, ADMIN_SECRET.1),
+        "--postgres-cidr".into(),
+        "127.0.0.1/32".into(),
+        "--postgres-port".into(),
+        pg.port().to_string(),
+    ]
+}
+
 async fn start_operator(
     args: &Args,
     plane: &ControlPlane,
+    pg: Option<&Postgres>,
     log_path: &std::path::Path,
 ) -> Result<Operator, String> {
     let sibling = std::env::current_exe()
@@ -161,6 +275,7 @@ async fn start_operator(
                 ])
                 .arg("--kubeconfig")
                 .arg(plane.kubeconfig_path())
+                .args(pg.map(postgres_flags).unwrap_or_default())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -180,14 +295,22 @@ async fn start_operator(
                 .await
                 .map_err(|e| format!("binding the operator's admin port: {e}"))?;
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let handle = tokio::spawn(bulkhead_operator::run(
-                client,
-                listener,
-                bulkhead_operator::Options::default(),
-                async move {
-                    let _ = rx.await;
-                },
-            ));
+            let mut options = bulkhead_operator::Options::default();
+            if let Some(pg) = pg {
+                let secret = format!("{}/{}", ADMIN_SECRET.0, ADMIN_SECRET.1);
+                let mut database = bulkhead_operator::settings::DatabaseSettings::new(
+                    secret.parse().map_err(|e: String| e)?,
+                );
+                database.port = Some(pg.port());
+                options.settings.database = Some(database);
+                options.settings.postgres = Some(bulkhead_operator::settings::PostgresEndpoint {
+                    cidr: "127.0.0.1/32".into(),
+                    port: pg.port(),
+                });
+            }
+            let handle = tokio::spawn(bulkhead_operator::run(client, listener, options, async move {
+                let _ = rx.await;
+            }));
             println!(
                 "No bulkhead-operator binary next to this one (build it with `cargo build -p bulkhead-operator`); running the operator in-process. Metrics on http://127.0.0.1:{admin_port}/metrics"
             );

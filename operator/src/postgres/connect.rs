@@ -225,7 +225,7 @@ impl Server {
         config.keepalives(true);
         config.application_name("bulkhead-operator");
         config.options(format!(
-            "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
+            "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS} -c client_min_messages=warning"
         ));
         let tls = MakeRustlsConnect::new(tls_config(ca_pem)?);
         let manager = Manager::from_config(
