@@ -42,8 +42,14 @@ pub mod reasons {
 pub struct Database {
     settings: DatabaseSettings,
     server: tokio::sync::Mutex<Option<Arc<Server>>>,
+    /// The last failure to connect, answered from memory for [`RETRY_AFTER`] so an outage does not make every
+    /// reconcile wait for its own connect timeout in turn.
+    last_failure: std::sync::Mutex<Option<(std::time::Instant, Failure, String)>>,
     locks: DdlLocks,
 }
+
+/// How long a failure to connect is reported without trying again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Database {
     /// A handle with no connection yet.
@@ -51,6 +57,7 @@ impl Database {
         Database {
             settings,
             server: tokio::sync::Mutex::new(None),
+            last_failure: std::sync::Mutex::new(None),
             locks: DdlLocks::default(),
         }
     }
@@ -66,6 +73,35 @@ impl Database {
         if let Some(server) = current.as_ref() {
             return Ok(server.clone());
         }
+        if let Some((at, failure, message)) = self.recent_failure()
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(ConnectError::Recent { failure, message });
+        }
+        match self.connect(client).await {
+            Ok(server) => {
+                *current = Some(server.clone());
+                Ok(server)
+            }
+            Err(err) => {
+                let mut last = self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *last = Some((std::time::Instant::now(), err.failure(), err.to_string()));
+                Err(err)
+            }
+        }
+    }
+
+    fn recent_failure(&self) -> Option<(std::time::Instant, Failure, String)> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn connect(&self, client: &kube::Client) -> Result<Arc<Server>, ConnectError> {
         let server = Arc::new(Server::from_secret(client, &self.settings.admin_secret).await?);
         let admin = server.admin().await?;
         let _lock = self.locks.lock(server.shared_database()).await;
@@ -78,7 +114,6 @@ impl Database {
             port = server.port(),
             "connected to PostgreSQL and hardened it"
         );
-        *current = Some(server.clone());
         Ok(server)
     }
 

@@ -143,6 +143,14 @@ pub enum ConnectError {
         /// The error text (from the server or the connection; never the DSN).
         message: String,
     },
+    /// A failure to connect seen moments ago, reported again without trying.
+    #[error("{message}")]
+    Recent {
+        /// How it failed.
+        failure: Failure,
+        /// The earlier error's text.
+        message: String,
+    },
 }
 
 impl ConnectError {
@@ -152,7 +160,7 @@ impl ConnectError {
             ConnectError::SecretRead { .. } | ConnectError::SecretInvalid { .. } => {
                 Failure::AdminSecretInvalid
             }
-            ConnectError::Server { failure, .. } => *failure,
+            ConnectError::Server { failure, .. } | ConnectError::Recent { failure, .. } => *failure,
         }
     }
 
