@@ -248,7 +248,7 @@ pub async fn ensure<K: Managed>(
         return Ok(DatabaseState::NotReady {
             reason: reasons::NOT_CONFIGURED,
             message: "spec.database.enabled is true, but the operator runs without --postgres-admin-secret; \
-                      configure it (Helm value postgres.adminSecret) or disable the database."
+                      configure it (or BULKHEAD_POSTGRES_ADMIN_SECRET) or disable the database."
                 .into(),
         });
     };
