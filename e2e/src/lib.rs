@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod control_plane;
+pub mod events;
 pub mod operator;
 pub mod postgres;
 pub mod table;

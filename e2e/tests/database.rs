@@ -14,7 +14,7 @@ use bulkhead_operator::postgres::naming::{self, Names};
 use bulkhead_operator::settings::{DatabaseSettings, Settings};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -148,15 +148,7 @@ async fn wait_condition(f: &Fixture, name: &str, type_: &str, reason: &str) -> S
 }
 
 async fn events_for(f: &Fixture, reason: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(f.admin.clone());
-    api.list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
+    bulkhead_e2e::events::notes(&f.admin, reason).await.unwrap()
 }
 
 async fn wait_event(f: &Fixture, reason: &str, mentions: &str) -> String {

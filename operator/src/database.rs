@@ -528,11 +528,13 @@ async fn check_conflicts(
             )));
         }
     }
-    let owner = match isolation {
-        DatabaseIsolation::Schema => provision::schema_owner(admin, &names.place).await,
-        DatabaseIsolation::Database => provision::database_owner(admin, &names.place).await,
-    }
-    .map_err(db("looking up the place"))?;
+    let place = match isolation {
+        DatabaseIsolation::Schema => provision::Place::Schema,
+        DatabaseIsolation::Database => provision::Place::Database,
+    };
+    let owner = provision::owner_of(admin, place, &names.place)
+        .await
+        .map_err(db("looking up the place"))?;
     match owner {
         Some(owner) if owner != names.owner => Err(Problem::Conflict(format!(
             "{} {} exists and is owned by {owner}, not by Bulkhead's role {}; rename or drop it.",

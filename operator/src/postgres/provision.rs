@@ -239,34 +239,32 @@ pub async fn set_password(client: &Client, names: &Names, verifier: &str) -> Res
     run_with_password(client, "setting the login role's password", &statement).await
 }
 
-/// The owner of a schema in the connected database, if it exists.
-pub async fn schema_owner(client: &Client, schema: &str) -> Result<Option<String>, DbError> {
-    let row = client
-        .query_opt(
+/// The owner of a schema (in the connected database) or of a database, if it exists.
+pub async fn owner_of(client: &Client, place: Place, name: &str) -> Result<Option<String>, DbError> {
+    let (query, what) = match place {
+        Place::Schema => (
             "SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1",
-            &[&schema],
-        )
+            "looking up a schema",
+        ),
+        Place::Database => (
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            "looking up a database",
+        ),
+    };
+    let row = client
+        .query_opt(query, &[&name])
         .await
-        .map_err(|source| DbError::Server {
-            what: "looking up a schema",
-            source,
-        })?;
+        .map_err(|source| DbError::Server { what, source })?;
     Ok(row.map(|r| r.get(0)))
 }
 
-/// The owner of a database, if it exists.
-pub async fn database_owner(client: &Client, database: &str) -> Result<Option<String>, DbError> {
-    let row = client
-        .query_opt(
-            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
-            &[&database],
-        )
-        .await
-        .map_err(|source| DbError::Server {
-            what: "looking up a database",
-            source,
-        })?;
-    Ok(row.map(|r| r.get(0)))
+/// What a tenant's place is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A schema in the shared database.
+    Schema,
+    /// A database of its own.
+    Database,
 }
 
 /// Privileges the tenant's roles hold outside their place, seen from the connected database. `database` is
