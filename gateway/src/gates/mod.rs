@@ -1,0 +1,16 @@
+//! The token gates, in design.md's fixed order. Each is a pure function returning a typed error that names
+//! its gate and a fixed reason ([`crate::denial::GateError`]).
+//!
+//! Order: [`bearer`] → [`parse`] → [`alg`] → [`kid`] → key and signature (in [`crate::verify`]) → [`time`] →
+//! [`issuer`] → [`audience`] → [`session`] → [`org`] (version, then org shape) → route.
+
+pub mod alg;
+pub mod audience;
+pub mod bearer;
+pub mod issuer;
+pub mod kid;
+pub mod org;
+pub mod parse;
+pub mod request;
+pub mod session;
+pub mod time;

@@ -1,0 +1,344 @@
+//! Header sanitation before a request goes to a stack, and after its response comes back.
+//!
+//! The client's identity headers are removed in every spelling (any case, `_` or `-` or none between words),
+//! every header named in `Connection` and every hop-by-hop header goes (RFC 9110 §7.6.1), every header with an
+//! `_` in its name goes (CGI-style backends read `x_org_id` as `HTTP_X_ORG_ID`), and then the gateway sets its
+//! own identity headers exactly once. The stack routes on nothing the client wrote.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderName, HeaderValue};
+
+/// The org id the gateway derived from the token.
+pub const ORG: &str = "x-bulkhead-org";
+/// The Tenant of the route.
+pub const TENANT: &str = "x-bulkhead-tenant";
+/// The Customer of the route, when the org is a Customer's.
+pub const CUSTOMER: &str = "x-bulkhead-customer";
+/// The token's `sub`.
+pub const SUBJECT: &str = "x-bulkhead-subject";
+/// The token's `act.sub`, while impersonating.
+pub const IMPERSONATOR: &str = "x-bulkhead-impersonator";
+/// The gateway's request id.
+pub const REQUEST_ID: &str = "x-bulkhead-request-id";
+/// The client's address as the gateway saw it (the client's own `X-Forwarded-For` is dropped).
+pub const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Identity header names, compacted (lowercase, `-` and `_` removed).
+const IDENTITY_EXACT: [&str; 31] = [
+    "xorgid",
+    "xorg",
+    "xorganizationid",
+    "xorganisationid",
+    "xorgslug",
+    "xtenantid",
+    "xtenant",
+    "xcustomerid",
+    "xcustomer",
+    "xuserid",
+    "xuser",
+    "xsubject",
+    "xsub",
+    "xremoteuser",
+    "remoteuser",
+    "xauthuser",
+    "xauthenticateduser",
+    "xauthenticateduserid",
+    "xconsumerid",
+    "xconsumerusername",
+    "xcredentialidentifier",
+    "xuserinfo",
+    "ximpersonator",
+    "xactor",
+    "xrealip",
+    "forwarded",
+    "xemail",
+    "xuseremail",
+    "xrole",
+    "xroles",
+    "xscope",
+];
+
+/// Identity header prefixes, compacted.
+const IDENTITY_PREFIXES: [&str; 6] = [
+    "xbulkhead",
+    "xauthrequest",
+    "xforwarded",
+    "xjwt",
+    "xclerk",
+    "xpomerium",
+];
+
+/// Whether `name` is an identity header in any spelling.
+pub fn is_identity_header(name: &str) -> bool {
+    let compact: String = name
+        .bytes()
+        .filter(|b| *b != b'-' && *b != b'_')
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect();
+    IDENTITY_EXACT.contains(&compact.as_str()) || IDENTITY_PREFIXES.iter().any(|p| compact.starts_with(p))
+}
+
+/// Removes hop-by-hop headers and every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway tells the stack about the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    /// The org id.
+    pub org: &'a str,
+    /// The Tenant.
+    pub tenant: &'a str,
+    /// The Customer, if the org is a Customer's.
+    pub customer: Option<&'a str>,
+    /// `sub`.
+    pub subject: Option<&'a str>,
+    /// `act.sub`.
+    pub impersonator: Option<&'a str>,
+    /// The request id.
+    pub request_id: &'a str,
+    /// The peer address of the client's connection.
+    pub client_ip: IpAddr,
+}
+
+/// Prepares a request's headers for the stack: hop-by-hop and `Connection`-named headers, every header with an
+/// `_`, every client identity header, `Host` and (unless forwarded by configuration) `Authorization` are
+/// removed; then the gateway's identity headers and `Host: upstream` are set once.
+pub fn sanitize_request(
+    headers: &mut HeaderMap,
+    stamp: &Stamp<'_>,
+    upstream: &str,
+    forward_authorization: bool,
+) {
+    remove_hop_by_hop(headers);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_') || is_identity_header(n.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+    headers.remove(HOST);
+    if !forward_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+    let mut set = |name: &'static str, value: &str| {
+        // Every value was checked to be printable ASCII by its gate; a value that still fails is left out.
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(ORG, stamp.org);
+    set(TENANT, stamp.tenant);
+    if let Some(customer) = stamp.customer {
+        set(CUSTOMER, customer);
+    }
+    if let Some(subject) = stamp.subject {
+        set(SUBJECT, subject);
+    }
+    if let Some(impersonator) = stamp.impersonator {
+        set(IMPERSONATOR, impersonator);
+    }
+    set(REQUEST_ID, stamp.request_id);
+    set(FORWARDED_FOR, &stamp.client_ip.to_string());
+    if let Ok(v) = HeaderValue::from_str(upstream) {
+        headers.insert(HOST, v);
+    }
+}
+
+/// Prepares a stack's response headers for the client: hop-by-hop headers go.
+pub fn sanitize_response(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp() -> Stamp<'static> {
+        Stamp {
+            org: "org_a",
+            tenant: "acme",
+            customer: None,
+            subject: Some("user_1"),
+            impersonator: None,
+            request_id: "r1",
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn identity_headers_in_every_spelling_are_recognised() {
+        for name in [
+            "X-Org-Id",
+            "x-ORG-id",
+            "X_Org_Id",
+            "xorgid",
+            "X-OrgId",
+            "X-Tenant-Id",
+            "x_tenant_id",
+            "X-Bulkhead-Org",
+            "x-bulkhead-anything",
+            "X-Forwarded-Host",
+            "Forwarded",
+            "X-Auth-Request-User",
+            "x-jwt-payload",
+            "X-Customer-Id",
+            "X-Remote-User",
+            "Remote-User",
+        ] {
+            assert!(is_identity_header(name), "{name}");
+        }
+        for name in ["content-type", "accept", "x-request-id", "cookie", "x-organic"] {
+            assert!(!is_identity_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn client_identity_is_replaced_by_exactly_one_gateway_set() {
+        let mut h = headers(&[
+            ("x-org-id", "org_b"),
+            ("X-ORG-ID", "org_c"),
+            ("x_org_id", "org_d"),
+            ("x-bulkhead-org", "org_b"),
+            ("x-bulkhead-tenant", "other"),
+            ("x-tenant-id", "other"),
+            ("x-forwarded-host", "b.example"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "host=b.example"),
+            ("host", "b.example"),
+            ("authorization", "Bearer t"),
+            ("accept", "application/json"),
+            ("x_custom", "1"),
+        ]);
+        sanitize_request(&mut h, &stamp(), "stack.bk-acme.svc:8080", false);
+        assert_eq!(h.get_all(ORG).iter().collect::<Vec<_>>(), vec!["org_a"]);
+        assert_eq!(h.get_all(TENANT).iter().collect::<Vec<_>>(), vec!["acme"]);
+        assert_eq!(h.get_all(SUBJECT).iter().collect::<Vec<_>>(), vec!["user_1"]);
+        assert!(h.get(CUSTOMER).is_none());
+        assert_eq!(h.get(HOST).unwrap(), "stack.bk-acme.svc:8080");
+        assert_eq!(
+            h.get_all(FORWARDED_FOR).iter().collect::<Vec<_>>(),
+            vec!["127.0.0.1"]
+        );
+        assert!(h.get(AUTHORIZATION).is_none());
+        assert_eq!(h.get("accept").unwrap(), "application/json");
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        for gone in [
+            "x-org-id",
+            "x-tenant-id",
+            "x-forwarded-host",
+            "forwarded",
+            "x_org_id",
+            "x_custom",
+        ] {
+            assert!(!names.contains(&gone), "{gone} in {names:?}");
+        }
+    }
+
+    #[test]
+    fn connection_named_and_hop_by_hop_headers_go_and_authorization_is_optional() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-keep-me-not, x-org-id"),
+            ("x-keep-me-not", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("authorization", "Bearer t"),
+        ]);
+        sanitize_request(&mut h, &stamp(), "u:1", true);
+        for gone in [
+            "connection",
+            "x-keep-me-not",
+            "keep-alive",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(h.get(AUTHORIZATION).unwrap(), "Bearer t");
+        assert_eq!(
+            h.get(ORG).unwrap(),
+            "org_a",
+            "a Connection-listed identity header cannot drop ours"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever the client sends, the stack sees exactly one org, one tenant and no header with `_`.
+        #[test]
+        fn exactly_one_identity_set_survives(
+            pairs in proptest::collection::vec(
+                ("[xX][-_][A-Za-z_-]{0,12}|[A-Za-z-]{1,12}|[Xx]-[Bb]ulkhead-[a-z]{1,8}|[Xx][-_][Oo]rg[-_][Ii]d", "[ -~]{0,16}"),
+                0..24,
+            ),
+            connection in "[a-zA-Z_, -]{0,40}",
+        ) {
+            let mut h = HeaderMap::new();
+            for (n, v) in &pairs {
+                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+                    h.append(n, v);
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(&connection) {
+                h.append(CONNECTION, v);
+            }
+            sanitize_request(&mut h, &stamp(), "u:1", false);
+            proptest::prop_assert_eq!(h.get_all(ORG).iter().count(), 1);
+            proptest::prop_assert_eq!(h.get(ORG).unwrap(), "org_a");
+            proptest::prop_assert_eq!(h.get_all(TENANT).iter().count(), 1);
+            proptest::prop_assert!(h.get(CUSTOMER).is_none());
+            for name in h.keys() {
+                proptest::prop_assert!(!name.as_str().contains('_'));
+                let ours = [ORG, TENANT, SUBJECT, REQUEST_ID, FORWARDED_FOR].contains(&name.as_str());
+                proptest::prop_assert!(ours || !is_identity_header(name.as_str()), "{}", name);
+            }
+        }
+    }
+}

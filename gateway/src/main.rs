@@ -1,0 +1,209 @@
+//! `bulkhead-gateway`: run the gateway, or mint a test token.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+use bulkhead_gateway::audit::StdoutAudit;
+use bulkhead_gateway::config::{FileConfig, RouteSource, Settings};
+use bulkhead_gateway::gates::alg::parse_name;
+use bulkhead_gateway::mint::{self, Mint, OrgPlacement};
+use bulkhead_gateway::server::{self, StartOptions};
+use bulkhead_gateway::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bulkhead-gateway",
+    version,
+    about = "Verifies each request's JWT and routes it to its tenant's stack by the org claim only"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway. Audit lines go to standard output, logs to standard error.
+    Run(RunArgs),
+    /// Mint a token from a local private key (demos and tests only).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The configuration file (YAML).
+    #[arg(long, env = "BULKHEAD_GATEWAY_CONFIG")]
+    config: PathBuf,
+    /// Proxy listener address (overrides the file).
+    #[arg(long, env = "BULKHEAD_GATEWAY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Admin listener address for /livez, /readyz, /metrics (overrides the file).
+    #[arg(long, env = "BULKHEAD_GATEWAY_ADMIN")]
+    admin: Option<SocketAddr>,
+    /// Log line format.
+    #[arg(long, env = "BULKHEAD_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
+    log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OrgVersion {
+    /// Clerk v2: `v: 2`, `o.id`.
+    V2,
+    /// Clerk v1: `org_id`.
+    V1,
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// Private key in PEM (PKCS#8, or PKCS#1/SEC1).
+    #[arg(long)]
+    key: PathBuf,
+    /// Algorithm: RS256, PS256, ES256, ES384 or EdDSA.
+    #[arg(long, default_value = "RS256")]
+    alg: String,
+    /// Key id.
+    #[arg(long)]
+    kid: String,
+    /// Issuer.
+    #[arg(long)]
+    iss: String,
+    /// Org id (omit for a token without an active org).
+    #[arg(long)]
+    org: Option<String>,
+    /// Clerk claim version that places the org id.
+    #[arg(long, value_enum, default_value = "v2")]
+    version: OrgVersion,
+    /// A dotted path for the org id instead of the Clerk layout.
+    #[arg(long)]
+    org_path: Option<String>,
+    /// Subject.
+    #[arg(long, default_value = "user_demo")]
+    sub: String,
+    /// Seconds until expiry.
+    #[arg(long, default_value_t = 300)]
+    exp_in: i64,
+    /// Extra claims as a JSON object, merged last (e.g. '{"azp":"https://app.example"}').
+    #[arg(long)]
+    claims: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token(args) => match token(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("bulkhead-gateway token: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            if let Err(err) = telemetry::init(args.log_format, &args.log) {
+                eprintln!("bulkhead-gateway: {err}");
+                return ExitCode::FAILURE;
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(err) => {
+                    error!(error = %err, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    error!(error = %message, "gateway stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn token(args: &TokenArgs) -> Result<String, String> {
+    let algorithm = parse_name(&args.alg).ok_or_else(|| format!("unknown algorithm {}", args.alg))?;
+    let pem = std::fs::read(&args.key).map_err(|e| format!("reading {}: {e}", args.key.display()))?;
+    let key = mint::encoding_key(&pem, algorithm).map_err(|e| e.to_string())?;
+    let extra = match &args.claims {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err("--claims must be a JSON object".into()),
+        },
+        None => serde_json::Map::new(),
+    };
+    let placement = match (&args.org_path, args.version) {
+        (Some(path), _) => OrgPlacement::Path(path.split('.').map(str::to_owned).collect()),
+        (None, OrgVersion::V2) => OrgPlacement::ClerkV2,
+        (None, OrgVersion::V1) => OrgPlacement::ClerkV1,
+    };
+    let spec = Mint {
+        algorithm,
+        kid: args.kid.clone(),
+        issuer: args.iss.clone(),
+        subject: args.sub.clone(),
+        org: args.org.clone(),
+        placement,
+        expires_in: args.exp_in,
+        extra,
+    };
+    mint::mint(&spec, &key).map_err(|e| e.to_string())
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let mut file = FileConfig::read(&args.config).map_err(|e| e.to_string())?;
+    if let Some(listen) = args.listen {
+        file.listen = listen;
+    }
+    if let Some(admin) = args.admin {
+        file.admin = admin;
+    }
+    let settings = Settings::from_file(file).map_err(|e| e.to_string())?;
+    bulkhead_gateway::install_crypto_provider();
+    let kube = if settings.file.routes.source == RouteSource::Kubernetes {
+        let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+        Some(kube::Client::try_from(config).map_err(|e| format!("building the API client: {e}"))?)
+    } else {
+        None
+    };
+    let running = server::start(
+        settings,
+        StartOptions {
+            audit: Arc::new(StdoutAudit),
+            kube,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    shutdown_signal().await;
+    running.shutdown().await;
+    info!("gateway stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+    info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,190 @@
+//! The gateway's Prometheus metrics. Labels are fixed strings (decision, gate, reason) or configured issuers,
+//! never org ids, subjects or error texts, so their number is bounded by the code and the configuration.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+    gate: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerResultLabels {
+    issuer: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    result: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Decision counters, latencies, key and route gauges.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    latency: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    jwks_loads: Family<IssuerResultLabels, Counter>,
+    keys: Family<IssuerLabels, Gauge>,
+    routes: Gauge,
+    cache: Family<CacheLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `bulkhead_gateway` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bulkhead_gateway");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let latency = Family::<OutcomeLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let jwks_loads = Family::<IssuerResultLabels, Counter>::default();
+        let keys = Family::<IssuerLabels, Gauge>::default();
+        let routes = Gauge::default();
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Requests decided, by decision (allow/deny), gate and reason",
+            decisions.clone(),
+        );
+        registry.register(
+            "decision_seconds",
+            "Time from request to response headers, by decision",
+            latency.clone(),
+        );
+        registry.register(
+            "key_loads",
+            "Key (re)loads per issuer, by result (ok or a failure reason)",
+            jwks_loads.clone(),
+        );
+        registry.register("keys", "Keys in force per issuer", keys.clone());
+        registry.register("routes", "Routable orgs in the route table", routes.clone());
+        registry.register(
+            "token_cache",
+            "Verified-token cache lookups, by result",
+            cache.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            latency,
+            jwks_loads,
+            keys,
+            routes,
+            cache,
+        }
+    }
+
+    /// Counts one decision and its latency.
+    pub fn decision(&self, allowed: bool, gate: &'static str, reason: &'static str, latency: Duration) {
+        let decision = if allowed { "allow" } else { "deny" };
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                decision,
+                gate,
+                reason,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&OutcomeLabels { decision })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts one key load of `issuer` with `result` (`ok` or a failure reason).
+    pub fn jwks_load(&self, issuer: &str, result: &'static str) {
+        self.jwks_loads
+            .get_or_create(&IssuerResultLabels {
+                issuer: issuer.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts an unknown-kid refetch that the rate limit skipped.
+    pub fn jwks_refetch_limited(&self, issuer: &str) {
+        self.jwks_load(issuer, "refetch_rate_limited");
+    }
+
+    /// Sets the number of keys in force for `issuer`.
+    pub fn keys_loaded(&self, issuer: &str, count: usize) {
+        self.keys
+            .get_or_create(&IssuerLabels {
+                issuer: issuer.to_owned(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the number of routable orgs.
+    pub fn routes(&self, count: usize) {
+        self.routes.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a token cache lookup.
+    pub fn cache(&self, hit: bool) {
+        self.cache
+            .get_or_create(&CacheLabels {
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_labelled_by_gate_and_reason() {
+        let m = Metrics::new();
+        m.decision(false, "route", "no_route", Duration::from_millis(1));
+        m.decision(false, "route", "no_route", Duration::from_millis(1));
+        m.decision(true, "none", "ok", Duration::from_millis(1));
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"bulkhead_gateway_decisions_total{decision="deny",gate="route",reason="no_route"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bulkhead_gateway_decisions_total{decision="allow",gate="none",reason="ok"} 1"#)
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! The request path: request gate → token gates → route → rate limit → sanitised forward to the tenant's
+//! pooled client; one audit line and one metric per decision. Every request is decided on its own, whatever
+//! connection it came on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+
+use crate::audit::{AuditRecord, AuditSink, audit_path};
+use crate::config::ProxyFile;
+use crate::denial::{Denial, Gate, GateError};
+use crate::gates::request;
+use crate::headers::{self, REQUEST_ID, Stamp};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::routes::{Route, Routes};
+use crate::upstream::Upstreams;
+use crate::upstream::bytes_body::Body;
+use crate::verify::{Identity, Seen, Verifier};
+
+/// The stack did not answer well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connecting failed.
+    #[error("connect failed")]
+    Connect,
+    /// No response head in time.
+    #[error("timeout")]
+    Timeout,
+    /// Any other failure.
+    #[error("failed")]
+    Failed,
+}
+
+impl GateError for UpstreamError {
+    const GATE: Gate = Gate::Upstream;
+
+    fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect_failed",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Failed => "failed",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Tells a failure of the client's own body (too large, malformed mid-stream) from a failure of the stack.
+fn classify(err: &hyper_util::client::legacy::Error) -> Denial {
+    if err.is_connect() {
+        return UpstreamError::Connect.denial();
+    }
+    let mut client_body = false;
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            return request::RequestError::BodyTooLarge.denial();
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            client_body = true;
+        }
+        source = e.source();
+    }
+    if client_body {
+        request::RequestError::BodyInvalid.denial()
+    } else {
+        UpstreamError::Failed.denial()
+    }
+}
+
+/// Status recorded for a request whose client went away before the answer (nginx's convention).
+const CLIENT_CLOSED: u16 = 499;
+
+/// One request's decision, written to the audit log and metrics exactly once: by [`Decision::finish`], or on
+/// drop if the request was cancelled first.
+struct Decision<'a> {
+    proxy: &'a Proxy,
+    started: Instant,
+    request_id: String,
+    method: String,
+    path: String,
+    seen: Seen,
+    route: Option<Arc<Route>>,
+    done: bool,
+}
+
+impl Decision<'_> {
+    fn finish(&mut self, gate: &'static str, reason: &'static str, status: StatusCode) {
+        self.write(gate, reason, status.as_u16(), gate == "none");
+    }
+
+    fn write(&mut self, gate: &'static str, reason: &'static str, status: u16, allowed: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let latency = self.started.elapsed();
+        self.proxy.metrics.decision(allowed, gate, reason, latency);
+        let seen = std::mem::take(&mut self.seen);
+        self.proxy.audit.record(&AuditRecord {
+            time: k8s_openapi::jiff::Timestamp::now().to_string(),
+            request_id: std::mem::take(&mut self.request_id),
+            decision: if allowed { "allow" } else { "deny" },
+            gate,
+            reason,
+            issuer: seen.issuer,
+            kid: seen.kid,
+            subject: seen.subject,
+            org: seen.org,
+            tenant: self.route.as_ref().map(|r| r.tenant.clone()),
+            customer: self.route.as_ref().and_then(|r| r.customer.clone()),
+            impersonator: seen.impersonator,
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            status,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            token_sha256: seen.token_sha256,
+        });
+    }
+}
+
+impl Drop for Decision<'_> {
+    fn drop(&mut self) {
+        // Cancelled before an answer: allowed if it had passed every gate (it may have reached the stack).
+        let allowed = self.route.is_some();
+        self.write("request", "client_cancelled", CLIENT_CLOSED, allowed);
+    }
+}
+
+/// Everything a request needs.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The token gates.
+    pub verifier: Verifier,
+    /// The route table.
+    pub routes: Arc<Routes>,
+    /// Pooled clients per route.
+    pub upstreams: Upstreams,
+    /// Audit lines.
+    pub audit: Arc<dyn AuditSink>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Limits and timeouts.
+    pub settings: ProxyFile,
+    /// Per-org rate limit.
+    pub rate_limit: Option<RateLimiter>,
+    counter: AtomicU64,
+    instance: u64,
+}
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn full(bytes: Vec<u8>) -> Body {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+impl Proxy {
+    /// A proxy over its parts.
+    pub fn new(
+        verifier: Verifier,
+        routes: Arc<Routes>,
+        upstreams: Upstreams,
+        audit: Arc<dyn AuditSink>,
+        metrics: Arc<Metrics>,
+        settings: ProxyFile,
+        rate_limit: Option<RateLimiter>,
+    ) -> Proxy {
+        let instance = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Proxy {
+            verifier,
+            routes,
+            upstreams,
+            audit,
+            metrics,
+            settings,
+            rate_limit,
+            counter: AtomicU64::new(0),
+            instance,
+        }
+    }
+
+    fn request_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:012x}-{n:08x}", self.instance & 0xffff_ffff_ffff)
+    }
+
+    async fn authorize<B>(
+        &self,
+        req: &Request<B>,
+        seen: &mut Seen,
+    ) -> Result<(Arc<Identity>, Arc<Route>), Denial> {
+        request::check(req.method(), req.headers(), self.settings.max_body_bytes).map_err(|e| e.denial())?;
+        let identity = self.verifier.verify(req.headers(), now_seconds(), seen).await?;
+        let route = self.routes.lookup(&identity.org).map_err(|e| e.denial())?;
+        if let Some(rl) = &self.rate_limit {
+            rl.check(&identity.org, Instant::now()).map_err(|e| e.denial())?;
+        }
+        Ok((identity, route))
+    }
+
+    /// Decides and answers one request. The audit line is written by a guard, so a request whose client goes
+    /// away mid-way (its future dropped) still leaves one, with reason `client_cancelled`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let mut decision = Decision {
+            proxy: self,
+            started: Instant::now(),
+            request_id: self.request_id(),
+            method: req.method().to_string(),
+            path: audit_path(req.uri().path()),
+            seen: Seen::default(),
+            route: None,
+            done: false,
+        };
+        let denial = match self.authorize(&req, &mut decision.seen).await {
+            Err(denial) => denial,
+            Ok((identity, route)) => {
+                decision.route = Some(route.clone());
+                match self
+                    .forward(req, peer, &identity, &route, &decision.request_id)
+                    .await
+                {
+                    Ok(response) => {
+                        decision.finish("none", "ok", response.status());
+                        return response;
+                    }
+                    Err(denial) => denial,
+                }
+            }
+        };
+        let response = self.denial_response(denial, &decision.request_id);
+        decision.finish(denial.gate.as_str(), denial.reason, response.status());
+        response
+    }
+
+    /// Records a decision hyper made on its own, before any request reached [`Proxy::handle`]: a head it could
+    /// not parse (400) or that was too large (431), or one that did not arrive in time (408). Connection resets
+    /// and closes are not decisions and are not recorded.
+    pub fn connection_error(&self, err: &(dyn std::error::Error + 'static)) {
+        let Some(err) = err.downcast_ref::<hyper::Error>() else {
+            return;
+        };
+        let (reason, status) = if err.is_parse_too_large() {
+            ("head_too_large", StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        } else if err.is_parse() {
+            ("malformed_http", StatusCode::BAD_REQUEST)
+        } else if err.is_timeout() {
+            ("header_timeout", StatusCode::REQUEST_TIMEOUT)
+        } else {
+            return;
+        };
+        let mut decision = Decision {
+            proxy: self,
+            started: Instant::now(),
+            request_id: self.request_id(),
+            method: String::new(),
+            path: String::new(),
+            seen: Seen::default(),
+            route: None,
+            done: false,
+        };
+        decision.finish(Gate::Request.as_str(), reason, status);
+    }
+
+    fn denial_response(&self, denial: Denial, request_id: &str) -> Response<Body> {
+        let mut response = Response::new(full(denial.body()));
+        *response.status_mut() = denial.status;
+        let h = response.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert(REQUEST_ID, v);
+        }
+        if denial.status == StatusCode::UNAUTHORIZED {
+            h.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        identity: &Identity,
+        route: &Arc<Route>,
+        request_id: &str,
+    ) -> Result<Response<Body>, Denial> {
+        let (mut parts, body) = req.into_parts();
+        let stamp = Stamp {
+            org: &identity.org,
+            tenant: &route.tenant,
+            customer: route.customer.as_deref(),
+            subject: identity.subject.as_deref(),
+            impersonator: identity.impersonator.as_deref(),
+            request_id,
+            client_ip: peer.ip(),
+        };
+        headers::sanitize_request(
+            &mut parts.headers,
+            &stamp,
+            &route.upstream,
+            self.settings.forward_authorization,
+        );
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = Uri::builder()
+            .scheme("http")
+            .authority(route.upstream.as_str())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| UpstreamError::Failed.denial())?;
+        parts.version = Version::HTTP_11;
+        let limit = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
+        let body = Limited::new(body, limit).boxed();
+        self.upstreams.prune(&self.routes);
+        let client = self.upstreams.client(route);
+        let timeout = Duration::from_millis(self.settings.upstream_timeout_ms);
+        let response =
+            match tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body))).await {
+                Err(_) => return Err(UpstreamError::Timeout.denial()),
+                Ok(Err(err)) => return Err(classify(&err)),
+                Ok(Ok(response)) => response,
+            };
+        let (mut parts, body) = response.into_parts();
+        headers::sanitize_response(&mut parts.headers);
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            parts.headers.insert(REQUEST_ID, v);
+        }
+        Ok(Response::from_parts(parts, body.map_err(Into::into).boxed()))
+    }
+}

@@ -1,0 +1,566 @@
+//! The route table: org id → the stack of the one Tenant or Customer that claims it.
+//!
+//! Built purely from Tenant and Customer resources: only resources that are Ready (and not Routable=False,
+//! not being deleted) are routable; an org claimed by two resources is unroutable whatever their state; a
+//! Customer routes to its own namespace and only while its Tenant is routable too. Snapshots are swapped
+//! atomically, so a request sees one whole table.
+
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use bulkhead_crds::naming;
+use bulkhead_crds::v1alpha1::{Customer, ResourceStatus, Tenant};
+use http::StatusCode;
+use kube::ResourceExt;
+use serde::Deserialize;
+
+use crate::denial::{Gate, GateError};
+use crate::gates::org::{OrgShape, check_shape};
+
+/// The Service every stack is exposed by, in its resource's namespace.
+pub const STACK_SERVICE: &str = "stack";
+
+/// Where the org's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The org id.
+    pub org: String,
+    /// The Tenant.
+    pub tenant: String,
+    /// The Customer, if the org is a Customer's.
+    pub customer: Option<String>,
+    /// The stack's namespace (none for static routes).
+    pub namespace: Option<String>,
+    /// The stack's `host:port`.
+    pub upstream: String,
+}
+
+/// One org's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Exactly one routable resource claims the org.
+    Routable(Arc<Route>),
+    /// Several resources claim the org: nobody gets it.
+    Conflict,
+}
+
+/// Why the route gate refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No routable resource claims the org.
+    #[error("no route")]
+    NoRoute,
+    /// More than one resource claims the org.
+    #[error("org claimed twice")]
+    Conflict,
+    /// The route table has not been filled yet.
+    #[error("routes not synced")]
+    NotSynced,
+}
+
+impl GateError for RouteError {
+    const GATE: Gate = Gate::Route;
+
+    fn reason(&self) -> &'static str {
+        match self {
+            RouteError::NoRoute => "no_route",
+            RouteError::Conflict => "org_conflict",
+            RouteError::NotSynced => "not_synced",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            RouteError::NotSynced => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// How a stack's namespace and port become an address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamResolver {
+    /// DNS suffix: `stack.<namespace>.<suffix>:<port>`.
+    pub suffix: String,
+    /// Namespace → `host:port` overrides (tests, sandboxes without cluster DNS).
+    pub overrides: HashMap<String, String>,
+}
+
+impl UpstreamResolver {
+    /// The address of the stack in `namespace` listening on `port`.
+    pub fn resolve(&self, namespace: &str, port: u16) -> String {
+        match self.overrides.get(namespace) {
+            Some(addr) => addr.clone(),
+            None => format!("{STACK_SERVICE}.{namespace}.{}:{port}", self.suffix),
+        }
+    }
+}
+
+/// A snapshot of every org's entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    entries: HashMap<String, Entry>,
+}
+
+fn condition_true(status: Option<&ResourceStatus>, type_: &str) -> Option<bool> {
+    let c = status?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some(c.status == "True")
+}
+
+/// Ready=True, Routable not False, not being deleted, and the namespace the naming rules give.
+fn routable(status: Option<&ResourceStatus>, deleting: bool, expected_namespace: &str) -> bool {
+    !deleting
+        && condition_true(status, "Ready") == Some(true)
+        && condition_true(status, "Routable") != Some(false)
+        && status.and_then(|s| s.namespace.as_deref()) == Some(expected_namespace)
+}
+
+fn port(port: i32) -> Option<u16> {
+    u16::try_from(port).ok().filter(|p| *p > 0)
+}
+
+impl RouteTable {
+    /// The table for these resources.
+    pub fn build(tenants: &[Tenant], customers: &[Customer], resolver: &UpstreamResolver) -> RouteTable {
+        let mut claims: HashMap<&str, usize> = HashMap::new();
+        for org in tenants
+            .iter()
+            .map(|t| t.spec.org_id.as_str())
+            .chain(customers.iter().map(|c| c.spec.org_id.as_str()))
+        {
+            *claims.entry(org).or_default() += 1;
+        }
+        let mut entries: HashMap<String, Entry> = claims
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(org, _)| ((*org).to_owned(), Entry::Conflict))
+            .collect();
+        let mut tenant_routes: HashMap<String, &Tenant> = HashMap::new();
+        for t in tenants {
+            let name = t.name_any();
+            let namespace = naming::tenant_namespace(&name);
+            if routable(
+                t.status.as_ref(),
+                t.metadata.deletion_timestamp.is_some(),
+                &namespace,
+            ) {
+                tenant_routes.insert(name, t);
+            }
+        }
+        for (name, t) in &tenant_routes {
+            let org = &t.spec.org_id;
+            if claims.get(org.as_str()) != Some(&1) {
+                continue;
+            }
+            let Some(port) = port(t.spec.stack.port) else {
+                continue;
+            };
+            let namespace = naming::tenant_namespace(name);
+            entries.insert(
+                org.clone(),
+                Entry::Routable(Arc::new(Route {
+                    org: org.clone(),
+                    tenant: name.clone(),
+                    customer: None,
+                    upstream: resolver.resolve(&namespace, port),
+                    namespace: Some(namespace),
+                })),
+            );
+        }
+        for c in customers {
+            let org = &c.spec.org_id;
+            if claims.get(org.as_str()) != Some(&1) {
+                continue;
+            }
+            let Some(tenant) = tenant_routes.get(&c.spec.tenant_ref) else {
+                continue;
+            };
+            let name = c.name_any();
+            let namespace = naming::customer_namespace(&c.spec.tenant_ref, &name);
+            if !routable(
+                c.status.as_ref(),
+                c.metadata.deletion_timestamp.is_some(),
+                &namespace,
+            ) {
+                continue;
+            }
+            let stack_port = c.spec.stack.as_ref().unwrap_or(&tenant.spec.stack).port;
+            let Some(port) = port(stack_port) else { continue };
+            entries.insert(
+                org.clone(),
+                Entry::Routable(Arc::new(Route {
+                    org: org.clone(),
+                    tenant: c.spec.tenant_ref.clone(),
+                    customer: Some(name),
+                    upstream: resolver.resolve(&namespace, port),
+                    namespace: Some(namespace),
+                })),
+            );
+        }
+        RouteTable { entries }
+    }
+
+    /// The route of `org`.
+    pub fn lookup(&self, org: &str) -> Result<Arc<Route>, RouteError> {
+        match self.entries.get(org) {
+            Some(Entry::Routable(route)) => Ok(route.clone()),
+            Some(Entry::Conflict) => Err(RouteError::Conflict),
+            None => Err(RouteError::NoRoute),
+        }
+    }
+
+    /// The number of routable orgs.
+    pub fn routable(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| matches!(e, Entry::Routable(_)))
+            .count()
+    }
+
+    /// Every routable route.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.entries.values().filter_map(|e| match e {
+            Entry::Routable(r) => Some(r),
+            Entry::Conflict => None,
+        })
+    }
+}
+
+/// A static routes file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesFile {
+    /// The routes.
+    pub routes: Vec<StaticRoute>,
+}
+
+/// One static route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    /// The org id.
+    pub org: String,
+    /// `host:port` of the stack.
+    pub upstream: String,
+    /// The Tenant.
+    pub tenant: String,
+    /// The Customer, if any.
+    #[serde(default)]
+    pub customer: Option<String>,
+}
+
+/// Why a static routes file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesFileError {
+    /// Reading failed.
+    #[error("reading {0}: {1}")]
+    Read(String, #[source] std::io::Error),
+    /// Parsing failed.
+    #[error("parsing {0}: {1}")]
+    Parse(String, String),
+    /// A route is invalid.
+    #[error("route {index}: {message}")]
+    Invalid {
+        /// Its position.
+        index: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+impl RouteTable {
+    /// The table of a static routes file (YAML). An org listed twice is a conflict, as with resources.
+    pub fn from_static(routes: &[StaticRoute]) -> Result<RouteTable, RoutesFileError> {
+        let shape = OrgShape {
+            prefix: None,
+            max_len: bulkhead_crds::validate::MAX_ORG_ID_LEN,
+        };
+        let mut entries: HashMap<String, Entry> = HashMap::new();
+        for (index, r) in routes.iter().enumerate() {
+            check_shape(&r.org, &shape).map_err(|_| RoutesFileError::Invalid {
+                index,
+                message: "org is not an org id".into(),
+            })?;
+            if r.upstream.parse::<http::uri::Authority>().is_err() || r.upstream.contains('@') {
+                return Err(RoutesFileError::Invalid {
+                    index,
+                    message: "upstream must be host:port".into(),
+                });
+            }
+            let route = Entry::Routable(Arc::new(Route {
+                org: r.org.clone(),
+                tenant: r.tenant.clone(),
+                customer: r.customer.clone(),
+                namespace: None,
+                upstream: r.upstream.clone(),
+            }));
+            let entry = if entries.contains_key(&r.org) {
+                Entry::Conflict
+            } else {
+                route
+            };
+            entries.insert(r.org.clone(), entry);
+        }
+        Ok(RouteTable { entries })
+    }
+
+    /// Reads a static routes file.
+    pub fn read_static(path: &Path) -> Result<RouteTable, RoutesFileError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| RoutesFileError::Read(shown.clone(), e))?;
+        let file: RoutesFile =
+            serde_saphyr::from_str(&text).map_err(|e| RoutesFileError::Parse(shown, e.to_string()))?;
+        RouteTable::from_static(&file.routes)
+    }
+}
+
+/// The current route table, swapped atomically, and whether it has been filled from its source.
+#[derive(Debug, Default)]
+pub struct Routes {
+    table: ArcSwap<RouteTable>,
+    synced: AtomicBool,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Routes {
+    /// An empty, unsynced table.
+    pub fn new() -> Routes {
+        Routes::default()
+    }
+
+    /// Replaces the table and marks it synced.
+    pub fn store(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// The current table.
+    pub fn load(&self) -> Arc<RouteTable> {
+        self.table.load_full()
+    }
+
+    /// Moves on every [`Routes::store`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the table has been filled from its source.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// The route of `org`, or why there is none.
+    pub fn lookup(&self, org: &str) -> Result<Arc<Route>, RouteError> {
+        if !self.is_synced() {
+            return Err(RouteError::NotSynced);
+        }
+        self.table.load().lookup(org)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_crds::v1alpha1::{Condition, CustomerSpec, StackSpec, TenantSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::from_second(0).unwrap()),
+        }
+    }
+
+    fn status(namespace: &str, ready: bool) -> ResourceStatus {
+        ResourceStatus {
+            namespace: Some(namespace.into()),
+            conditions: vec![
+                condition("Ready", ready, if ready { "Provisioned" } else { "Pending" }),
+                condition("Routable", ready, "Routable"),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn stack(port: i32) -> StackSpec {
+        StackSpec {
+            image: "registry.example/app:1".into(),
+            port,
+            replicas: 1,
+            env: vec![],
+            resources: Default::default(),
+        }
+    }
+
+    fn tenant(name: &str, org: &str, ready: bool) -> Tenant {
+        let mut t = Tenant::new(
+            name,
+            TenantSpec {
+                org_id: org.into(),
+                display_name: None,
+                stack: stack(8080),
+                database: Default::default(),
+                quota: Default::default(),
+                network: Default::default(),
+                deletion_policy: Default::default(),
+            },
+        );
+        t.status = Some(status(&naming::tenant_namespace(name), ready));
+        t
+    }
+
+    fn customer(tenant: &str, name: &str, org: &str, ready: bool, port: Option<i32>) -> Customer {
+        let mut c = Customer::new(
+            name,
+            CustomerSpec {
+                tenant_ref: tenant.into(),
+                org_id: org.into(),
+                display_name: None,
+                stack: port.map(stack),
+                database: Default::default(),
+                quota: Default::default(),
+                deletion_policy: Default::default(),
+            },
+        );
+        c.status = Some(status(&naming::customer_namespace(tenant, name), ready));
+        c
+    }
+
+    fn resolver() -> UpstreamResolver {
+        UpstreamResolver {
+            suffix: "svc".into(),
+            overrides: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn ready_tenants_and_customers_route_to_their_own_namespaces() {
+        let table = RouteTable::build(
+            &[tenant("acme", "org_a", true)],
+            &[
+                customer("acme", "dental", "org_d", true, Some(9000)),
+                customer("acme", "vet", "org_v", true, None),
+            ],
+            &resolver(),
+        );
+        let a = table.lookup("org_a").unwrap();
+        assert_eq!(a.upstream, "stack.bk-acme.svc:8080");
+        assert_eq!((a.tenant.as_str(), a.customer.as_deref()), ("acme", None));
+        let d = table.lookup("org_d").unwrap();
+        assert_eq!(d.upstream, "stack.bk-acme-dental.svc:9000");
+        assert_eq!(
+            (d.tenant.as_str(), d.customer.as_deref()),
+            ("acme", Some("dental"))
+        );
+        assert_eq!(
+            table.lookup("org_v").unwrap().upstream,
+            "stack.bk-acme-vet.svc:8080",
+            "tenant's port"
+        );
+        assert_eq!(table.lookup("org_x"), Err(RouteError::NoRoute));
+        assert_eq!(table.routable(), 3);
+    }
+
+    #[test]
+    fn only_ready_resources_route() {
+        let mut deleting = tenant("gone", "org_g", true);
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(5).unwrap()));
+        let mut unroutable = tenant("half", "org_h", true);
+        unroutable.status.as_mut().unwrap().conditions[1] = condition("Routable", false, "StackNotReady");
+        let mut moved = tenant("moved", "org_m", true);
+        moved.status.as_mut().unwrap().namespace = Some("kube-system".into());
+        let mut no_status = tenant("new", "org_n", true);
+        no_status.status = None;
+        let table = RouteTable::build(
+            &[
+                tenant("acme", "org_a", false),
+                deleting,
+                unroutable,
+                moved,
+                no_status,
+            ],
+            &[],
+            &resolver(),
+        );
+        for org in ["org_a", "org_g", "org_h", "org_m", "org_n"] {
+            assert_eq!(table.lookup(org), Err(RouteError::NoRoute), "{org}");
+        }
+    }
+
+    #[test]
+    fn an_org_claimed_twice_is_unroutable_even_if_one_claimant_is_not_ready() {
+        let table = RouteTable::build(
+            &[
+                tenant("acme", "org_a", true),
+                tenant("copycat", "org_a", false),
+                tenant("beta", "org_b", true),
+            ],
+            &[customer("beta", "c", "org_b", true, None)],
+            &resolver(),
+        );
+        assert_eq!(table.lookup("org_a"), Err(RouteError::Conflict));
+        assert_eq!(table.lookup("org_b"), Err(RouteError::Conflict));
+        assert_eq!(table.routable(), 0);
+    }
+
+    #[test]
+    fn a_customer_of_an_unroutable_tenant_is_unroutable() {
+        let table = RouteTable::build(
+            &[tenant("acme", "org_a", false)],
+            &[
+                customer("acme", "dental", "org_d", true, None),
+                customer("ghost", "x", "org_x", true, None),
+            ],
+            &resolver(),
+        );
+        assert_eq!(table.lookup("org_d"), Err(RouteError::NoRoute));
+        assert_eq!(table.lookup("org_x"), Err(RouteError::NoRoute));
+    }
+
+    #[test]
+    fn overrides_replace_cluster_dns() {
+        let mut r = resolver();
+        r.overrides.insert("bk-acme".into(), "127.0.0.1:9001".into());
+        let table = RouteTable::build(&[tenant("acme", "org_a", true)], &[], &r);
+        assert_eq!(table.lookup("org_a").unwrap().upstream, "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn static_routes_follow_the_same_conflict_rule() {
+        let r = |org: &str, up: &str| StaticRoute {
+            org: org.into(),
+            upstream: up.into(),
+            tenant: "t".into(),
+            customer: None,
+        };
+        let table = RouteTable::from_static(&[
+            r("org_a", "127.0.0.1:1"),
+            r("org_b", "127.0.0.1:2"),
+            r("org_b", "127.0.0.1:3"),
+        ])
+        .unwrap();
+        assert_eq!(table.lookup("org_a").unwrap().upstream, "127.0.0.1:1");
+        assert_eq!(table.lookup("org_b"), Err(RouteError::Conflict));
+        assert!(RouteTable::from_static(&[r("org_a", "http://x/")]).is_err());
+        assert!(RouteTable::from_static(&[r("bad org", "x:1")]).is_err());
+    }
+
+    #[test]
+    fn an_unsynced_table_answers_503() {
+        let routes = Routes::new();
+        assert_eq!(routes.lookup("org_a"), Err(RouteError::NotSynced));
+        routes.store(RouteTable::default());
+        assert_eq!(routes.lookup("org_a"), Err(RouteError::NoRoute));
+    }
+}

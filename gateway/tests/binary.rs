@@ -1,0 +1,258 @@
+//! The `bulkhead-gateway` binary: `token` mints a token the running binary accepts, `run` serves with audit
+//! lines on stdout, and SIGTERM stops it cleanly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bulkhead-gateway");
+
+fn mint(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("token").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn claims_of(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[test]
+fn token_places_the_org_by_version_or_path() {
+    let key = key_path("ec-a.pem");
+    let key = key.to_str().unwrap();
+    let v2 = mint(&[
+        "--key", key, "--alg", "ES256", "--kid", "k", "--iss", ISS_A, "--org", "org_a",
+    ]);
+    let c = claims_of(&v2);
+    assert_eq!(
+        (c["v"].clone(), c["o"]["id"].clone(), c["iss"].clone()),
+        (json!(2), json!("org_a"), json!(ISS_A))
+    );
+    let v1 = mint(&[
+        "--key",
+        key,
+        "--alg",
+        "ES256",
+        "--kid",
+        "k",
+        "--iss",
+        ISS_A,
+        "--org",
+        "org_a",
+        "--version",
+        "v1",
+    ]);
+    assert_eq!(claims_of(&v1)["org_id"], "org_a");
+    let path = mint(&[
+        "--key",
+        key,
+        "--alg",
+        "ES256",
+        "--kid",
+        "k",
+        "--iss",
+        ISS_A,
+        "--org",
+        "acme",
+        "--org-path",
+        "t.org",
+        "--exp-in",
+        "30",
+        "--claims",
+        r#"{"azp":"x"}"#,
+    ]);
+    let c = claims_of(&path);
+    assert_eq!(
+        (c["t"]["org"].clone(), c["azp"].clone()),
+        (json!("acme"), json!("x"))
+    );
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 30);
+    let bad = Command::new(BIN)
+        .args([
+            "token", "--key", key, "--alg", "HS256", "--kid", "k", "--iss", ISS_A,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !bad.status.success(),
+        "an HMAC token cannot be minted from an EC key"
+    );
+}
+
+#[tokio::test]
+async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
+    let up = Upstream::start("A").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        json!({"keys": [rsa.jwk(true)]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        format!(
+            "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
+            up.addr
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
+        dir.path().join("jwks.json").display(),
+        dir.path().join("routes.yaml").display()
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
+    // Port 0 for both listeners; the addresses are read from the JSON log line that announces them.
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.path().join("gateway.yaml"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep draining stderr (a closed pipe would fail the gateway's log writes) and pass the announcement on.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
+            if value["message"] == "gateway listening" {
+                let _ = tx.send(value);
+            }
+        }
+    });
+    let listening = rx.recv().expect("the gateway announces its addresses");
+    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
+    let admin_addr: std::net::SocketAddr = listening["admin_addr"].as_str().unwrap().parse().unwrap();
+    let ready = "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        Answer::parse(&raw(admin_addr, ready.as_bytes()).await).status,
+        200
+    );
+
+    let key = key_path("rsa-a.pem");
+    let token = mint(&[
+        "--key",
+        key.to_str().unwrap(),
+        "--kid",
+        "k1",
+        "--iss",
+        ISS_A,
+        "--org",
+        "org_a",
+    ]);
+    let req = request(
+        "GET",
+        "/bin",
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    );
+    let answer = Answer::parse(&raw(addr, req.as_bytes()).await);
+    assert_eq!((answer.status, answer.body.as_str()), (200, "A"));
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    let lines: Vec<Value> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "one audit line per decision on stdout: {lines:?}");
+    assert_eq!(
+        (lines[0]["decision"].as_str(), lines[0]["path"].as_str()),
+        (Some("allow"), Some("/bin"))
+    );
+    assert!(!lines[0].to_string().contains(&token));
+}
+
+#[tokio::test]
+async fn a_closed_log_pipe_does_not_stop_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        json!({"keys": [rsa.jwk(true)]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("routes.yaml"), "routes: []\n").unwrap();
+    let config = format!(
+        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
+        dir.path().join("jwks.json").display(),
+        dir.path().join("routes.yaml").display()
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.path().join("gateway.yaml"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listening = {
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "stderr ended before the announcement"
+            );
+            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
+            if value["message"] == "gateway listening" {
+                break value;
+            }
+        }
+        // The reader is dropped here: every later log line meets a broken pipe.
+    };
+    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
+    let answer = Answer::parse(&raw(addr, request("GET", "/", &[], "").as_bytes()).await);
+    assert_eq!(answer.status, 401, "still answering with its log pipe gone");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "exit after SIGTERM with a broken log pipe: {status:?}"
+    );
+}

@@ -1,0 +1,416 @@
+//! The proxy path over loopback: HTTP/2 requests are each authenticated on their own, upstream failures and
+//! body limits answer with their gate, the rate limit, Authorization forwarding, and the admin endpoints.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+struct World {
+    gw: Gateway,
+    a: Upstream,
+    key: TestKey,
+}
+
+/// A listener that accepts connections and never answers.
+async fn silent_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// An address nothing listens on.
+async fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    addr
+}
+
+async fn world(extra: &str) -> World {
+    let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let a = Upstream::start("A").await;
+    let routes = format!(
+        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n  - {{org: org_slow, upstream: '{}', tenant: slow}}\n  - {{org: org_dead, upstream: '{}', tenant: dead}}\n",
+        a.addr,
+        silent_upstream().await,
+        closed_port().await
+    );
+    let config = format!(
+        r#"
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+issuers:
+  - issuer: {ISS_A}
+    algorithms: [RS256]
+    jwks_file: "{{dir}}/a.json"
+routes:
+  source: file
+  file: "{{dir}}/routes.yaml"
+proxy:
+  upstream_timeout_ms: 300
+  max_body_bytes: 1024
+{extra}
+"#
+    );
+    let jwks = json!({"keys": [key.jwk(true)]}).to_string();
+    let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
+    World { gw, a, key }
+}
+
+#[tokio::test]
+async fn every_http2_stream_is_authenticated_on_its_own() {
+    let w = world("").await;
+    let token = w.key.sign(&claims_a("org_a"));
+    let tcp = TcpStream::connect(w.gw.running.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let send = |auth: Option<String>, org_header: &'static str| {
+        let mut b = Request::get("http://gateway.test/h2").header("x-org-id", org_header);
+        if let Some(auth) = auth {
+            b = b.header("authorization", auth);
+        }
+        b.body(Full::new(Bytes::new())).unwrap()
+    };
+    let ok = sender
+        .send_request(send(Some(format!("Bearer {token}")), "org_b"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), "A");
+    let seen = w.a.last();
+    assert_eq!(seen.all("x-bulkhead-org"), vec!["org_a"]);
+    assert!(seen.all("x-org-id").is_empty());
+
+    // Same connection, no token: the earlier stream's identity is not inherited.
+    let denied = sender.send_request(send(None, "org_a")).await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let body = denied.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["gate"].as_str(), v["reason"].as_str()),
+        (Some("token"), Some("missing"))
+    );
+    assert_eq!(w.a.count(), 1);
+}
+
+#[tokio::test]
+async fn an_http2_body_shorter_than_its_content_length_never_completes_upstream() {
+    let w = world("").await;
+    let token = w.key.sign(&claims_a("org_a"));
+    let tcp = TcpStream::connect(w.gw.running.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("http://gateway.test/cl")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-length", "10")
+        .body(Full::new(Bytes::from_static(b"short")))
+        .unwrap();
+    let err = sender.send_request(req).await.expect_err("the stream is reset");
+    assert!(format!("{err:?}").contains("PROTOCOL_ERROR"), "{err:?}");
+    // The gateway's h2 layer resets the stream and drops the request's future. The head may already have
+    // gone to the stack, whose request then never completes; the audit line says the client's request was cut.
+    let line = w.gw.audit_line_after(0).await;
+    assert_eq!(
+        (line["gate"].as_str(), line["reason"].as_str()),
+        (Some("request"), Some("client_cancelled")),
+        "{line}"
+    );
+    assert_eq!(line["status"], 499);
+    assert_eq!(line["org"], "org_a");
+    assert_eq!(w.a.complete(), 0, "no complete request reached the stack");
+}
+
+/// HPACK integer with an `n`-bit prefix whose high bits are `flags`.
+fn hpack_int(out: &mut Vec<u8>, flags: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(flags | value as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+/// A literal header field without indexing, new name, no Huffman coding (RFC 7541 §6.2.2).
+fn hpack_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x00);
+    hpack_int(out, 0, 7, name.len());
+    out.extend_from_slice(name);
+    hpack_int(out, 0, 7, value.len());
+    out.extend_from_slice(value);
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Sends one raw HTTP/2 GET with `extra` header bytes and returns the first frame about stream 1 (or GOAWAY):
+/// (type, first payload byte).
+async fn raw_h2_get(addr: std::net::SocketAddr, token: &str, extra: (&[u8], &[u8])) -> (u8, Option<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut block = vec![0x82, 0x86, 0x84]; // :method GET, :scheme http, :path /
+    block.push(0x01); // :authority, literal without indexing, indexed name 1
+    hpack_int(&mut block, 0, 7, 1);
+    block.push(b'g');
+    hpack_literal(&mut block, b"authorization", format!("Bearer {token}").as_bytes());
+    hpack_literal(&mut block, extra.0, extra.1);
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    bytes.extend(frame(0x1, 0x5, 1, &block)); // HEADERS, END_STREAM | END_HEADERS
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    loop {
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).await.is_err() {
+            return (0xff, None); // closed
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.unwrap();
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if head[3] == 0x4 && head[4] & 0x1 == 0 {
+            stream.write_all(&frame(0x4, 0x1, 0, &[])).await.unwrap(); // SETTINGS ACK
+        }
+        if (id == 1 && matches!(head[3], 0x1 | 0x3)) || head[3] == 0x7 {
+            return (head[3], payload.first().copied());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crlf_in_an_http2_header_value_never_reaches_the_stack() {
+    let w = world("").await;
+    let token = w.key.sign(&claims_a("org_a"));
+    // Control: the same raw request with a clean header is answered 200 (HEADERS, indexed :status 200 = 0x88).
+    let ok = raw_h2_get(w.gw.running.addr, &token, (b"x-note", b"fine")).await;
+    assert_eq!(ok, (0x1, Some(0x88)), "raw h2 control request");
+    assert_eq!(w.a.count(), 1);
+    for value in [&b"a\r\nx-org-id: org_b"[..], b"a\nb", b"a\0b"] {
+        let (kind, _) = raw_h2_get(w.gw.running.addr, &token, (b"x-note", value)).await;
+        assert!(
+            matches!(kind, 0x3 | 0x7 | 0xff),
+            "stream reset, GOAWAY or close, not an answer: {kind}"
+        );
+    }
+    assert_eq!(
+        w.a.count(),
+        1,
+        "no request with a CR, LF or NUL in a header reached the stack"
+    );
+}
+
+#[tokio::test]
+async fn upstream_failures_and_body_limits_answer_with_their_gate() {
+    let w = world("").await;
+    let slow = w.key.sign(&claims_a("org_slow"));
+    let answer = w.gw.get_with(&slow, "/", &[]).await;
+    assert_eq!(
+        (answer.status, answer.denial()),
+        (504, ("upstream".into(), "timeout".into()))
+    );
+    let line = w.gw.last_audit();
+    assert_eq!(
+        (line["tenant"].as_str(), line["status"].as_u64()),
+        (Some("slow"), Some(504))
+    );
+
+    let dead = w.key.sign(&claims_a("org_dead"));
+    let answer = w.gw.get_with(&dead, "/", &[]).await;
+    assert_eq!(
+        (answer.status, answer.denial()),
+        (502, ("upstream".into(), "connect_failed".into()))
+    );
+    assert!(!answer.body.contains("127.0.0.1"), "no internals in the body");
+
+    let token = w.key.sign(&claims_a("org_a"));
+    let auth = format!("Bearer {token}");
+    let declared = request("POST", "/", &[("Authorization", &auth)], &"x".repeat(2000));
+    let answer = Answer::parse(&w.gw.raw(declared.as_bytes()).await);
+    assert_eq!(
+        (answer.status, answer.denial()),
+        (413, ("request".into(), "body_too_large".into()))
+    );
+    let chunk = "x".repeat(2000);
+    let streamed = format!(
+        "POST / HTTP/1.1\r\nHost: g\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let answer = Answer::parse(&w.gw.raw(streamed.as_bytes()).await);
+    assert_eq!(
+        (answer.status, answer.denial()),
+        (413, ("request".into(), "body_too_large".into()))
+    );
+    let small = request("POST", "/", &[("Authorization", &auth)], "hello");
+    assert_eq!(Answer::parse(&w.gw.raw(small.as_bytes()).await).status, 200);
+}
+
+#[tokio::test]
+async fn a_head_that_does_not_arrive_in_time_is_cut_and_audited() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world("  header_read_timeout_ms: 200").await;
+    let mut stream = TcpStream::connect(w.gw.running.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: g\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await; // returns once the gateway closes the connection
+    assert!(
+        answer.is_empty(),
+        "hyper closes without an answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let line = w.gw.audit_line_after(0).await;
+    assert_eq!(
+        (line["gate"].as_str(), line["reason"].as_str()),
+        (Some("request"), Some("header_timeout"))
+    );
+    assert_eq!(line["status"], 408, "recorded as Request Timeout");
+    assert_eq!(w.a.count(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    use std::sync::Arc;
+    use tokio::sync::{Notify, Semaphore};
+    // A stack that holds each request until released.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let arrived = Arc::new(Semaphore::new(0));
+    let release = Arc::new(Notify::new());
+    let (a, r) = (arrived.clone(), release.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (a, r) = (a.clone(), r.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let (a, r) = (a.clone(), r.clone());
+                    async move {
+                        a.add_permits(1);
+                        r.notified().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                            "late",
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: \"{{dir}}/a.json\"\nroutes:\n  source: file\n  file: \"{{dir}}/routes.yaml\"\n"
+    );
+    let routes = format!("routes:\n  - {{org: org_a, upstream: '{upstream}', tenant: acme}}\n");
+    let jwks = json!({"keys": [key.jwk(true)]}).to_string();
+    let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
+    let addr = gw.running.addr;
+    let token = key.sign(&claims_a("org_a"));
+    let in_flight = tokio::spawn(async move {
+        raw(
+            addr,
+            request("GET", "/", &[("Authorization", &format!("Bearer {token}"))], "").as_bytes(),
+        )
+        .await
+    });
+    arrived.acquire().await.unwrap().forget(); // the request is at the stack
+    let Gateway { running, audit, .. } = gw;
+    let shutdown = tokio::spawn(running.shutdown());
+    // New connections are refused once the listener is closed.
+    let mut refused = false;
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the listener still accepts after shutdown began");
+    release.notify_one();
+    let answer = Answer::parse(&in_flight.await.unwrap());
+    assert_eq!((answer.status, answer.body.as_str()), (200, "late"));
+    shutdown.await.unwrap();
+    assert_eq!(audit.lines().len(), 1);
+}
+
+#[tokio::test]
+async fn per_org_rate_limit_and_authorization_forwarding() {
+    let w = world("  forward_authorization: true\nrate_limit: {per_second: 0.001, burst: 2}").await;
+    let token = w.key.sign(&claims_a("org_a"));
+    assert_eq!(w.gw.get_with(&token, "/", &[]).await.status, 200);
+    assert_eq!(w.a.last().all("authorization"), vec![format!("Bearer {token}")]);
+    assert_eq!(w.gw.get_with(&token, "/", &[]).await.status, 200);
+    let answer = w.gw.get_with(&token, "/", &[]).await;
+    assert_eq!(
+        (answer.status, answer.denial()),
+        (429, ("rate_limit".into(), "org_rate_limited".into()))
+    );
+    assert_eq!(w.a.count(), 2);
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_and_metrics_without_org_labels() {
+    let w = world("").await;
+    let admin = w.gw.running.admin_addr;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        Answer::parse(&raw(admin, get("/livez").as_bytes()).await).status,
+        200
+    );
+    assert_eq!(
+        Answer::parse(&raw(admin, get("/readyz").as_bytes()).await).status,
+        200
+    );
+    let token = w.key.sign(&claims_a("org_a"));
+    assert_eq!(w.gw.get_with(&token, "/", &[]).await.status, 200);
+    assert_eq!(w.gw.get("/", &[]).await.status, 401);
+    let metrics = Answer::parse(&raw(admin, get("/metrics").as_bytes()).await);
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .contains(r#"bulkhead_gateway_decisions_total{decision="deny",gate="token",reason="missing"} 1"#),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains(r#"bulkhead_gateway_decisions_total{decision="allow",gate="none",reason="ok"} 1"#)
+    );
+    assert!(!metrics.body.contains("org_a"), "no per-org labels");
+    assert_eq!(
+        Answer::parse(&raw(admin, get("/nope").as_bytes()).await).status,
+        404
+    );
+}
