@@ -342,7 +342,7 @@ impl Server {
     }
 }
 
-/// rustls with the ring provider, the system's roots and the extra CAs.
+/// rustls with the aws-lc-rs provider, the system's roots and the extra CAs.
 fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are skipped; the extra CAs may be all that is needed.
@@ -362,7 +362,7 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
             return Err(format!("`{CA_KEY}` holds no certificate"));
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
