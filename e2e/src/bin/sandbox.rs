@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
+use bulkhead_e2e::gateway::{EchoUpstream, GatewayProcess};
 use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
 use bulkhead_e2e::{ControlPlane, apply, table};
 use clap::Parser;
@@ -38,6 +39,9 @@ struct Args {
     /// Run without PostgreSQL: resources with a database report DatabaseReady=False, NotConfigured.
     #[arg(long)]
     no_postgres: bool,
+    /// The gateway binary (default: bulkhead-gateway next to this binary; the gateway is left out if absent).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
 }
 
 /// The shared database the sandbox's Tenants get their schemas in.
@@ -147,6 +151,16 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
         );
     }
 
+    let gateway = match sibling_binary(args.gateway_bin.clone(), "bulkhead-gateway") {
+        Some(binary) => Some(demo_gateway(&binary, plane.dir(), &rows).await?),
+        None => {
+            println!(
+                "No bulkhead-gateway binary next to this one (cargo build -p bulkhead-gateway): no gateway."
+            );
+            None
+        }
+    };
+
     if !args.once {
         println!("Running; the table is reprinted when it changes. Press Ctrl-C to stop and clean up.");
         let stop = shutdown_signal();
@@ -168,6 +182,7 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
 
     println!("Stopping the operator and the control plane...");
     stop_operator(operator).await;
+    drop(gateway);
     drop(pg);
     drop(plane);
     println!("Stopped; temp files removed.");
@@ -176,6 +191,71 @@ async fn run(mut args: Args) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A binary given on the command line, or the one of that name next to this binary.
+fn sibling_binary(given: Option<PathBuf>, name: &str) -> Option<PathBuf> {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(name)));
+    given.or(sibling.filter(|p| p.is_file()))
+}
+
+/// Starts the two example upstreams and the gateway in front of them (routing the Tenants' org ids), sends a
+/// few requests through it and prints what each reached.
+async fn demo_gateway(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    rows: &[table::Row],
+) -> Result<(EchoUpstream, EchoUpstream, GatewayProcess), String> {
+    let org = |name: &str| {
+        rows.iter()
+            .find(|r| r.kind == "Tenant" && r.name == name)
+            .map(|r| r.org.clone())
+            .ok_or_else(|| format!("the examples have no Tenant {name}"))
+    };
+    let (acme_org, globex_org) = (org("acme")?, org("globex")?);
+    let acme = EchoUpstream::start("acme").await.map_err(|e| e.to_string())?;
+    let globex = EchoUpstream::start("globex").await.map_err(|e| e.to_string())?;
+    let routes = [
+        (acme_org.as_str(), "acme", acme.addr),
+        (globex_org.as_str(), "globex", globex.addr),
+    ];
+    let gw = GatewayProcess::start(binary, dir, &routes).await.map_err(|e| {
+        format!(
+            "starting the gateway: {e}; see {}",
+            dir.join("gateway.log").display()
+        )
+    })?;
+    let token = |org: &str, sub: &str| gw.token(org, sub).map_err(|e| e.to_string());
+    let (acme_token, globex_token) = (token(&acme_org, "user_alice")?, token(&globex_org, "user_bob")?);
+    let stray_token = token("org_NoSuchTenant", "user_eve")?;
+    let cases: [(&str, Option<&str>, Vec<(&str, &str)>); 5] = [
+        ("acme's token", Some(&acme_token), vec![]),
+        ("globex's token", Some(&globex_token), vec![]),
+        (
+            "acme's token + X-Bulkhead-Tenant: globex",
+            Some(&acme_token),
+            vec![("X-Bulkhead-Tenant", "globex"), ("X-Org-Id", &globex_org)],
+        ),
+        ("no token", None, vec![]),
+        ("a valid token for an unknown org", Some(&stray_token), vec![]),
+    ];
+    println!(
+        "\nGateway on http://{} (admin http://{}), routing the Tenants' org ids to two example upstreams:\n",
+        gw.addr, gw.admin
+    );
+    println!("{:<42}  {:<6}  ANSWER", "REQUEST", "STATUS");
+    for (what, bearer, extra) in cases {
+        let (status, body) = bulkhead_e2e::gateway::get(gw.addr, bearer, &extra)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = body.trim().lines().map(str::trim).collect::<Vec<_>>().join("; ");
+        println!("{what:<42}  {status:<6}  {answer}");
+    }
+    println!("\ntoken:         {}", gw.token_command(&acme_org));
+    println!("audit log:     {}", dir.join("gateway-audit.log").display());
+    Ok((acme, globex, gw))
 }
 
 /// Creates the shared database, the operator's namespace and the admin Secret.
@@ -253,10 +333,7 @@ async fn start_operator(
     pg: Option<&Postgres>,
     log_path: &std::path::Path,
 ) -> Result<Operator, String> {
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("bulkhead-operator")));
-    let binary = args.operator_bin.clone().or(sibling.filter(|p| p.is_file()));
+    let binary = sibling_binary(args.operator_bin.clone(), "bulkhead-operator");
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("choosing a port for the operator's admin endpoints: {e}"))?
