@@ -201,6 +201,9 @@ fn sibling_binary(given: Option<PathBuf>, name: &str) -> Option<PathBuf> {
     given.or(sibling.filter(|p| p.is_file()))
 }
 
+/// A request the sandbox sends through the gateway: what it is, its bearer token, extra headers.
+type DemoRequest<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, &'a str)>);
+
 /// Starts the two example upstreams and the gateway in front of them (routing the Tenants' org ids), sends a
 /// few requests through it and prints what each reached.
 async fn demo_gateway(
@@ -230,7 +233,7 @@ async fn demo_gateway(
     let token = |org: &str, sub: &str| gw.token(org, sub).map_err(|e| e.to_string());
     let (acme_token, globex_token) = (token(&acme_org, "user_alice")?, token(&globex_org, "user_bob")?);
     let stray_token = token("org_NoSuchTenant", "user_eve")?;
-    let cases: [(&str, Option<&str>, Vec<(&str, &str)>); 5] = [
+    let cases: [DemoRequest<'_>; 5] = [
         ("acme's token", Some(&acme_token), vec![]),
         ("globex's token", Some(&globex_token), vec![]),
         (
