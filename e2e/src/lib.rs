@@ -4,6 +4,8 @@
 
 pub mod apply;
 pub mod control_plane;
+pub mod events;
+pub mod gateway;
 pub mod operator;
 pub mod postgres;
 pub mod table;

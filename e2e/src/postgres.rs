@@ -136,6 +136,8 @@ pub struct Postgres {
     /// Whether `port` is held in [`PORTS_IN_USE`] by this server.
     port_reserved: bool,
     password: String,
+    /// Extra `-c name=value` settings for the server (TLS).
+    settings: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -153,6 +155,16 @@ impl fmt::Debug for Postgres {
 impl Postgres {
     /// Runs `initdb`, starts the server on a free 127.0.0.1 port and waits until the superuser can log in.
     pub async fn start() -> Result<Self, PostgresError> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`Postgres::start`], with TLS on: the server presents `cert_pem` (signed for 127.0.0.1 or
+    /// `localhost`) with `key_pem`, and plain connections keep working too.
+    pub async fn start_with_tls(cert_pem: &str, key_pem: &str) -> Result<Self, PostgresError> {
+        Self::start_with(Some((cert_pem, key_pem))).await
+    }
+
+    async fn start_with(tls: Option<(&str, &str)>) -> Result<Self, PostgresError> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("bulkhead-pg-")
@@ -164,9 +176,13 @@ impl Postgres {
             port: 0,
             port_reserved: false,
             password: random_password(),
+            settings: Vec::new(),
             dir,
         };
         pg.init(&bin).await?;
+        if let Some((cert, key)) = tls {
+            pg.install_tls(cert, key).await?;
+        }
         let mut attempt = 1;
         loop {
             match pg.boot(&bin).await {
@@ -209,6 +225,33 @@ impl Postgres {
         // The password lives on in the cluster only (as a SCRAM verifier).
         let _ = std::fs::remove_file(&pwfile);
         result
+    }
+
+    /// Writes the certificate and key (owned by the postgres user, key readable by it only) and turns TLS on.
+    async fn install_tls(&mut self, cert: &str, key: &str) -> Result<(), PostgresError> {
+        use std::os::unix::fs::PermissionsExt;
+        let (cert_path, key_path) = (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        );
+        std::fs::write(&cert_path, cert).map_err(io("server certificate"))?;
+        std::fs::write(&key_path, key).map_err(io("server key"))?;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("server key mode"))?;
+        run(
+            "chown",
+            tokio::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&cert_path)
+                .arg(&key_path),
+        )
+        .await?;
+        self.settings = vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", cert_path.display()),
+            format!("ssl_key_file={}", key_path.display()),
+        ];
+        Ok(())
     }
 
     /// Chooses a port, starts the server and waits until it accepts the superuser's login.
@@ -257,6 +300,7 @@ impl Postgres {
                 "-c",
                 "max_connections=200",
             ])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .current_dir(d)
             .stdin(Stdio::null())
             .stdout(log)
@@ -447,6 +491,28 @@ impl Postgres {
     /// Stops the server now (also done on drop): an immediate shutdown (SIGQUIT, which also frees its shared
     /// memory), and if it is still running after a few seconds, `Child::kill` (SIGKILL). Then waits for it.
     pub fn stop(&mut self) {
+        self.halt();
+        if std::mem::take(&mut self.port_reserved) {
+            release_port(self.port);
+        }
+    }
+
+    /// Stops the server like [`Postgres::stop`] but keeps its data and port, for [`Postgres::resume`]: a
+    /// server outage as clients see it.
+    pub fn pause(&mut self) {
+        self.halt();
+    }
+
+    /// Starts a paused server again on the same port with the same data, and waits until it accepts logins.
+    pub async fn resume(&mut self) -> Result<(), PostgresError> {
+        let bin = bin_dir()?;
+        match self.spawn_and_wait(&bin).await {
+            Ok(()) => Ok(()),
+            Err(BootError::PortTaken(err) | BootError::Other(err)) => Err(err),
+        }
+    }
+
+    fn halt(&mut self) {
         if let Some(mut server) = self.server.take() {
             if let Ok(None) = server.try_wait() {
                 // The child is not reaped yet, so its pid cannot have been reused.
@@ -469,9 +535,6 @@ impl Postgres {
             let _ = server.wait();
         }
         self.stop_watchdog();
-        if std::mem::take(&mut self.port_reserved) {
-            release_port(self.port);
-        }
     }
 }
 

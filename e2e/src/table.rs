@@ -19,6 +19,8 @@ pub struct Row {
     pub org: String,
     /// `status.namespace`, or empty.
     pub namespace: String,
+    /// The DatabaseReady condition's reason, or empty (no database).
+    pub database: String,
     /// The Ready condition's status, or empty.
     pub ready: String,
     /// The Ready condition's reason, or empty.
@@ -42,13 +44,17 @@ fn row(
     generation: Option<i64>,
     status: Option<&ResourceStatus>,
 ) -> Row {
-    let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let find = |type_: &str| status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    let ready = find("Ready");
     Row {
         kind,
         name,
         tenant,
         org,
         namespace: status.and_then(|s| s.namespace.clone()).unwrap_or_default(),
+        database: find("DatabaseReady")
+            .map(|c| c.reason.clone())
+            .unwrap_or_default(),
         ready: ready.map(|c| c.status.clone()).unwrap_or_default(),
         reason: ready.map(|c| c.reason.clone()).unwrap_or_default(),
         observed: status
@@ -96,8 +102,17 @@ pub async fn rows(client: &Client) -> Result<Vec<Row>, HarnessError> {
 
 /// Renders rows as an aligned text table.
 pub fn render(rows: &[Row]) -> String {
-    let header = ["KIND", "NAME", "TENANT", "ORG", "NAMESPACE", "READY", "REASON"];
-    let cells: Vec<[String; 7]> = rows
+    let header = [
+        "KIND",
+        "NAME",
+        "TENANT",
+        "ORG",
+        "NAMESPACE",
+        "DATABASE",
+        "READY",
+        "REASON",
+    ];
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -106,6 +121,7 @@ pub fn render(rows: &[Row]) -> String {
                 or_dash(&r.tenant),
                 r.org.clone(),
                 or_dash(&r.namespace),
+                or_dash(&r.database),
                 or_dash(&r.ready),
                 if r.observed {
                     or_dash(&r.reason)
@@ -156,6 +172,7 @@ mod tests {
                 tenant: String::new(),
                 org: "org_acme".into(),
                 namespace: String::new(),
+                database: "Provisioned".into(),
                 ready: "False".into(),
                 reason: "StackNotReady".into(),
                 observed: true,
@@ -166,6 +183,7 @@ mod tests {
                 tenant: "acme".into(),
                 org: "org_d".into(),
                 namespace: String::new(),
+                database: String::new(),
                 ready: String::new(),
                 reason: String::new(),
                 observed: false,
@@ -175,15 +193,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "KIND      NAME         TENANT  ORG       NAMESPACE  READY  REASON"
+            "KIND      NAME         TENANT  ORG       NAMESPACE  DATABASE     READY  REASON"
         );
         assert_eq!(
             lines[1],
-            "Tenant    acme         -       org_acme  -          False  StackNotReady"
+            "Tenant    acme         -       org_acme  -          Provisioned  False  StackNotReady"
         );
         assert_eq!(
             lines[2],
-            "Customer  acme-dental  acme    org_d     -          -      - (not yet observed)"
+            "Customer  acme-dental  acme    org_d     -          -            -      - (not yet observed)"
         );
     }
 }

@@ -1,5 +1,5 @@
-//! The sandbox starts from nothing, applies the examples, prints the table with every example resource and
-//! cleans up after itself.
+//! The sandbox starts from nothing, applies the examples, prints the table with every example resource, shows
+//! the gateway routing by token, and cleans up after itself.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -46,8 +46,78 @@ fn sandbox_once_prints_every_example_and_cleans_up() {
         };
         assert!(row.split_whitespace().any(|cell| cell == namespace), "{row}");
         assert!(row.ends_with("False  StackNotReady"), "{row}");
+        // Every example but globex-bakery asks for a database, and gets it from the sandbox's PostgreSQL.
+        let database = row.split_whitespace().rev().nth(2).unwrap();
+        let wanted = if name == "globex-bakery" {
+            "-"
+        } else {
+            "Provisioned"
+        };
+        assert_eq!(database, wanted, "{row}");
     }
     assert_eq!(rows.len(), 5, "{stdout}");
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in\n{stdout}"))
+            .to_owned()
+    };
+    let schemas = line("schemas:");
+    for tenant in ["bk_acme_", "bk_acme_acme_dental_"] {
+        assert!(
+            schemas.split([' ', ',']).any(|s| s.starts_with(tenant)),
+            "{schemas}"
+        );
+    }
+    let databases = line("databases:");
+    for tenant in ["bk_globex_", "bk_acme_acme_lawfirm_"] {
+        assert!(
+            databases.split([' ', ',']).any(|s| s.starts_with(tenant)),
+            "{databases}"
+        );
+    }
+
+    // The gateway in front of two example upstreams: each token reaches its own Tenant's upstream only, with one
+    // set of identity headers; spoofed identity headers change nothing; no token and no route are refused.
+    let answer = |request: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(request) && l[request.len()..].starts_with("  "))
+            .unwrap_or_else(|| panic!("no gateway row {request:?} in\n{stdout}"))
+            .to_owned()
+    };
+    let acme = answer("acme's token");
+    assert!(
+        acme.contains(" 200 ") && acme.contains("upstream: acme;"),
+        "{acme}"
+    );
+    assert!(
+        acme.contains("x-bulkhead-tenant: acme") && !acme.contains("globex"),
+        "{acme}"
+    );
+    assert_eq!(acme.matches("x-bulkhead-org:").count(), 1, "{acme}");
+    let globex = answer("globex's token");
+    assert!(
+        globex.contains(" 200 ") && globex.contains("upstream: globex;"),
+        "{globex}"
+    );
+    let spoofed = answer("acme's token + X-Bulkhead-Tenant: globex");
+    assert!(
+        spoofed.contains("upstream: acme;") && spoofed.contains("x-bulkhead-tenant: acme"),
+        "{spoofed}"
+    );
+    assert_eq!(spoofed.matches("x-bulkhead-tenant:").count(), 1, "{spoofed}");
+    let missing = answer("no token");
+    assert!(
+        missing.contains(" 401 ") && missing.contains(r#""gate":"token","reason":"missing""#),
+        "{missing}"
+    );
+    let stray = answer("a valid token for an unknown org");
+    assert!(
+        stray.contains(" 403 ") && stray.contains(r#""gate":"route","reason":"no_route""#),
+        "{stray}"
+    );
 
     let log = stdout
         .lines()

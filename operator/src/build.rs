@@ -11,10 +11,10 @@ use bulkhead_crds::v1alpha1::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, LimitRange, LimitRangeItem,
-    LimitRangeSpec, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceQuota,
-    ResourceQuotaSpec, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, LimitRange,
+    LimitRangeItem, LimitRangeSpec, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceQuota,
+    ResourceQuotaSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -24,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::postgres::credentials;
 use crate::settings::{PeerPods, Settings};
 
 /// Name of the stack's Deployment, Service and container.
@@ -68,8 +69,10 @@ pub struct Subject<'a> {
     pub quota: &'a QuotaSpec,
     /// Extra egress destinations.
     pub egress: &'a [EgressRule],
-    /// Whether the database is enabled (opens egress to Postgres).
+    /// Whether the database is enabled (opens egress to Postgres, injects the credentials Secret).
     pub database_enabled: bool,
+    /// The password rotation last carried out, recorded on the pod template so a rotation rolls the stack.
+    pub credentials_revision: Option<&'a str>,
     /// Deleted with `Retain`: stack scaled to zero, namespace marked orphaned, network policies kept.
     pub retired: bool,
 }
@@ -436,6 +439,7 @@ fn deployment(subject: &Subject<'_>) -> Deployment {
             value: v.value.clone(),
             value_from: None,
         })
+        .chain(subject.database_enabled.then(database_env).into_iter().flatten())
         .collect();
     let container = Container {
         name: STACK.to_owned(),
@@ -480,6 +484,9 @@ fn deployment(subject: &Subject<'_>) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(subject.pod_labels()),
+                    annotations: subject.credentials_revision.map(|r| {
+                        BTreeMap::from([(credentials::REVISION_ANNOTATION.to_owned(), r.to_owned())])
+                    }),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -507,6 +514,33 @@ fn deployment(subject: &Subject<'_>) -> Deployment {
         }),
         ..Deployment::default()
     }
+}
+
+/// The database variables, each read from the credentials Secret (never copied into the Deployment).
+fn database_env() -> Vec<EnvVar> {
+    use credentials::keys;
+    [
+        ("DATABASE_URL", keys::DATABASE_URL),
+        ("PGHOST", keys::HOST),
+        ("PGPORT", keys::PORT),
+        ("PGDATABASE", keys::DATABASE),
+        ("PGUSER", keys::USERNAME),
+        ("PGPASSWORD", keys::PASSWORD),
+    ]
+    .into_iter()
+    .map(|(name, key)| EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: credentials::SECRET_NAME.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+    })
+    .collect()
 }
 
 fn service(subject: &Subject<'_>) -> Service {

@@ -2,7 +2,8 @@
 //!
 //! - `Retain` (the default): the namespace and its data stay; the namespace is marked orphaned, the stack is
 //!   scaled to zero, the NetworkPolicies stay in force, and the resource stops being routable.
-//! - `Delete`: the namespace is deleted, with everything in it.
+//! - `Delete`: the namespace is deleted, with everything in it, and the database's schema (or database) and
+//!   roles are dropped first. Retain keeps them, and the credentials Secret with the namespace.
 //!
 //! Either way nothing is touched that is not the resource's own (a foreign namespace is left alone), a Tenant
 //! waits until its Customers are gone, and running it twice is harmless. While the CRDs themselves are being
@@ -22,6 +23,7 @@ use kube::runtime::events::EventType;
 use tracing::info;
 
 use crate::build;
+use crate::database::{self, Teardown};
 use crate::events;
 use crate::managed::Managed;
 use crate::namespace::{self, NamespaceState};
@@ -85,6 +87,30 @@ pub async fn run<K: Managed>(object: &K, ctx: &Context, now: &Time) -> Result<Ac
     };
 
     let (tenant, customer) = object.owner_names();
+    // The database goes first: while it cannot be dropped, the finalizer stays and nothing else is removed.
+    let isolation = object
+        .current_status()
+        .and_then(|s| s.accepted_identity.as_ref())
+        .and_then(|a| a.database_isolation);
+    if let (DeletionPolicy::Delete, Some(isolation)) = (policy, isolation) {
+        match database::teardown(ctx, &tenant, customer.as_deref(), isolation).await {
+            Teardown::Done => {
+                events::publish(
+                    &ctx.recorder,
+                    object,
+                    EventType::Normal,
+                    "DatabaseDropped",
+                    "Delete",
+                    "The schema (or database) and its roles were dropped (deletionPolicy: Delete).".into(),
+                )
+                .await;
+            }
+            Teardown::Waiting(message) => {
+                finish(ctx, object, &Outcome::Deleting(message), None, now).await?;
+                return Ok(Action::requeue(WAIT));
+            }
+        }
+    }
     let ns_name = bulkhead_crds::naming::namespace(&tenant, customer.as_deref());
     let state = namespace::inspect(&ctx.client, &ctx.stores, &ns_name, &tenant, customer.as_deref())
         .await

@@ -15,6 +15,8 @@ pub mod types {
     pub const STACK_READY: &str = "StackReady";
     /// The gateway may route the org id to this resource.
     pub const ROUTABLE: &str = "Routable";
+    /// The schema (or database), roles and credentials Secret are in place.
+    pub const DATABASE_READY: &str = "DatabaseReady";
 }
 
 /// Reasons Bulkhead writes; each is a fixed CamelCase word users can alert on.
@@ -39,6 +41,8 @@ pub mod reasons {
     pub const PROVISIONED: &str = "Provisioned";
     /// The stack's rollout has not finished.
     pub const STACK_NOT_READY: &str = "StackNotReady";
+    /// The database is enabled and not in place (see the `DatabaseReady` condition).
+    pub const DATABASE_NOT_READY: &str = "DatabaseNotReady";
     /// The resource is being deleted.
     pub const DELETING: &str = "Deleting";
     /// The namespace was created or adopted.

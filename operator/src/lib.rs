@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod conditions;
 pub mod conflicts;
 pub mod crd_wait;
+pub mod database;
 pub mod diff;
 pub mod events;
 pub mod leader;

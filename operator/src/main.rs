@@ -11,7 +11,8 @@ use tracing::{error, info};
 
 use bulkhead_operator::Options;
 use bulkhead_operator::leader::LeaseConfig;
-use bulkhead_operator::settings::{PeerPods, PostgresEndpoint, Settings, parse_labels};
+use bulkhead_operator::postgres::connect::AdminSecretRef;
+use bulkhead_operator::settings::{DatabaseSettings, PeerPods, PostgresEndpoint, Settings, parse_labels};
 use bulkhead_operator::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -72,9 +73,25 @@ struct RunArgs {
     /// Address range of the Postgres server (e.g. 10.0.5.17/32); stacks with a database may reach it.
     #[arg(long, env = "BULKHEAD_POSTGRES_CIDR")]
     postgres_cidr: Option<String>,
-    /// Port of the Postgres server.
-    #[arg(long, env = "BULKHEAD_POSTGRES_PORT", default_value = "5432")]
-    postgres_port: u16,
+    /// Port of the Postgres server as stacks reach it: opened in their egress policy (default 5432) and
+    /// written into their credentials Secret (default: the admin DSN's port).
+    #[arg(long, env = "BULKHEAD_POSTGRES_PORT")]
+    postgres_port: Option<u16>,
+    /// The Secret holding the admin DSN, as namespace/name (key `dsn`, optional `ca.crt`). Without it,
+    /// resources with `database.enabled` report DatabaseReady=False, NotConfigured.
+    #[arg(long, env = "BULKHEAD_POSTGRES_ADMIN_SECRET")]
+    postgres_admin_secret: Option<String>,
+    /// Host of the Postgres server as stacks reach it, written into their credentials Secret (default: the
+    /// admin DSN's host).
+    #[arg(long, env = "BULKHEAD_POSTGRES_HOST")]
+    postgres_host: Option<String>,
+    /// Query parameters appended to the stacks' DATABASE_URL, e.g. `sslmode=require`.
+    #[arg(long, env = "BULKHEAD_POSTGRES_URL_PARAMS")]
+    postgres_url_params: Option<String>,
+    /// Seconds between checks of each database for drift (password, role attributes, grants).
+    #[arg(long, env = "BULKHEAD_DATABASE_RESYNC_SECONDS", default_value = "60",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    database_resync_seconds: u64,
     /// Run several replicas: only the holder of the Lease reconciles.
     #[arg(long, env = "BULKHEAD_LEADER_ELECT")]
     leader_elect: bool,
@@ -100,7 +117,7 @@ impl RunArgs {
                 spec_check.map_err(|e| format!("--postgres-cidr: {e}"))?;
                 Some(PostgresEndpoint {
                     cidr: cidr.clone(),
-                    port: self.postgres_port,
+                    port: self.postgres_port.unwrap_or(5432),
                 })
             }
             None => None,
@@ -117,6 +134,18 @@ impl RunArgs {
                     .map_err(|e| format!("--dns-pod-labels: {e}"))?,
             },
             postgres,
+            database: match &self.postgres_admin_secret {
+                Some(secret) => Some(DatabaseSettings {
+                    admin_secret: secret
+                        .parse::<AdminSecretRef>()
+                        .map_err(|e| format!("--postgres-admin-secret: {e}"))?,
+                    host: self.postgres_host.clone(),
+                    port: self.postgres_port,
+                    url_params: self.postgres_url_params.clone(),
+                    resync: std::time::Duration::from_secs(self.database_resync_seconds),
+                }),
+                None => None,
+            },
         };
         let leader_election = self.leader_elect.then(|| {
             let identity = self.identity.clone().unwrap_or_else(default_identity);

@@ -3,7 +3,8 @@
 use std::fmt::Debug;
 
 use bulkhead_crds::v1alpha1::{
-    AcceptedIdentity, Customer, DeletionPolicy, EgressRule, QuotaSpec, ResourceStatus, StackSpec, Tenant,
+    AcceptedIdentity, Customer, DatabaseSpec, DeletionPolicy, EgressRule, QuotaSpec, ResourceStatus,
+    StackSpec, Tenant,
 };
 use bulkhead_crds::validate::{self, ValidationErrors};
 use kube::core::ClusterResourceScope;
@@ -33,8 +34,10 @@ pub struct Plan {
     pub quota: QuotaSpec,
     /// Extra egress destinations.
     pub egress: Vec<EgressRule>,
-    /// Whether the database is enabled.
-    pub database_enabled: bool,
+    /// The database wanted.
+    pub database: DatabaseSpec,
+    /// The password rotation carried out by this reconcile or earlier (see `postgres::credentials`).
+    pub credentials_revision: Option<String>,
 }
 
 impl Plan {
@@ -47,7 +50,8 @@ impl Plan {
             stack: &self.stack,
             quota: &self.quota,
             egress: &self.egress,
-            database_enabled: self.database_enabled,
+            database_enabled: self.database.enabled,
+            credentials_revision: self.credentials_revision.as_deref(),
             retired,
         }
     }
@@ -191,7 +195,8 @@ impl Managed for Tenant {
             stack: self.spec.stack.clone(),
             quota: self.spec.quota.clone(),
             egress: self.spec.network.allow_egress.clone(),
-            database_enabled: self.spec.database.enabled,
+            database: self.spec.database.clone(),
+            credentials_revision: None,
         })
     }
 
@@ -281,7 +286,8 @@ impl Managed for Customer {
                 .unwrap_or_else(|| tenant.spec.stack.clone()),
             quota: self.spec.quota.clone(),
             egress: tenant.spec.network.allow_egress.clone(),
-            database_enabled: self.spec.database.enabled,
+            database: self.spec.database.clone(),
+            credentials_revision: None,
         })
     }
 

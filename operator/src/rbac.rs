@@ -74,6 +74,9 @@ pub fn cluster_role() -> ClusterRole {
                 &["get", "list", "watch", "create", "patch", "update", "delete"],
             ),
             rule(&["apps"], &["deployments"], &read_write),
+            // Secrets by name only, never list or watch: the credentials Secret in each tenant namespace and
+            // the admin Secret. The operator cannot enumerate or stream the cluster's Secrets.
+            rule(&[""], &["secrets"], &["get", "create", "patch"]),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         ]),
         aggregation_rule: None,

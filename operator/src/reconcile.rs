@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::apply::{self, ApplyError, Report};
 use crate::build;
 use crate::cleanup::{self, CleanupError};
+use crate::database::{self, DatabaseError, DatabaseState};
 use crate::events;
 use crate::managed::{self, Managed};
 use crate::metrics::Metrics;
@@ -51,6 +52,8 @@ pub struct Context {
     pub customers: Store<Customer>,
     /// Publishes Events.
     pub recorder: Recorder,
+    /// The shared PostgreSQL server, when database provisioning is configured.
+    pub database: Option<crate::database::Database>,
 }
 
 impl std::fmt::Debug for Context {
@@ -105,6 +108,9 @@ pub enum ReconcileError {
     /// The status step failed.
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// The database step failed on the Kubernetes side (its Postgres failures are status, not errors).
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
 }
 
 impl ReconcileError {
@@ -116,6 +122,7 @@ impl ReconcileError {
             ReconcileError::Apply(e) => e.category(),
             ReconcileError::Cleanup(_) => "cleanup",
             ReconcileError::Status(_) => "status_patch",
+            ReconcileError::Database(e) => e.category(),
         }
     }
 }
@@ -158,15 +165,14 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
         .await?;
         return Ok(Action::requeue(WAIT));
     }
-    let plan = match object.plan(&ctx) {
+    let mut plan = match object.plan(&ctx) {
         Ok(plan) => plan,
         Err(outcome) => {
             finish(&ctx, object.as_ref(), &outcome, Some(identity), &now).await?;
             return Ok(Action::requeue(WAIT));
         }
     };
-    let subject = plan.subject(false);
-    let ns_name = subject.namespace();
+    let ns_name = plan.subject(false).namespace();
     let state = namespace::inspect(
         &ctx.client,
         &ctx.stores,
@@ -179,6 +185,7 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
         name: ns_name.clone(),
         source,
     })?;
+    let namespace_exists = matches!(state, NamespaceState::Ours(_));
     match state {
         NamespaceState::Foreign(detail) => {
             let outcome = Outcome::NamespaceConflict {
@@ -206,6 +213,16 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
         NamespaceState::Ours(_) | NamespaceState::Absent => {}
     }
 
+    // The credentials Secret is read before the apply, so the pod template carries the rotation it is at.
+    let found = if plan.database.enabled && namespace_exists {
+        database::read_secret(&ctx, &ns_name).await?
+    } else {
+        database::Found::default()
+    };
+    if plan.database.enabled && ctx.database.is_some() {
+        plan.credentials_revision = database::revision_after(object.as_ref(), &found);
+    }
+    let subject = plan.subject(false);
     let desired = build::desired(&subject, &ctx.settings);
     let policies: Vec<String> = desired.network_policies.iter().map(|p| p.name_any()).collect();
     let mut report = Report::default();
@@ -221,13 +238,25 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
             replicas: plan.stack.replicas,
         },
     };
+    let database = if plan.database.enabled {
+        Some(database::ensure(&ctx, object.as_ref(), &plan, &ns_name, found).await?)
+    } else {
+        None
+    };
+    // No watch reports drift inside Postgres, so a database is looked at more often than the rest.
+    let next = match (&database, &ctx.database) {
+        (Some(DatabaseState::NotReady { .. }), _) => WAIT,
+        (Some(DatabaseState::Ready(_)), Some(db)) => db.settings().resync.min(RESYNC),
+        _ => RESYNC,
+    };
     let outcome = Outcome::Provisioned {
         namespace: ns_name,
         policies,
         stack,
+        database,
     };
     finish(&ctx, object.as_ref(), &outcome, Some(identity), &now).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(next))
 }
 
 /// Counts and reports what an apply changed: one Event per object, naming it as the related object.
@@ -352,13 +381,20 @@ pub async fn finish<K: Managed>(
             reason = after.as_deref(),
             "ready condition changed"
         );
+        let database_down = matches!(
+            outcome,
+            Outcome::Provisioned {
+                database: Some(DatabaseState::NotReady { .. }),
+                ..
+            }
+        );
         let warning = matches!(
             outcome,
             Outcome::Invalid(_)
                 | Outcome::OrgIdConflict { .. }
                 | Outcome::NamespaceConflict { .. }
                 | Outcome::QuotaExceeded(_)
-        );
+        ) || database_down;
         let type_ = if warning {
             EventType::Warning
         } else {
@@ -366,10 +402,11 @@ pub async fn finish<K: Managed>(
         };
         // Events are for actions and problems. Becoming Ready, waiting on a rollout or on the Tenant show in the
         // status; the actions behind them (creating, repairing) have events of their own.
-        let transient = matches!(
-            outcome,
-            Outcome::Provisioned { .. } | Outcome::TenantNotReady { .. }
-        );
+        let transient = !database_down
+            && matches!(
+                outcome,
+                Outcome::Provisioned { .. } | Outcome::TenantNotReady { .. }
+            );
         if !transient {
             events::publish(
                 &ctx.recorder,

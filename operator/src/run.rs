@@ -192,6 +192,11 @@ pub async fn run(
         tenants: tenant_store.clone(),
         customers: customer_store.clone(),
         recorder,
+        database: options
+            .settings
+            .database
+            .clone()
+            .map(crate::database::Database::new),
     });
     let watch_tasks: Vec<_> = watches.into_iter().map(tokio::spawn).collect();
     // Reconciling against a half-filled cache would take every object not yet listed for a deleted one and

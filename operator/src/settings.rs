@@ -21,6 +21,34 @@ pub struct PostgresEndpoint {
     pub port: u16,
 }
 
+/// How the operator provisions databases, when it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// The Secret holding the admin DSN (key `dsn`, optional `ca.crt`).
+    pub admin_secret: crate::postgres::connect::AdminSecretRef,
+    /// The host stacks connect to, written into their credentials Secret (default: the DSN's host).
+    pub host: Option<String>,
+    /// The port stacks connect to (default: the DSN's port).
+    pub port: Option<u16>,
+    /// Query parameters for the stacks' `DATABASE_URL`, e.g. `sslmode=require`.
+    pub url_params: Option<String>,
+    /// How often the catalog is checked for drift (password, attributes, grants), which no watch reports.
+    pub resync: std::time::Duration,
+}
+
+impl DatabaseSettings {
+    /// Settings with the defaults: addresses from the DSN, a check every minute.
+    pub fn new(admin_secret: crate::postgres::connect::AdminSecretRef) -> Self {
+        DatabaseSettings {
+            admin_secret,
+            host: None,
+            port: None,
+            url_params: None,
+            resync: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 /// Everything the object builders need besides the resource itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -30,6 +58,8 @@ pub struct Settings {
     pub dns: PeerPods,
     /// The Postgres server, when database provisioning is configured.
     pub postgres: Option<PostgresEndpoint>,
+    /// Database provisioning, when configured.
+    pub database: Option<DatabaseSettings>,
 }
 
 impl Default for Settings {
@@ -47,6 +77,7 @@ impl Default for Settings {
                 pod_labels: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
             },
             postgres: None,
+            database: None,
         }
     }
 }

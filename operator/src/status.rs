@@ -5,6 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{self, Wanted, reasons, types};
+use crate::database::{self, DatabaseState};
 
 /// How the stack's rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,8 @@ pub enum Outcome {
         policies: Vec<String>,
         /// The stack's rollout.
         stack: Stack,
+        /// The database, when enabled.
+        database: Option<DatabaseState>,
     },
     /// The resource is being deleted and cleanup is waiting.
     Deleting(String),
@@ -97,6 +100,10 @@ impl Outcome {
             Outcome::TenantMissing { .. } => reasons::TENANT_MISSING,
             Outcome::TenantNotReady { .. } => reasons::TENANT_NOT_READY,
             Outcome::QuotaExceeded(_) => reasons::QUOTA_EXCEEDED,
+            Outcome::Provisioned {
+                database: Some(DatabaseState::NotReady { .. }),
+                ..
+            } => reasons::DATABASE_NOT_READY,
             Outcome::Provisioned {
                 stack: Stack::Available { .. },
                 ..
@@ -185,6 +192,7 @@ pub fn compute(
             namespace: ns,
             policies,
             stack,
+            database: db,
         } => {
             namespace = Some(ns.clone());
             set(
@@ -228,11 +236,34 @@ pub fn compute(
                     set(types::READY, false, reason, message);
                 }
             }
+            match db {
+                Some(DatabaseState::Ready(message)) => {
+                    set(
+                        types::DATABASE_READY,
+                        true,
+                        database::reasons::PROVISIONED,
+                        message.clone(),
+                    );
+                }
+                Some(DatabaseState::NotReady { reason: why, message }) => {
+                    set(types::DATABASE_READY, false, why, message.clone());
+                    set(
+                        types::READY,
+                        false,
+                        reason,
+                        format!("Database not ready: {message}"),
+                    );
+                }
+                None => {}
+            }
         }
         Outcome::Deleting(message) => {
             set(types::ROUTABLE, false, reason, message.clone());
             set(types::READY, false, reason, message.clone());
         }
+    }
+    if let Outcome::Provisioned { database: None, .. } = outcome {
+        list.retain(|c| c.type_ != types::DATABASE_READY);
     }
     ResourceStatus {
         observed_generation: generation,
@@ -265,6 +296,7 @@ mod tests {
             namespace: "bk-acme".into(),
             policies: vec!["bulkhead-default-deny".into()],
             stack,
+            database: None,
         }
     }
 
@@ -356,5 +388,39 @@ mod tests {
         assert_eq!(condition(&s, "NetworkIsolated").0, "True", "nothing was changed");
         assert_eq!(s.namespace.as_deref(), Some("bk-acme"));
         assert_eq!(s.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn the_database_decides_readiness_and_its_condition_goes_when_disabled() {
+        let with = |database| Outcome::Provisioned {
+            namespace: "bk-acme".into(),
+            policies: vec![],
+            stack: Stack::Available { replicas: 1 },
+            database,
+        };
+        let down = compute(
+            None,
+            Some(1),
+            &with(Some(DatabaseState::NotReady {
+                reason: "Unreachable",
+                message: "connection refused".into(),
+            })),
+            None,
+            &at(1),
+        );
+        assert_eq!(condition(&down, "DatabaseReady"), ("False", "Unreachable"));
+        assert_eq!(condition(&down, "Ready"), ("False", "DatabaseNotReady"));
+        assert_eq!(condition(&down, "Routable").0, "True", "the stack still serves");
+        let up = compute(
+            Some(&down),
+            Some(1),
+            &with(Some(DatabaseState::Ready("Schema x".into()))),
+            None,
+            &at(2),
+        );
+        assert_eq!(condition(&up, "DatabaseReady"), ("True", "Provisioned"));
+        assert_eq!(condition(&up, "Ready"), ("True", "Provisioned"));
+        let off = compute(Some(&up), Some(2), &with(None), None, &at(3));
+        assert!(off.conditions.iter().all(|c| c.type_ != "DatabaseReady"));
     }
 }

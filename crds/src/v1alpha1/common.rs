@@ -13,6 +13,8 @@ pub const DEFAULT_QUOTA_CPU: &str = "2";
 pub const DEFAULT_QUOTA_MEMORY: &str = "4Gi";
 /// Quota applied when `quota.pods` is not set.
 pub const DEFAULT_QUOTA_PODS: i32 = 20;
+/// The login role's connection limit when `database.connectionLimit` is not set.
+pub const DEFAULT_CONNECTION_LIMIT: i32 = 20;
 /// The stack port used when `stack.port` is not set.
 pub const DEFAULT_STACK_PORT: i32 = 8080;
 

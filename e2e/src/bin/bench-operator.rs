@@ -273,6 +273,7 @@ async fn floor(n: usize, concurrency: usize) -> Result<Measured, String> {
                     quota: &t.spec.quota,
                     egress: &t.spec.network.allow_egress,
                     database_enabled: false,
+                    credentials_revision: None,
                     retired: false,
                 };
                 let ns = subject.namespace();

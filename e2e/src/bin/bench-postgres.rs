@@ -78,6 +78,8 @@ async fn run(args: Args) -> Result<(), String> {
         let mut statements = vec![
             sql::create_owner_role(&nm.owner).map_err(|e| e.to_string())?,
             sql::create_login_role(&nm.login, verifier, LIMIT).map_err(|e| e.to_string())?,
+            sql::comment_role(&nm.owner, &sql::role_marker(&nm.place)).map_err(|e| e.to_string())?,
+            sql::comment_role(&nm.login, &sql::role_marker(&nm.place)).map_err(|e| e.to_string())?,
         ];
         statements
             .extend(sql::schema_grants(DB, &nm.place, &nm.owner, &nm.login).map_err(|e| e.to_string())?);
@@ -158,7 +160,7 @@ async fn run(args: Args) -> Result<(), String> {
                 format!("{}{table}\n{}", &text[..start], &text[end..])
             }
             None => format!(
-                "{text}\n## Postgres provisioning\n\n`make bench-postgres` (N=500): a fresh server per run; the floor is `psql -f` with every statement for N tenants; Bulkhead runs `provision_schema` per tenant on one connection, as the operator will (role existence checks, per-database DDL lock).\n\n{table}"
+                "{text}\n## Postgres provisioning\n\n`make bench-postgres` (N=500): a fresh server per run; the floor is `psql -f` with every statement for N tenants; Bulkhead runs `provision_schema` per tenant on one connection (role lookups, the ownership comments, the password statement with logging off, per-database DDL lock). The operator's full database step adds, per reconcile, a name-conflict check and one catalog scan for extra grants, and the Kubernetes write of the credentials Secret.\n\n{table}"
             ),
         };
         std::fs::write(&path, kept).map_err(|e| e.to_string())?;

@@ -26,6 +26,7 @@ fn subject<'a>(stack: &'a StackSpec, quota: &'a QuotaSpec, egress: &'a [EgressRu
         quota,
         egress,
         database_enabled: false,
+        credentials_revision: None,
         retired: false,
     }
 }
@@ -181,6 +182,62 @@ fn postgres_egress_only_with_a_database_and_a_configured_server() {
     assert!(
         policy_json(&desired(&s, &settings), policy::ALLOW_POSTGRES).is_none(),
         "database disabled"
+    );
+}
+
+#[test]
+fn the_credentials_secret_is_referenced_never_copied_and_a_rotation_rolls_the_pods() {
+    let (stack, quota) = (stack(), QuotaSpec::default());
+    let mut s = subject(&stack, &quota, &[]);
+    let template = |s: &Subject<'_>| {
+        serde_json::to_value(&desired(s, &Settings::default()).deployment).unwrap()["spec"]["template"]
+            .clone()
+    };
+    let names = |t: &serde_json::Value| -> Vec<String> {
+        t["spec"]["containers"][0]["env"]
+            .as_array()
+            .map(|env| {
+                env.iter()
+                    .map(|e| e["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        !names(&template(&s))
+            .iter()
+            .any(|n| n.starts_with("PG") || n == "DATABASE_URL")
+    );
+    s.database_enabled = true;
+    let t = template(&s);
+    let env = names(&t);
+    for wanted in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGPASSWORD",
+    ] {
+        assert!(env.iter().any(|n| n == wanted), "{wanted} missing in {env:?}");
+    }
+    let url = t["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "DATABASE_URL")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        url["valueFrom"],
+        json!({"secretKeyRef": {"name": "bulkhead-database", "key": "DATABASE_URL", "optional": false}})
+    );
+    assert!(url.get("value").is_none());
+    assert!(t["metadata"].get("annotations").is_none());
+    s.credentials_revision = Some("2026-11-26");
+    assert_eq!(
+        template(&s)["metadata"]["annotations"],
+        json!({"bulkhead.dev/credentials-revision": "2026-11-26"})
     );
 }
 

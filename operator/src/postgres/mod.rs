@@ -1,6 +1,8 @@
-//! Per-tenant places in the shared PostgreSQL server: deterministic names and the pure SQL that provisions,
-//! hardens and removes them. (Connecting and running it lands with the provisioning work of issue 4.)
+//! Per-tenant places in the shared PostgreSQL server: deterministic names, the pure SQL that provisions,
+//! hardens and removes them, the credentials Secret's pure parts, and the connection to the server.
 
+pub mod connect;
+pub mod credentials;
 pub mod naming;
 pub mod provision;
 pub mod sql;

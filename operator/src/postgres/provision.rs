@@ -81,37 +81,219 @@ impl DdlLocks {
 }
 
 async fn role_exists(client: &Client, role: &str) -> Result<bool, DbError> {
-    let rows = client
-        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+    Ok(role_row(client, role).await?.is_some())
+}
+
+/// A role's attributes and comment, as the catalog has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRow {
+    /// SUPERUSER, INHERIT, CREATEROLE, CREATEDB, LOGIN, REPLICATION, BYPASSRLS, in that order.
+    pub flags: [bool; 7],
+    /// The connection limit (-1: none).
+    pub connection_limit: i32,
+    /// Whether the password expires (VALID UNTIL a finite time).
+    pub expires: bool,
+    /// The role's comment.
+    pub comment: Option<String>,
+}
+
+impl RoleRow {
+    /// Whether Bulkhead created this role (it carries Bulkhead's comment).
+    pub fn is_bulkheads(&self) -> bool {
+        self.comment
+            .as_deref()
+            .is_some_and(|c| c.starts_with(sql::ROLE_MARKER_PREFIX))
+    }
+
+    fn is_hardened_login(&self, connection_limit: i32) -> bool {
+        self.flags == [false, false, false, false, true, false, false]
+            && self.connection_limit == connection_limit
+            && !self.expires
+    }
+
+    fn is_hardened_owner(&self) -> bool {
+        self.flags == [false; 7]
+    }
+}
+
+/// Reads a role's attributes, if the role exists.
+pub async fn role_row(client: &Client, role: &str) -> Result<Option<RoleRow>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, \
+             rolconnlimit, coalesce(rolvaliduntil <> 'infinity', false), shobj_description(oid, 'pg_authid') \
+             FROM pg_roles WHERE rolname = $1",
+            &[&role],
+        )
         .await
         .map_err(|source| DbError::Server {
             what: "looking up a role",
             source,
         })?;
-    Ok(!rows.is_empty())
+    Ok(row.map(|r| RoleRow {
+        flags: [
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            r.get(6),
+        ],
+        connection_limit: r.get(7),
+        expires: r.get(8),
+        comment: r.get(9),
+    }))
 }
 
-/// Creates the owner role when missing; creates the login role, or resets its attributes and password.
-async fn ensure_roles(
+/// Runs a statement that carries a password verifier with statement logging off for it. Turning logging off
+/// needs superuser (or a `GRANT SET ON PARAMETER`); without it the statement runs anyway, since it carries a
+/// verifier and never the password.
+pub async fn run_with_password(client: &Client, what: &'static str, statement: &str) -> Result<(), DbError> {
+    let quiet = format!(
+        "BEGIN; SET LOCAL log_statement = 'none'; SET LOCAL log_min_duration_statement = -1; {statement}; COMMIT"
+    );
+    match client.batch_execute(&quiet).await {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let denied = err
+                .as_db_error()
+                .is_some_and(|db| db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+            if denied {
+                run(client, what, statement).await
+            } else {
+                Err(DbError::Server { what, source: err })
+            }
+        }
+    }
+}
+
+/// What [`ensure_roles`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolesReport {
+    /// The login role did not exist and was created with the given password.
+    pub login_created: bool,
+    /// Roles whose attributes had drifted and were reset.
+    pub repaired: Vec<String>,
+}
+
+/// Creates the owner and login roles when missing (the login role with `verifier` as its password), marks them
+/// as Bulkhead's, and resets the attributes of existing ones when they drifted. Never changes an existing
+/// login role's password.
+pub async fn ensure_roles(
     client: &Client,
     names: &Names,
     verifier: &str,
     connection_limit: i32,
-) -> Result<(), DbError> {
-    if !role_exists(client, &names.owner).await? {
-        run(
-            client,
-            "creating the owner role",
-            &sql::create_owner_role(&names.owner)?,
-        )
-        .await?;
+) -> Result<RolesReport, DbError> {
+    let mut report = RolesReport::default();
+    let marker = sql::role_marker(&names.place);
+    match role_row(client, &names.owner).await? {
+        None => {
+            run(
+                client,
+                "creating the owner role",
+                &sql::create_owner_role(&names.owner)?,
+            )
+            .await?;
+            run(
+                client,
+                "marking the owner role",
+                &sql::comment_role(&names.owner, &marker)?,
+            )
+            .await?;
+        }
+        Some(row) if !row.is_hardened_owner() => {
+            let statement = sql::reset_owner_attributes(&names.owner)?;
+            run(client, "resetting the owner role", &statement).await?;
+            report.repaired.push(names.owner.clone());
+        }
+        Some(_) => {}
     }
-    let login = if role_exists(client, &names.login).await? {
-        sql::alter_login_role(&names.login, verifier, connection_limit)?
-    } else {
-        sql::create_login_role(&names.login, verifier, connection_limit)?
+    match role_row(client, &names.login).await? {
+        None => {
+            let statement = sql::create_login_role(&names.login, verifier, connection_limit)?;
+            run_with_password(client, "creating the login role", &statement).await?;
+            run(
+                client,
+                "marking the login role",
+                &sql::comment_role(&names.login, &marker)?,
+            )
+            .await?;
+            report.login_created = true;
+        }
+        Some(row) if !row.is_hardened_login(connection_limit) => {
+            let statement = sql::reset_login_attributes(&names.login, connection_limit)?;
+            run(client, "resetting the login role", &statement).await?;
+            report.repaired.push(names.login.clone());
+        }
+        Some(_) => {}
+    }
+    Ok(report)
+}
+
+/// Sets the login role's password.
+pub async fn set_password(client: &Client, names: &Names, verifier: &str) -> Result<(), DbError> {
+    let statement = sql::set_password(&names.login, verifier)?;
+    run_with_password(client, "setting the login role's password", &statement).await
+}
+
+/// The owner of a schema (in the connected database) or of a database, if it exists.
+pub async fn owner_of(client: &Client, place: Place, name: &str) -> Result<Option<String>, DbError> {
+    let (query, what) = match place {
+        Place::Schema => (
+            "SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1",
+            "looking up a schema",
+        ),
+        Place::Database => (
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            "looking up a database",
+        ),
     };
-    run(client, "creating the login role", &login).await
+    let row = client
+        .query_opt(query, &[&name])
+        .await
+        .map_err(|source| DbError::Server { what, source })?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// What a tenant's place is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A schema in the shared database.
+    Schema,
+    /// A database of its own.
+    Database,
+}
+
+/// Privileges the tenant's roles hold outside their place, seen from the connected database. `database` is
+/// the one database they may connect to.
+pub async fn extra_grants(
+    client: &Client,
+    names: &Names,
+    database: &str,
+) -> Result<Vec<sql::ExtraGrant>, DbError> {
+    let roles = vec![names.owner.clone(), names.login.clone()];
+    let rows = client
+        .query(sql::EXTRA_GRANTS_QUERY, &[&roles, &database, &names.place])
+        .await
+        .map_err(|source| DbError::Server {
+            what: "reading grants",
+            source,
+        })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| sql::extra_grant(r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+/// Takes back privileges found by [`extra_grants`].
+pub async fn revoke(client: &Client, grants: &[sql::ExtraGrant]) -> Result<(), DbError> {
+    for grant in grants {
+        run(client, "revoking a grant", &grant.revoke()?).await?;
+    }
+    Ok(())
 }
 
 /// Removes PUBLIC's default rights (run once per server, connected to the shared database).
@@ -131,7 +313,17 @@ pub async fn provision_schema(
     verifier: &str,
     connection_limit: i32,
 ) -> Result<(), DbError> {
-    ensure_roles(client, names, verifier, connection_limit).await?;
+    if !ensure_roles(client, names, verifier, connection_limit)
+        .await?
+        .login_created
+    {
+        set_password(client, names, verifier).await?;
+    }
+    grant_schema(client, shared_database, names).await
+}
+
+/// Schema isolation without the roles: the schema and its grants, in the shared database.
+pub async fn grant_schema(client: &Client, shared_database: &str, names: &Names) -> Result<(), DbError> {
     for statement in sql::schema_grants(shared_database, &names.place, &names.owner, &names.login)? {
         run(client, "granting the schema", &statement).await?;
     }
@@ -177,28 +369,47 @@ pub async fn provision_database(
     verifier: &str,
     connection_limit: i32,
 ) -> Result<(), DbError> {
-    ensure_roles(admin, names, verifier, connection_limit).await?;
+    if !ensure_roles(admin, names, verifier, connection_limit)
+        .await?
+        .login_created
+    {
+        set_password(admin, names, verifier).await?;
+    }
+    create_database(admin, names).await?;
+    let inside = connect_to(admin_config, &names.place).await?;
+    grant_database(&inside, names).await
+}
+
+/// Database isolation: creates the tenant's database when missing.
+pub async fn create_database(admin: &Client, names: &Names) -> Result<(), DbError> {
     if !database_exists(admin, &names.place).await? {
         for statement in sql::create_database(&names.place, &names.owner)? {
             run(admin, "creating the database", &statement).await?;
         }
     }
-    let inside = connect_to(admin_config, &names.place).await?;
+    Ok(())
+}
+
+/// Database isolation, through `inside` (a connection to the tenant's database): its hardening and grants.
+pub async fn grant_database(inside: &Client, names: &Names) -> Result<(), DbError> {
     for statement in sql::harden_tenant_database() {
-        run(&inside, "hardening the tenant database", &statement).await?;
+        run(inside, "hardening the tenant database", &statement).await?;
     }
     for statement in sql::schema_grants(&names.place, &names.place, &names.owner, &names.login)? {
-        run(&inside, "granting the schema", &statement).await?;
+        run(inside, "granting the schema", &statement).await?;
     }
     Ok(())
 }
 
-/// Database isolation, deletion (idempotent).
+/// Database isolation, deletion (idempotent): the database, then whatever the roles own or were granted in
+/// the database `admin` is connected to, then the roles.
 pub async fn drop_database(admin: &Client, names: &Names) -> Result<(), DbError> {
-    for statement in sql::drop_database_place(&names.place, &names.owner, &names.login)? {
-        run(admin, "dropping the database place", &statement).await?;
+    let statements = sql::drop_database_place(&names.place, &names.owner, &names.login)?;
+    if let Some(drop_database) = statements.first() {
+        run(admin, "dropping the database", drop_database).await?;
     }
-    Ok(())
+    // There is no schema of this name in the admin's database; this drops what the roles own there and them.
+    drop_schema(admin, names).await
 }
 
 /// Schema isolation, deletion (idempotent).

@@ -91,6 +91,173 @@ pub fn alter_login_role(login: &str, verifier: &str, connection_limit: i32) -> R
     ))
 }
 
+/// The login role's attributes without touching its password (drift repair of the attributes).
+pub fn reset_login_attributes(login: &str, connection_limit: i32) -> Result<String, SqlError> {
+    if !(1..=1000).contains(&connection_limit) {
+        return Err(SqlError::ConnectionLimit(connection_limit));
+    }
+    Ok(format!(
+        "ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT {connection_limit} VALID UNTIL 'infinity'",
+        ident(login)?
+    ))
+}
+
+/// The owner role's attributes (drift repair).
+pub fn reset_owner_attributes(owner: &str) -> Result<String, SqlError> {
+    Ok(format!(
+        "ALTER ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT",
+        ident(owner)?
+    ))
+}
+
+/// Sets a login role's password, as a SCRAM verifier.
+pub fn set_password(login: &str, verifier: &str) -> Result<String, SqlError> {
+    Ok(format!(
+        "ALTER ROLE {} PASSWORD {}",
+        ident(login)?,
+        escape_literal(verifier)
+    ))
+}
+
+/// The comment that marks a role as Bulkhead's, naming what it belongs to.
+pub fn role_marker(owner_of: &str) -> String {
+    format!("{ROLE_MARKER_PREFIX}{owner_of}")
+}
+
+/// Every role Bulkhead creates carries a comment starting with this; a role without it is not Bulkhead's.
+pub const ROLE_MARKER_PREFIX: &str = "managed by bulkhead: ";
+
+/// Marks a role as Bulkhead's.
+pub fn comment_role(role: &str, marker: &str) -> Result<String, SqlError> {
+    Ok(format!(
+        "COMMENT ON ROLE {} IS {}",
+        ident(role)?,
+        escape_literal(marker)
+    ))
+}
+
+/// A privilege a tenant's role holds outside its own place, found in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraGrant {
+    /// Membership in another role.
+    Membership {
+        /// The role granted.
+        role: String,
+        /// The tenant's role holding it.
+        member: String,
+    },
+    /// Rights on another database.
+    Database {
+        /// The database.
+        database: String,
+        /// The tenant's role holding them.
+        grantee: String,
+    },
+    /// Rights on another schema.
+    Schema {
+        /// The schema.
+        schema: String,
+        /// The tenant's role holding them.
+        grantee: String,
+    },
+    /// Rights on a table, view or sequence in another schema.
+    Relation {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        name: String,
+        /// The tenant's role holding them.
+        grantee: String,
+    },
+}
+
+impl ExtraGrant {
+    /// The statement that takes it back.
+    pub fn revoke(&self) -> Result<String, SqlError> {
+        // Catalog names of other objects are quoted but not checked against Bulkhead's own naming rules.
+        let q = |n: &str| escape_identifier(n);
+        Ok(match self {
+            ExtraGrant::Membership { role, member } => format!("REVOKE {} FROM {}", q(role), ident(member)?),
+            ExtraGrant::Database { database, grantee } => {
+                format!("REVOKE ALL ON DATABASE {} FROM {}", q(database), ident(grantee)?)
+            }
+            ExtraGrant::Schema { schema, grantee } => {
+                format!("REVOKE ALL ON SCHEMA {} FROM {}", q(schema), ident(grantee)?)
+            }
+            ExtraGrant::Relation {
+                schema,
+                name,
+                grantee,
+            } => format!(
+                "REVOKE ALL ON TABLE {}.{} FROM {}",
+                q(schema),
+                q(name),
+                ident(grantee)?
+            ),
+        })
+    }
+}
+
+impl std::fmt::Display for ExtraGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExtraGrant::Membership { role, member } => write!(f, "{member} member of role {role}"),
+            ExtraGrant::Database { database, grantee } => write!(f, "{grantee} on database {database}"),
+            ExtraGrant::Schema { schema, grantee } => write!(f, "{grantee} on schema {schema}"),
+            ExtraGrant::Relation {
+                schema,
+                name,
+                grantee,
+            } => write!(f, "{grantee} on {schema}.{name}"),
+        }
+    }
+}
+
+/// Finds privileges of `$1` (the tenant's role names) outside their place: memberships; rights on databases
+/// other than `$2`; and, in the database connected to, rights on schemas other than `$3` and on relations in
+/// them. Columns: kind, object schema (or database or role), object name, grantee.
+pub const EXTRA_GRANTS_QUERY: &str = "\
+WITH r AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($1::text[]))
+SELECT 'membership', g.rolname::text, ''::text, r.rolname::text
+  FROM pg_auth_members m JOIN r ON m.member = r.oid JOIN pg_roles g ON g.oid = m.roleid
+UNION ALL
+SELECT DISTINCT 'database', d.datname::text, ''::text, r.rolname::text
+  FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a JOIN r ON a.grantee = r.oid
+  WHERE d.datname <> $2::text
+UNION ALL
+SELECT DISTINCT 'schema', n.nspname::text, ''::text, r.rolname::text
+  FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a JOIN r ON a.grantee = r.oid
+  WHERE n.nspname <> $3::text
+UNION ALL
+SELECT DISTINCT 'relation', n.nspname::text, c.relname::text, r.rolname::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN r ON a.grantee = r.oid
+  WHERE n.nspname <> $3::text";
+
+/// Turns a row of [`EXTRA_GRANTS_QUERY`] into an [`ExtraGrant`].
+pub fn extra_grant(kind: &str, object: String, name: String, grantee: String) -> Option<ExtraGrant> {
+    match kind {
+        "membership" => Some(ExtraGrant::Membership {
+            role: object,
+            member: grantee,
+        }),
+        "database" => Some(ExtraGrant::Database {
+            database: object,
+            grantee,
+        }),
+        "schema" => Some(ExtraGrant::Schema {
+            schema: object,
+            grantee,
+        }),
+        "relation" => Some(ExtraGrant::Relation {
+            schema: object,
+            name,
+            grantee,
+        }),
+        _ => None,
+    }
+}
+
 /// Schema isolation: the schema, owned by the owner role; the login role gets USAGE and DML on it and on
 /// everything the owner creates in it later; its search_path is pinned to it in the shared database.
 pub fn schema_grants(
@@ -237,6 +404,44 @@ mod tests {
                 "DROP ROLE IF EXISTS \"o\""
             ]
         );
+    }
+
+    #[test]
+    fn drift_repairs_never_carry_a_password_and_revokes_quote_foreign_names() {
+        let sql = reset_login_attributes("bk_a_login", 20).unwrap();
+        assert!(!sql.contains("PASSWORD"), "{sql}");
+        assert!(
+            sql.contains("NOSUPERUSER") && sql.contains("CONNECTION LIMIT 20"),
+            "{sql}"
+        );
+        assert_eq!(
+            reset_login_attributes("l", 1001),
+            Err(SqlError::ConnectionLimit(1001))
+        );
+        assert_eq!(
+            comment_role("bk_a_login", &role_marker("Tenant a'b")).unwrap(),
+            "COMMENT ON ROLE \"bk_a_login\" IS 'managed by bulkhead: Tenant a''b'"
+        );
+        let grant = ExtraGrant::Relation {
+            schema: "other\"s".into(),
+            name: "t; DROP".into(),
+            grantee: "bk_a_login".into(),
+        };
+        assert_eq!(
+            grant.revoke().unwrap(),
+            "REVOKE ALL ON TABLE \"other\"\"s\".\"t; DROP\" FROM \"bk_a_login\""
+        );
+        let member = extra_grant(
+            "membership",
+            "pg_read_all_data".into(),
+            String::new(),
+            "bk_a_login".into(),
+        );
+        assert_eq!(
+            member.unwrap().revoke().unwrap(),
+            "REVOKE \"pg_read_all_data\" FROM \"bk_a_login\""
+        );
+        assert_eq!(extra_grant("function", "x".into(), "y".into(), "z".into()), None);
     }
 
     #[test]

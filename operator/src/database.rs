@@ -1,0 +1,671 @@
+//! The database step of a reconcile: the credentials Secret, the roles and the schema (or database) in the
+//! shared PostgreSQL server, drift repair, and teardown on deletion.
+//!
+//! A server that is down, refuses the admin or holds a role Bulkhead did not create is not an error of the
+//! reconcile: it is reported in the `DatabaseReady` condition, nothing else is touched, and the step is tried
+//! again until it succeeds. Errors of the Kubernetes API (writing the Secret) are reconcile errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bulkhead_crds::v1alpha1::DatabaseIsolation;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use postgres_protocol::password::scram_sha_256;
+use tokio_postgres::error::SqlState;
+use tracing::{debug, info, warn};
+
+use crate::events;
+use crate::managed::{Managed, Plan};
+use crate::postgres::connect::{ConnectError, Failure, Server, describe};
+use crate::postgres::credentials::{self, Location, PasswordPlan};
+use crate::postgres::naming::{self, Names};
+use crate::postgres::provision::{self, DbError, DdlLocks};
+use crate::reconcile::Context;
+use crate::settings::DatabaseSettings;
+
+/// Reasons of the `DatabaseReady` condition besides the connection failures of [`Failure`].
+pub mod reasons {
+    /// Schema (or database), roles and Secret are in place.
+    pub const PROVISIONED: &str = "Provisioned";
+    /// `database.enabled` is set but the operator has no admin Secret configured.
+    pub const NOT_CONFIGURED: &str = "NotConfigured";
+    /// A role, schema or database with Bulkhead's name exists and is not Bulkhead's.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+}
+
+/// The operator's handle on the server: configuration, the connection (made when first needed, dropped after
+/// a connection failure so the admin Secret is read again), and the per-database DDL locks.
+#[derive(Debug)]
+pub struct Database {
+    settings: DatabaseSettings,
+    server: tokio::sync::Mutex<Option<Arc<Server>>>,
+    /// The last failure to connect, answered from memory for [`RETRY_AFTER`] so an outage does not make every
+    /// reconcile wait for its own connect timeout in turn.
+    last_failure: std::sync::Mutex<Option<(std::time::Instant, Failure, String)>>,
+    locks: DdlLocks,
+}
+
+/// How long a failure to connect is reported without trying again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Database {
+    /// A handle with no connection yet.
+    pub fn new(settings: DatabaseSettings) -> Self {
+        Database {
+            settings,
+            server: tokio::sync::Mutex::new(None),
+            last_failure: std::sync::Mutex::new(None),
+            locks: DdlLocks::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &DatabaseSettings {
+        &self.settings
+    }
+
+    /// The connected server; on first use reads the admin Secret and hardens the server.
+    async fn server(&self, client: &kube::Client) -> Result<Arc<Server>, ConnectError> {
+        let mut current = self.server.lock().await;
+        if let Some(server) = current.as_ref() {
+            return Ok(server.clone());
+        }
+        if let Some((at, failure, message)) = self.recent_failure()
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(ConnectError::Recent { failure, message });
+        }
+        match self.connect(client).await {
+            Ok(server) => {
+                *current = Some(server.clone());
+                Ok(server)
+            }
+            Err(err) => {
+                let mut last = self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *last = Some((std::time::Instant::now(), err.failure(), err.to_string()));
+                Err(err)
+            }
+        }
+    }
+
+    fn recent_failure(&self) -> Option<(std::time::Instant, Failure, String)> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn connect(&self, client: &kube::Client) -> Result<Arc<Server>, ConnectError> {
+        let server = Arc::new(Server::from_secret(client, &self.settings.admin_secret).await?);
+        let admin = server.admin().await?;
+        let _lock = self.locks.lock(server.shared_database()).await;
+        provision::harden(&admin, server.shared_database())
+            .await
+            .map_err(|e| from_db("hardening the server", e))?;
+        info!(
+            database = server.shared_database(),
+            host = server.host(),
+            port = server.port(),
+            "connected to PostgreSQL and hardened it"
+        );
+        Ok(server)
+    }
+
+    /// Forgets the connection, so the next use reads the admin Secret again.
+    async fn forget(&self) {
+        *self.server.lock().await = None;
+    }
+}
+
+fn from_db(what: &'static str, err: DbError) -> ConnectError {
+    match err {
+        DbError::Server { what, source } => ConnectError::server(what, &source),
+        DbError::Build(e) => ConnectError::Server {
+            what,
+            failure: Failure::Failed,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// How the database of one resource stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseState {
+    /// In place.
+    Ready(String),
+    /// Not in place, with a `DatabaseReady` reason and an actionable message.
+    NotReady {
+        /// The condition reason.
+        reason: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// Errors of the database step that are the Kubernetes API's.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// The credentials Secret could not be read or written.
+    #[error("{action} Secret {namespace}/{}: {source}", credentials::SECRET_NAME)]
+    Secret {
+        /// What was attempted.
+        action: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The OS random source failed.
+    #[error("generating a password: {0}")]
+    Random(getrandom::Error),
+}
+
+impl DatabaseError {
+    /// A fixed category for metrics labels and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            DatabaseError::Secret { .. } => "credentials_secret",
+            DatabaseError::Random(_) => "random",
+        }
+    }
+}
+
+/// The credentials Secret as found before the apply step.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    secret: Option<Secret>,
+}
+
+impl Found {
+    fn data(&self) -> Option<(&BTreeMap<String, k8s_openapi::ByteString>, Option<&str>)> {
+        let secret = self.secret.as_ref()?;
+        let data = secret.data.as_ref()?;
+        let revision = secret
+            .annotations()
+            .get(credentials::REVISION_ANNOTATION)
+            .map(String::as_str);
+        Some((data, revision))
+    }
+}
+
+/// The rotation a resource asks for, if any.
+fn requested_revision<K: Managed>(object: &K) -> Option<&str> {
+    object
+        .annotations()
+        .get(credentials::ROTATE_ANNOTATION)
+        .map(String::as_str)
+        .filter(|r| !r.is_empty())
+}
+
+/// Reads the credentials Secret (absent while the namespace is).
+pub async fn read_secret(ctx: &Context, namespace: &str) -> Result<Found, DatabaseError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = api
+        .get_opt(credentials::SECRET_NAME)
+        .await
+        .map_err(|source| DatabaseError::Secret {
+            action: "reading",
+            namespace: namespace.to_owned(),
+            source,
+        })?;
+    Ok(Found { secret })
+}
+
+/// The rotation revision the Secret will carry after this reconcile (recorded on the pod template).
+pub fn revision_after<K: Managed>(object: &K, found: &Found) -> Option<String> {
+    let requested = requested_revision(object);
+    match credentials::plan_password(found.data(), requested) {
+        PasswordPlan::Rotate { revision } => Some(revision),
+        PasswordPlan::Generate => requested.map(str::to_owned),
+        PasswordPlan::Keep { .. } => found.data().and_then(|(_, r)| r.map(str::to_owned)),
+    }
+}
+
+/// The place's database: the shared one (Schema isolation) or its own.
+fn database_of(server: &Server, isolation: DatabaseIsolation, names: &Names) -> String {
+    match isolation {
+        DatabaseIsolation::Schema => server.shared_database().to_owned(),
+        DatabaseIsolation::Database => names.place.clone(),
+    }
+}
+
+/// Runs the database step for a resource whose namespace exists.
+pub async fn ensure<K: Managed>(
+    ctx: &Context,
+    object: &K,
+    plan: &Plan,
+    namespace: &str,
+    found: Found,
+) -> Result<DatabaseState, DatabaseError> {
+    let Some(database) = ctx.database.as_ref() else {
+        return Ok(DatabaseState::NotReady {
+            reason: reasons::NOT_CONFIGURED,
+            message: "spec.database.enabled is true, but the operator runs without --postgres-admin-secret; \
+                      configure it (or BULKHEAD_POSTGRES_ADMIN_SECRET) or disable the database."
+                .into(),
+        });
+    };
+    let server = match database.server(&ctx.client).await {
+        Ok(server) => server,
+        Err(err) => return Ok(not_ready(database, &err).await),
+    };
+    let names = naming::names(&plan.tenant, plan.customer.as_deref());
+    let isolation = plan.database.isolation;
+    let db_name = database_of(&server, isolation, &names);
+
+    // The Secret first, so a generated password is never lost to a failure further on.
+    let requested = requested_revision(object);
+    let password_plan = credentials::plan_password(found.data(), requested);
+    let (password, revision, fresh) = match &password_plan {
+        PasswordPlan::Keep { password } => (
+            password.clone(),
+            found.data().and_then(|(_, r)| r.map(str::to_owned)),
+            false,
+        ),
+        PasswordPlan::Generate => (
+            credentials::generate_password().map_err(DatabaseError::Random)?,
+            requested.map(str::to_owned),
+            true,
+        ),
+        PasswordPlan::Rotate { revision } => (
+            credentials::generate_password().map_err(DatabaseError::Random)?,
+            Some(revision.clone()),
+            true,
+        ),
+    };
+    let location = Location {
+        username: names.login.clone(),
+        host: database
+            .settings
+            .host
+            .clone()
+            .unwrap_or_else(|| server.host().to_owned()),
+        port: database.settings.port.unwrap_or(server.port()),
+        database: db_name.clone(),
+        schema: names.place.clone(),
+        url_params: database.settings.url_params.clone(),
+    };
+    write_secret(
+        ctx,
+        plan,
+        namespace,
+        &found,
+        &location,
+        &password,
+        revision.as_deref(),
+    )
+    .await?;
+
+    let result = provision(
+        ctx, database, &server, object, plan, &names, &db_name, &password, fresh,
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            if matches!(password_plan, PasswordPlan::Rotate { .. }) {
+                events::publish(
+                    &ctx.recorder,
+                    object,
+                    EventType::Normal,
+                    "DatabasePasswordRotated",
+                    "Rotate",
+                    format!(
+                        "The password of role {} was rotated as asked by {}; Secret {} updated.",
+                        names.login,
+                        credentials::ROTATE_ANNOTATION,
+                        credentials::SECRET_NAME
+                    ),
+                )
+                .await;
+            }
+            let place = match isolation {
+                DatabaseIsolation::Schema => format!("Schema {} in database {db_name}", names.place),
+                DatabaseIsolation::Database => format!("Database {db_name}"),
+            };
+            Ok(DatabaseState::Ready(format!(
+                "{place}; login role {}; credentials in Secret {}.",
+                names.login,
+                credentials::SECRET_NAME
+            )))
+        }
+        Err(Problem::Conflict(message)) => Ok(DatabaseState::NotReady {
+            reason: reasons::NAME_CONFLICT,
+            message,
+        }),
+        Err(Problem::Connect(err)) => Ok(not_ready(database, &err).await),
+    }
+}
+
+async fn not_ready(database: &Database, err: &ConnectError) -> DatabaseState {
+    let failure = err.failure();
+    if matches!(
+        failure,
+        Failure::Unreachable | Failure::AdminAuthenticationFailed | Failure::AdminSecretInvalid
+    ) {
+        database.forget().await;
+    }
+    let hint = match failure {
+        Failure::AdminSecretInvalid => "fix the admin Secret (key `dsn`, optional `ca.crt`)",
+        Failure::Unreachable => "retrying until the server answers",
+        Failure::AdminAuthenticationFailed => "fix the credentials in the admin Secret",
+        Failure::PermissionDenied => {
+            "the admin role needs CREATEROLE, CREATEDB and ownership of the shared database (or superuser)"
+        }
+        Failure::Failed => "retrying",
+    };
+    warn!(category = failure.reason(), error = %err, "database not ready");
+    DatabaseState::NotReady {
+        reason: failure.reason(),
+        message: format!("{err}; {hint}."),
+    }
+}
+
+enum Problem {
+    Conflict(String),
+    Connect(ConnectError),
+}
+
+impl From<ConnectError> for Problem {
+    fn from(err: ConnectError) -> Self {
+        Problem::Connect(err)
+    }
+}
+
+fn db(what: &'static str) -> impl FnOnce(DbError) -> Problem {
+    move |e| Problem::Connect(from_db(what, e))
+}
+
+/// Roles, place, grants, password and drift repair, under the database's DDL lock.
+#[allow(clippy::too_many_arguments)]
+async fn provision<K: Managed>(
+    ctx: &Context,
+    database: &Database,
+    server: &Server,
+    object: &K,
+    plan: &Plan,
+    names: &Names,
+    db_name: &str,
+    password: &str,
+    fresh: bool,
+) -> Result<(), Problem> {
+    let _lock = database.locks.lock(db_name).await;
+    let admin = server.admin().await?;
+    check_conflicts(&admin, names, plan.database.isolation).await?;
+    let limit = plan
+        .database
+        .connection_limit
+        .unwrap_or(bulkhead_crds::v1alpha1::DEFAULT_CONNECTION_LIMIT);
+    let verifier = scram_sha_256(password.as_bytes());
+    let roles = provision::ensure_roles(&admin, names, &verifier, limit)
+        .await
+        .map_err(db("creating the roles"))?;
+    if fresh && !roles.login_created {
+        provision::set_password(&admin, names, &verifier)
+            .await
+            .map_err(db("setting the password"))?;
+    }
+    for role in &roles.repaired {
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Warning,
+            "DatabaseRoleRepaired",
+            "Repair",
+            format!("Role {role} had attributes changed out of band; they were reset."),
+        )
+        .await;
+    }
+    let inside = match plan.database.isolation {
+        DatabaseIsolation::Schema => {
+            provision::grant_schema(&admin, db_name, names)
+                .await
+                .map_err(db("granting the schema"))?;
+            None
+        }
+        DatabaseIsolation::Database => {
+            provision::create_database(&admin, names)
+                .await
+                .map_err(db("creating the database"))?;
+            let inside = server
+                .connect(db_name, None)
+                .await
+                .map_err(|e| ConnectError::server("connecting to the tenant database", &e))?;
+            provision::grant_database(&inside, names)
+                .await
+                .map_err(db("granting the database"))?;
+            Some(inside)
+        }
+    };
+    // Extra grants: cluster-wide ones and, in the place's database, those on other schemas and relations.
+    let catalog: &tokio_postgres::Client = inside.as_ref().unwrap_or(&admin);
+    let extra = provision::extra_grants(catalog, names, db_name)
+        .await
+        .map_err(db("reading grants"))?;
+    if !extra.is_empty() {
+        provision::revoke(catalog, &extra)
+            .await
+            .map_err(db("revoking grants"))?;
+        let list: Vec<String> = extra.iter().map(ToString::to_string).collect();
+        ctx.metrics.drift_repaired(K::CONTROLLER, extra.len());
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Warning,
+            "DatabaseGrantsRevoked",
+            "Repair",
+            format!(
+                "Privileges granted out of band were revoked: {}.",
+                list.join("; ")
+            ),
+        )
+        .await;
+    }
+    if !fresh && !roles.login_created && !login_works(server, db_name, names, password).await {
+        provision::set_password(&admin, names, &verifier)
+            .await
+            .map_err(db("repairing the password"))?;
+        ctx.metrics.drift_repaired(K::CONTROLLER, 1);
+        info!(role = %names.login, "password drift repaired");
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Warning,
+            "DatabasePasswordRepaired",
+            "Repair",
+            format!(
+                "The password of role {} was changed out of band; it was set back to the one in Secret {}.",
+                names.login,
+                credentials::SECRET_NAME
+            ),
+        )
+        .await;
+    }
+    if !roles.repaired.is_empty() {
+        ctx.metrics.drift_repaired(K::CONTROLLER, roles.repaired.len());
+    }
+    Ok(())
+}
+
+/// Whether the Secret's password still logs in. Only a refused password counts as drift; anything else (the
+/// connection limit reached, pg_hba not admitting the operator's address for the role) proves nothing.
+async fn login_works(server: &Server, db_name: &str, names: &Names, password: &str) -> bool {
+    match server.connect(db_name, Some((&names.login, password))).await {
+        Ok(_) => true,
+        Err(err) => {
+            let refused = err
+                .as_db_error()
+                .is_some_and(|db| db.code() == &SqlState::INVALID_PASSWORD);
+            if !refused {
+                debug!(role = %names.login, error = %describe(&err), "login check inconclusive");
+            }
+            !refused
+        }
+    }
+}
+
+/// Refuses to touch roles, a schema or a database with Bulkhead's names that Bulkhead did not create.
+async fn check_conflicts(
+    admin: &tokio_postgres::Client,
+    names: &Names,
+    isolation: DatabaseIsolation,
+) -> Result<(), Problem> {
+    for role in [&names.owner, &names.login] {
+        if let Some(row) = provision::role_row(admin, role)
+            .await
+            .map_err(db("looking up roles"))?
+            && !row.is_bulkheads()
+        {
+            return Err(Problem::Conflict(format!(
+                "Role {role} exists and was not created by Bulkhead (no Bulkhead comment); rename or drop it, \
+                 or mark it with COMMENT ON ROLE if it is Bulkhead's from an earlier install."
+            )));
+        }
+    }
+    let place = match isolation {
+        DatabaseIsolation::Schema => provision::Place::Schema,
+        DatabaseIsolation::Database => provision::Place::Database,
+    };
+    let owner = provision::owner_of(admin, place, &names.place)
+        .await
+        .map_err(db("looking up the place"))?;
+    match owner {
+        Some(owner) if owner != names.owner => Err(Problem::Conflict(format!(
+            "{} {} exists and is owned by {owner}, not by Bulkhead's role {}; rename or drop it.",
+            match isolation {
+                DatabaseIsolation::Schema => "Schema",
+                DatabaseIsolation::Database => "Database",
+            },
+            names.place,
+            names.owner
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the credentials Secret when it differs from what it should say.
+async fn write_secret(
+    ctx: &Context,
+    plan: &Plan,
+    namespace: &str,
+    found: &Found,
+    location: &Location,
+    password: &str,
+    revision: Option<&str>,
+) -> Result<(), DatabaseError> {
+    let data = credentials::secret_data(location, password);
+    let subject = plan.subject(false);
+    let labels = subject.owner_labels();
+    if let Some(existing) = &found.secret {
+        let same_revision = existing
+            .annotations()
+            .get(credentials::REVISION_ANNOTATION)
+            .map(String::as_str)
+            == revision;
+        let labelled = labels.iter().all(|(k, v)| existing.labels().get(k) == Some(v));
+        if existing.data.as_ref() == Some(&data) && same_revision && labelled {
+            return Ok(());
+        }
+    }
+    let secret = Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(credentials::SECRET_NAME.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            annotations: revision
+                .map(|r| BTreeMap::from([(credentials::REVISION_ANNOTATION.to_owned(), r.to_owned())])),
+            ..Default::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    };
+    let mut value = serde_json::to_value(&secret).map_err(|e| DatabaseError::Secret {
+        action: "encoding",
+        namespace: namespace.to_owned(),
+        source: kube::Error::SerdeError(e),
+    })?;
+    value["apiVersion"] = "v1".into();
+    value["kind"] = "Secret".into();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        credentials::SECRET_NAME,
+        &PatchParams::apply(crate::FIELD_MANAGER).force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .map_err(|source| DatabaseError::Secret {
+        action: "writing",
+        namespace: namespace.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// What deleting a resource with `deletionPolicy: Delete` has to do in the database, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Teardown {
+    /// Done (or nothing to do).
+    Done,
+    /// Cannot be done yet; the message says why.
+    Waiting(String),
+}
+
+/// Drops the place and the roles of a resource whose database was ever enabled (idempotent).
+pub async fn teardown(
+    ctx: &Context,
+    tenant: &str,
+    customer: Option<&str>,
+    isolation: DatabaseIsolation,
+) -> Teardown {
+    let Some(database) = ctx.database.as_ref() else {
+        return Teardown::Waiting(
+            "Deletion waits to drop the database, but the operator runs without --postgres-admin-secret; \
+             configure it, or remove the finalizer to keep the data."
+                .into(),
+        );
+    };
+    let names = naming::names(tenant, customer);
+    let result = async {
+        let server = database.server(&ctx.client).await?;
+        let db_name = database_of(&server, isolation, &names);
+        let _lock = database.locks.lock(&db_name).await;
+        let admin = server.admin().await?;
+        // Only what Bulkhead created: a foreign role of the same name is left alone.
+        for role in [&names.owner, &names.login] {
+            if let Some(row) = provision::role_row(&admin, role)
+                .await
+                .map_err(|e| from_db("looking up roles", e))?
+                && !row.is_bulkheads()
+            {
+                return Err(ConnectError::Server {
+                    what: "dropping the roles",
+                    failure: Failure::Failed,
+                    message: format!("role {role} is not Bulkhead's; drop it by hand"),
+                });
+            }
+        }
+        match isolation {
+            DatabaseIsolation::Schema => provision::drop_schema(&admin, &names).await,
+            DatabaseIsolation::Database => provision::drop_database(&admin, &names).await,
+        }
+        .map_err(|e| from_db("dropping the database objects", e))
+    }
+    .await;
+    match result {
+        Ok(()) => Teardown::Done,
+        Err(err) => {
+            let state = not_ready(database, &err).await;
+            let message = match state {
+                DatabaseState::NotReady { message, .. } | DatabaseState::Ready(message) => message,
+            };
+            Teardown::Waiting(format!("Deletion waits to drop the database: {message}"))
+        }
+    }
+}
