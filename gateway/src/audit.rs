@@ -64,17 +64,79 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record(&self, record: &AuditRecord);
 }
 
-/// Audit lines as JSON on standard output (logs go to standard error).
-#[derive(Debug, Default)]
-pub struct StdoutAudit;
+/// Audit lines as JSON on standard output (logs go to standard error), written by a thread of their own: the
+/// request path hands a line over and goes on; the writer batches whatever has queued into one write. When the
+/// queue is full (standard output stalled) the request path waits: no line is ever dropped.
+#[derive(Debug)]
+pub struct StdoutAudit {
+    lines: std::sync::mpsc::SyncSender<Message>,
+}
+
+enum Message {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Lines that may wait for the writer before the request path blocks.
+const QUEUE: usize = 65_536;
+
+impl StdoutAudit {
+    /// Starts the writer thread.
+    pub fn start() -> std::io::Result<StdoutAudit> {
+        let (lines, queue) = std::sync::mpsc::sync_channel::<Message>(QUEUE);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+                while let Ok(first) = queue.recv() {
+                    let mut acks = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(message) = next {
+                        match message {
+                            Message::Line(line) => {
+                                if out.write_all(&line).is_err() {
+                                    tracing::error!("cannot write an audit line to stdout");
+                                }
+                            }
+                            Message::Flush(ack) => acks.push(ack),
+                        }
+                        next = queue.try_recv().ok();
+                    }
+                    if out.flush().is_err() {
+                        tracing::error!("cannot write audit lines to stdout");
+                    }
+                    for ack in acks {
+                        let _ = ack.send(());
+                    }
+                }
+            })?;
+        Ok(StdoutAudit { lines })
+    }
+
+    /// Waits until every line recorded so far is written (at shutdown).
+    pub fn flush(&self) {
+        let (ack, done) = std::sync::mpsc::channel();
+        if self.lines.send(Message::Flush(ack)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Line(_) => "Line",
+            Message::Flush(_) => "Flush",
+        })
+    }
+}
 
 impl AuditSink for StdoutAudit {
     fn record(&self, record: &AuditRecord) {
         if let Ok(mut line) = serde_json::to_vec(record) {
             line.push(b'\n');
-            let mut out = std::io::stdout().lock();
-            if out.write_all(&line).and_then(|()| out.flush()).is_err() {
-                tracing::error!("cannot write an audit line to stdout");
+            if self.lines.send(Message::Line(line)).is_err() {
+                tracing::error!("the audit writer has stopped; an audit line was lost");
             }
         }
     }

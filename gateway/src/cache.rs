@@ -16,6 +16,9 @@ pub type TokenHash = [u8; 32];
 struct Inner {
     generation: u64,
     entries: HashMap<TokenHash, Arc<Identity>>,
+    /// The earliest `exp` among the entries: while `now` is before it nothing has expired, so a full cache is
+    /// not swept (a sweep on every insert would make each new token cost a pass over the whole cache).
+    earliest_exp: i64,
 }
 
 /// A bounded map from token hash to verified identity.
@@ -33,6 +36,7 @@ impl TokenCache {
             inner: Mutex::new(Inner {
                 generation: 0,
                 entries: HashMap::new(),
+                earliest_exp: i64::MAX,
             }),
         }
     }
@@ -46,6 +50,7 @@ impl TokenCache {
         if inner.generation != generation {
             inner.entries.clear();
             inner.generation = generation;
+            inner.earliest_exp = i64::MAX;
             return None;
         }
         match inner.entries.get(hash) {
@@ -58,8 +63,8 @@ impl TokenCache {
         }
     }
 
-    /// Remembers a verified identity. When full, expired entries are dropped first; if it is still full the new
-    /// entry is not kept (valid entries are never pushed out by new, possibly hostile, ones).
+    /// Remembers a verified identity. When full, expired entries are dropped first; if it is still full, one
+    /// valid entry makes room.
     pub fn insert(&self, hash: TokenHash, identity: Arc<Identity>, now: i64, generation: u64) {
         if self.capacity == 0 {
             return;
@@ -73,13 +78,23 @@ impl TokenCache {
         if inner.generation != generation {
             inner.entries.clear();
             inner.generation = generation;
+            inner.earliest_exp = i64::MAX;
         }
         if inner.entries.len() >= self.capacity {
-            inner.entries.retain(|_, id| now < id.exp);
-            if inner.entries.len() >= self.capacity {
-                return;
+            if now >= inner.earliest_exp {
+                inner.entries.retain(|_, id| now < id.exp);
+                inner.earliest_exp = inner.entries.values().map(|id| id.exp).min().unwrap_or(i64::MAX);
+            }
+            // Still full of valid entries: one makes room (whichever the hash order yields first, which no
+            // client can choose). Only tokens that passed every gate get here, so a full cache keeps serving
+            // new sessions instead of verifying them on every request until old ones expire.
+            if inner.entries.len() >= self.capacity
+                && let Some(victim) = inner.entries.keys().next().copied()
+            {
+                inner.entries.remove(&victim);
             }
         }
+        inner.earliest_exp = inner.earliest_exp.min(identity.exp);
         inner.entries.insert(hash, identity);
     }
 
@@ -142,14 +157,18 @@ mod tests {
     }
 
     #[test]
-    fn bounded_and_valid_entries_are_not_evicted() {
+    fn bounded_expired_entries_go_first_and_new_tokens_are_always_kept() {
         let c = TokenCache::new(2);
         c.insert([1; 32], id(100), 50, 0);
         c.insert([2; 32], id(60), 50, 0);
+        // Full of valid entries: one of them makes room for the new one.
         c.insert([3; 32], id(100), 50, 0);
         assert_eq!(c.len(), 2);
-        assert!(c.get(&[3; 32], 55, 0).is_none());
-        // Once [2] has expired it makes room.
+        assert!(c.get(&[3; 32], 55, 0).is_some());
+        // Once an entry has expired it is the one that goes.
+        let c = TokenCache::new(2);
+        c.insert([1; 32], id(100), 50, 0);
+        c.insert([2; 32], id(60), 50, 0);
         c.insert([3; 32], id(100), 70, 0);
         assert!(c.get(&[3; 32], 71, 0).is_some());
         assert!(c.get(&[1; 32], 71, 0).is_some());

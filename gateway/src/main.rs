@@ -1,5 +1,6 @@
 //! `bulkhead-gateway`: run the gateway, or mint a test token.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,9 @@ struct TokenArgs {
     /// Seconds until expiry.
     #[arg(long, default_value_t = 300)]
     exp_in: i64,
+    /// How many tokens to print, one per line, each with its own `jti` (for benchmarks).
+    #[arg(long, default_value_t = 1)]
+    count: usize,
     /// Extra claims as a JSON object, merged last (e.g. '{"azp":"https://app.example"}').
     #[arg(long)]
     claims: Option<String>,
@@ -99,8 +103,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Token(args) => match token(&args) {
-            Ok(token) => {
-                println!("{token}");
+            Ok(tokens) => {
+                let mut out = std::io::stdout().lock();
+                for token in tokens {
+                    if writeln!(out, "{token}").is_err() {
+                        return ExitCode::FAILURE;
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(message) => {
@@ -131,7 +140,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn token(args: &TokenArgs) -> Result<String, String> {
+fn token(args: &TokenArgs) -> Result<Vec<String>, String> {
     let algorithm = parse_name(&args.alg).ok_or_else(|| format!("unknown algorithm {}", args.alg))?;
     let pem = std::fs::read(&args.key).map_err(|e| format!("reading {}: {e}", args.key.display()))?;
     let key = mint::encoding_key(&pem, algorithm).map_err(|e| e.to_string())?;
@@ -157,7 +166,45 @@ fn token(args: &TokenArgs) -> Result<String, String> {
         expires_in: args.exp_in,
         extra,
     };
-    mint::mint(&spec, &key).map_err(|e| e.to_string())
+    if args.count <= 1 {
+        return mint::mint(&spec, &key)
+            .map(|t| vec![t])
+            .map_err(|e| e.to_string());
+    }
+    // Many tokens (benchmarks): each with its own `jti`, so every one is distinct; signed on every core.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = args.count.div_ceil(threads);
+    let chunks: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (spec, key) = (&spec, &key);
+                scope.spawn(move || {
+                    let start = t * per_thread;
+                    let end = (start + per_thread).min(args.count);
+                    (start..end)
+                        .map(|i| {
+                            let mut one = spec.clone();
+                            one.extra
+                                .insert("jti".into(), serde_json::json!(format!("bench-{i}")));
+                            mint::mint(&one, key).map_err(|e| e.to_string())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a minting thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut tokens = Vec::with_capacity(args.count);
+    for chunk in chunks {
+        tokens.extend(chunk?);
+    }
+    Ok(tokens)
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
@@ -176,10 +223,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
     } else {
         None
     };
+    let audit = Arc::new(StdoutAudit::start().map_err(|e| format!("starting the audit writer: {e}"))?);
     let running = server::start(
         settings,
         StartOptions {
-            audit: Arc::new(StdoutAudit),
+            audit: audit.clone(),
             kube,
         },
     )
@@ -187,6 +235,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     shutdown_signal().await;
     running.shutdown().await;
+    // Every decision taken is in the audit log before the process ends.
+    audit.flush();
     info!("gateway stopped");
     Ok(())
 }

@@ -36,7 +36,9 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), TelemetryError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A closed stderr must not turn the next log line into a panic.
+        .log_internal_errors(false);
     let result = match format {
         LogFormat::Json => builder
             .json()
