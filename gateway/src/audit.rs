@@ -3,7 +3,7 @@
 //! the token. The query string is left out because clients put tokens there.
 
 use std::io::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -64,80 +64,99 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record(&self, record: &AuditRecord);
 }
 
-/// Audit lines as JSON on standard output (logs go to standard error), written by a thread of their own: the
-/// request path hands a line over and goes on; the writer batches whatever has queued into one write. When the
-/// queue is full (standard output stalled) the request path waits: no line is ever dropped.
+/// Audit lines as JSON on standard output (logs go to standard error). The request path appends its line to a
+/// buffer; a writer thread of its own writes the buffer out every few milliseconds, or at once when it grows
+/// large. So a request costs no syscall and no thread switch for its audit line, and lines keep their order.
+/// When the buffer is at its limit (standard output stalled) the request path waits: no line is ever dropped.
 #[derive(Debug)]
 pub struct StdoutAudit {
-    lines: std::sync::mpsc::SyncSender<Message>,
+    shared: Arc<Shared>,
 }
 
-enum Message {
-    Line(Vec<u8>),
-    Flush(std::sync::mpsc::Sender<()>),
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Vec<u8>>,
+    /// Wakes the writer early when the buffer is large.
+    wake: std::sync::Condvar,
+    /// Wakes requests waiting for room.
+    room: std::sync::Condvar,
+    /// Held while a chunk is taken and written, so chunks reach stdout in the order they were taken.
+    out: Mutex<()>,
 }
 
-/// Lines that may wait for the writer before the request path blocks.
-const QUEUE: usize = 65_536;
+/// Buffered bytes that make the writer go at once.
+const WRITE_AT: usize = 64 * 1024;
+/// Buffered bytes beyond which the request path waits for the writer.
+const LIMIT: usize = 16 * 1024 * 1024;
+/// The longest a line waits in the buffer.
+const INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
-impl StdoutAudit {
-    /// Starts the writer thread.
-    pub fn start() -> std::io::Result<StdoutAudit> {
-        let (lines, queue) = std::sync::mpsc::sync_channel::<Message>(QUEUE);
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || {
-                let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-                while let Ok(first) = queue.recv() {
-                    let mut acks = Vec::new();
-                    let mut next = Some(first);
-                    while let Some(message) = next {
-                        match message {
-                            Message::Line(line) => {
-                                if out.write_all(&line).is_err() {
-                                    tracing::error!("cannot write an audit line to stdout");
-                                }
-                            }
-                            Message::Flush(ack) => acks.push(ack),
-                        }
-                        next = queue.try_recv().ok();
-                    }
-                    if out.flush().is_err() {
-                        tracing::error!("cannot write audit lines to stdout");
-                    }
-                    for ack in acks {
-                        let _ = ack.send(());
-                    }
-                }
-            })?;
-        Ok(StdoutAudit { lines })
-    }
-
-    /// Waits until every line recorded so far is written (at shutdown).
-    pub fn flush(&self) {
-        let (ack, done) = std::sync::mpsc::channel();
-        if self.lines.send(Message::Flush(ack)).is_ok() {
-            let _ = done.recv();
+impl Shared {
+    /// Takes whatever is buffered and writes it out.
+    fn write_out(&self) {
+        let Ok(_order) = self.out.lock() else {
+            return;
+        };
+        let chunk = match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return,
+        };
+        self.room.notify_all();
+        if chunk.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
+            tracing::error!("cannot write audit lines to stdout");
         }
     }
 }
 
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Message::Line(_) => "Line",
-            Message::Flush(_) => "Flush",
-        })
+impl StdoutAudit {
+    /// Starts the writer thread.
+    pub fn start() -> std::io::Result<StdoutAudit> {
+        let shared = Arc::new(Shared::default());
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                loop {
+                    if let Ok(pending) = writer.pending.lock() {
+                        let _ = writer
+                            .wake
+                            .wait_timeout_while(pending, INTERVAL, |p| p.len() < WRITE_AT);
+                    }
+                    writer.write_out();
+                }
+            })?;
+        Ok(StdoutAudit { shared })
+    }
+
+    /// Writes out every line recorded so far (at shutdown).
+    pub fn flush(&self) {
+        self.shared.write_out();
     }
 }
 
 impl AuditSink for StdoutAudit {
     fn record(&self, record: &AuditRecord) {
-        if let Ok(mut line) = serde_json::to_vec(record) {
-            line.push(b'\n');
-            if self.lines.send(Message::Line(line)).is_err() {
-                tracing::error!("the audit writer has stopped; an audit line was lost");
-            }
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return;
+        };
+        line.push(b'\n');
+        let Ok(mut pending) = self.shared.pending.lock() else {
+            tracing::error!("the audit buffer is poisoned; an audit line was lost");
+            return;
+        };
+        while pending.len() >= LIMIT {
+            pending = match self.shared.room.wait(pending) {
+                Ok(p) => p,
+                Err(_) => return,
+            };
+        }
+        pending.extend_from_slice(&line);
+        if pending.len() >= WRITE_AT {
+            self.shared.wake.notify_one();
         }
     }
 }
