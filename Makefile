@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds control-plane postgres sandbox bench bench-postgres
+.PHONY: help test lint unit generate crds control-plane postgres sandbox bench bench-postgres bench-gateway
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
@@ -9,6 +9,7 @@ help:
 	@echo "make generate       regenerate the CRD YAML (crds/generated, chart) and the chart's operator RBAC"
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
 	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
+	@echo "make bench-gateway  gateway vs HAProxy 2.6 and plain nginx, hot and distinct tokens (wrk, pinned CPUs)"
 	@echo "make control-plane  provide etcd, kube-apiserver, kube-controller-manager (cached after the first build)"
 
 # Provides the control-plane binaries up front, so a cold build (several minutes) is not charged to a test.
@@ -51,6 +52,11 @@ bench-postgres:
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-postgres
 	./target/release/bench-postgres --tenants 500 --write BENCHMARKS.md
 
+bench-gateway:
+	@for tool in haproxy nginx wrk; do command -v $$tool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q haproxy nginx-light wrk >/dev/null; break; }; done
+	$(CARGO) build -q --release -p bulkhead-gateway
+	gateway/bench/bench.sh --write BENCHMARKS.md
+
 sandbox: control-plane
-	$(CARGO) build -q -p bulkhead-operator -p bulkhead-e2e --bins
+	$(CARGO) build -q -p bulkhead-operator -p bulkhead-gateway -p bulkhead-e2e --bins
 	./target/debug/sandbox

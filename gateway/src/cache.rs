@@ -1,8 +1,11 @@
 //! The verified-token cache: the identity of a token that passed every token gate, keyed on the SHA-256 of the
 //! whole token, kept until the token's `exp`, bounded in size, and flushed whenever any issuer's keys change.
 //!
-//! A small mutex-guarded map rather than a cache crate: the policy (expire at `exp`, flush on a key generation
-//! change, never evict a valid entry for a new one) is the whole point, and it fits in a page.
+//! Two generations of entries, each at most half the capacity: lookups that hit the older one move the entry
+//! to the newer one, and when the newer one is full it becomes the older one (whose entries are dropped). Every
+//! operation is O(1), tokens in use stay cached, and a flood of new tokens costs each of them one verification,
+//! never a sweep over the whole cache. A small mutex-guarded pair of maps rather than a cache crate: the policy
+//! (expire at `exp`, flush on a key generation change) is the point, and it fits in a page.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,19 +15,35 @@ use crate::verify::Identity;
 /// A token's cache key: the SHA-256 of the whole token.
 pub type TokenHash = [u8; 32];
 
+type Entries = HashMap<TokenHash, Arc<Identity>>;
+
 #[derive(Debug)]
 struct Inner {
     generation: u64,
-    entries: HashMap<TokenHash, Arc<Identity>>,
-    /// The earliest `exp` among the entries: while `now` is before it nothing has expired, so a full cache is
-    /// not swept (a sweep on every insert would make each new token cost a pass over the whole cache).
-    earliest_exp: i64,
+    newer: Entries,
+    older: Entries,
+}
+
+impl Inner {
+    fn clear(&mut self, generation: u64) {
+        self.newer.clear();
+        self.older.clear();
+        self.generation = generation;
+    }
+
+    fn put(&mut self, half: usize, hash: TokenHash, identity: Arc<Identity>) {
+        if self.newer.len() >= half {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(hash, identity);
+    }
 }
 
 /// A bounded map from token hash to verified identity.
 #[derive(Debug)]
 pub struct TokenCache {
-    capacity: usize,
+    /// Entries per generation (half the capacity, at least 1); 0 disables the cache.
+    half: usize,
     inner: Mutex<Inner>,
 }
 
@@ -32,41 +51,43 @@ impl TokenCache {
     /// A cache of at most `capacity` tokens (0 disables it).
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            capacity,
+            half: if capacity == 0 { 0 } else { capacity.div_ceil(2) },
             inner: Mutex::new(Inner {
                 generation: 0,
-                entries: HashMap::new(),
-                earliest_exp: i64::MAX,
+                newer: HashMap::new(),
+                older: HashMap::new(),
             }),
         }
     }
 
     /// The identity of a token verified under key generation `generation`, if it has not expired at `now`.
     pub fn get(&self, hash: &TokenHash, now: i64, generation: u64) -> Option<Arc<Identity>> {
-        if self.capacity == 0 {
+        if self.half == 0 {
             return None;
         }
         let mut inner = self.inner.lock().ok()?;
         if inner.generation != generation {
-            inner.entries.clear();
-            inner.generation = generation;
-            inner.earliest_exp = i64::MAX;
+            inner.clear(generation);
             return None;
         }
-        match inner.entries.get(hash) {
-            Some(identity) if now < identity.exp => Some(identity.clone()),
-            Some(_) => {
-                inner.entries.remove(hash);
-                None
+        if let Some(identity) = inner.newer.get(hash) {
+            if now < identity.exp {
+                return Some(identity.clone());
             }
-            None => None,
+            inner.newer.remove(hash);
+            return None;
         }
+        let identity = inner.older.remove(hash)?;
+        if now >= identity.exp {
+            return None;
+        }
+        inner.put(self.half, *hash, identity.clone());
+        Some(identity)
     }
 
-    /// Remembers a verified identity. When full, expired entries are dropped first; if it is still full, one
-    /// valid entry makes room.
+    /// Remembers a verified identity (making room as described in the module docs).
     pub fn insert(&self, hash: TokenHash, identity: Arc<Identity>, now: i64, generation: u64) {
-        if self.capacity == 0 {
+        if self.half == 0 || now >= identity.exp {
             return;
         }
         let Ok(mut inner) = self.inner.lock() else {
@@ -76,31 +97,17 @@ impl TokenCache {
             return; // verified under keys that have changed since: not worth keeping
         }
         if inner.generation != generation {
-            inner.entries.clear();
-            inner.generation = generation;
-            inner.earliest_exp = i64::MAX;
+            inner.clear(generation);
         }
-        if inner.entries.len() >= self.capacity {
-            if now >= inner.earliest_exp {
-                inner.entries.retain(|_, id| now < id.exp);
-                inner.earliest_exp = inner.entries.values().map(|id| id.exp).min().unwrap_or(i64::MAX);
-            }
-            // Still full of valid entries: one makes room (whichever the hash order yields first, which no
-            // client can choose). Only tokens that passed every gate get here, so a full cache keeps serving
-            // new sessions instead of verifying them on every request until old ones expire.
-            if inner.entries.len() >= self.capacity
-                && let Some(victim) = inner.entries.keys().next().copied()
-            {
-                inner.entries.remove(&victim);
-            }
-        }
-        inner.earliest_exp = inner.earliest_exp.min(identity.exp);
-        inner.entries.insert(hash, identity);
+        inner.put(self.half, hash, identity);
     }
 
     /// The number of entries held.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.entries.len()).unwrap_or(0)
+        self.inner
+            .lock()
+            .map(|i| i.newer.len() + i.older.len())
+            .unwrap_or(0)
     }
 
     /// Whether the cache is empty.
@@ -157,22 +164,23 @@ mod tests {
     }
 
     #[test]
-    fn bounded_expired_entries_go_first_and_new_tokens_are_always_kept() {
-        let c = TokenCache::new(2);
+    fn bounded_and_tokens_in_use_survive_a_flood() {
+        let c = TokenCache::new(4);
         c.insert([1; 32], id(100), 50, 0);
-        c.insert([2; 32], id(60), 50, 0);
-        // Full of valid entries: one of them makes room for the new one.
-        c.insert([3; 32], id(100), 50, 0);
-        assert_eq!(c.len(), 2);
-        assert!(c.get(&[3; 32], 55, 0).is_some());
-        // Once an entry has expired it is the one that goes.
-        let c = TokenCache::new(2);
-        c.insert([1; 32], id(100), 50, 0);
-        c.insert([2; 32], id(60), 50, 0);
-        c.insert([3; 32], id(100), 70, 0);
-        assert!(c.get(&[3; 32], 71, 0).is_some());
-        assert!(c.get(&[1; 32], 71, 0).is_some());
-        assert_eq!(c.len(), 2);
+        for i in 2..200u8 {
+            c.insert([i; 32], id(100), 50, 0);
+            assert!(c.len() <= 4, "bounded");
+            // The token in use is looked up between the new ones, as a busy session's would be.
+            assert!(
+                c.get(&[1; 32], 50, 0).is_some(),
+                "token in use evicted after {i} new ones"
+            );
+        }
+        assert!(
+            c.get(&[100; 32], 50, 0).is_none(),
+            "an old token nobody used has gone"
+        );
+        assert!(c.get(&[199; 32], 50, 0).is_some(), "the newest is kept");
     }
 
     #[test]
