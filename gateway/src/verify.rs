@@ -230,9 +230,7 @@ impl Verifier {
         if !key.algorithms.contains(&alg) {
             return Err(KeyError::AlgMismatch.denial());
         }
-        let valid =
-            jsonwebtoken::crypto::verify(token.signature, token.signing_input.as_bytes(), &key.key, alg)
-                .unwrap_or(false);
+        let valid = key.verify(alg, token.signing_input.as_bytes(), token.signature);
         if !valid {
             return Err(SignatureError::Invalid.denial());
         }

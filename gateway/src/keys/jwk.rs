@@ -6,9 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use rustls_pki_types::pem::PemObject as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -25,8 +28,60 @@ pub struct BoundKey {
     pub kid: String,
     /// The algorithms this key may verify (a subset of the issuer's allow-list, one family).
     pub algorithms: Vec<Algorithm>,
-    /// The key.
+    /// The key, for jsonwebtoken (used when no parsed key could be made).
     pub key: DecodingKey,
+    /// The key parsed once per algorithm, so verifying a signature does not parse it (and, for RSA, set up its
+    /// Montgomery context) again on every request.
+    pub parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl BoundKey {
+    fn new(kid: String, algorithms: Vec<Algorithm>, key: DecodingKey, der: Option<&[u8]>) -> BoundKey {
+        let parsed = der
+            .map(|der| {
+                algorithms
+                    .iter()
+                    .filter_map(|alg| {
+                        let params = verification_algorithm(*alg)?;
+                        ParsedPublicKey::new(params, der).ok().map(|p| (*alg, p))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        BoundKey {
+            kid,
+            algorithms,
+            key,
+            parsed,
+        }
+    }
+
+    /// Whether `signature` (base64url, as in the token) is this key's signature of `input` under `alg`. The
+    /// caller has checked that `alg` is one of this key's algorithms.
+    pub fn verify(&self, alg: Algorithm, input: &[u8], signature: &str) -> bool {
+        match self.parsed.iter().find(|(a, _)| *a == alg) {
+            Some((_, parsed)) => URL_SAFE_NO_PAD
+                .decode(signature)
+                .is_ok_and(|sig| parsed.verify_sig(input, &sig).is_ok()),
+            None => jsonwebtoken::crypto::verify(signature, input, &self.key, alg).unwrap_or(false),
+        }
+    }
+}
+
+/// aws-lc-rs' verification parameters for a JWS algorithm (the same ones jsonwebtoken's aws_lc backend uses).
+fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &signature::ED25519,
+        _ => return None,
+    })
 }
 
 impl std::fmt::Debug for BoundKey {
@@ -218,7 +273,7 @@ pub fn bind_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Bound
         .get("kty")
         .and_then(Value::as_str)
         .ok_or(JwkRefusal::Unsupported)?;
-    let (family, key): (Vec<Algorithm>, DecodingKey) = match kty {
+    let (family, key, der): (Vec<Algorithm>, DecodingKey, Option<Vec<u8>>) = match kty {
         "oct" => return Err(JwkRefusal::Symmetric),
         "RSA" => {
             let n = b64(jwk, "n")?;
@@ -240,6 +295,10 @@ pub fn bind_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Bound
                     Algorithm::PS512,
                 ],
                 DecodingKey::from_rsa_raw_components(&n, &e),
+                aws_lc_rs::rsa::PublicKeyComponents { n: &n[..], e: &e[..] }
+                    .as_der()
+                    .ok()
+                    .map(|d| d.as_ref().to_vec()),
             )
         }
         "EC" => {
@@ -257,7 +316,7 @@ pub fn bind_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Bound
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            (vec![alg], DecodingKey::from_ec_der(&point))
+            (vec![alg], DecodingKey::from_ec_der(&point), Some(point))
         }
         "OKP" => {
             if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
@@ -267,7 +326,7 @@ pub fn bind_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Bound
             if x.len() != 32 {
                 return Err(JwkRefusal::Components);
             }
-            (vec![Algorithm::EdDSA], DecodingKey::from_ed_der(&x))
+            (vec![Algorithm::EdDSA], DecodingKey::from_ed_der(&x), Some(x))
         }
         _ => return Err(JwkRefusal::Unsupported),
     };
@@ -280,7 +339,7 @@ pub fn bind_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Bound
     if algorithms.is_empty() {
         return Err(JwkRefusal::AlgNotAllowed);
     }
-    Ok(BoundKey { kid, algorithms, key })
+    Ok(BoundKey::new(kid, algorithms, key, der.as_deref()))
 }
 
 /// Binds a public key in PEM to one configured algorithm.
@@ -305,11 +364,15 @@ pub fn bind_pem(
         _ => return Err(KeyDocError::Alg),
     }
     .map_err(|_| KeyDocError::Pem)?;
-    Ok(BoundKey {
-        kid: kid.to_owned(),
-        algorithms: vec![alg],
+    // A `PUBLIC KEY` (SubjectPublicKeyInfo) PEM is parsed once more for the fast path; other PEM forms verify
+    // through jsonwebtoken.
+    let der = rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(pem).ok();
+    Ok(BoundKey::new(
+        kid.to_owned(),
+        vec![alg],
         key,
-    })
+        der.as_ref().map(|d| d.as_ref()),
+    ))
 }
 
 #[cfg(test)]
@@ -335,6 +398,73 @@ mod tests {
 
     fn bind(v: Value, allowed: &[Algorithm]) -> Result<Vec<Algorithm>, JwkRefusal> {
         bind_jwk(v.as_object().unwrap(), allowed).map(|k| k.algorithms)
+    }
+
+    #[test]
+    fn pem_and_jwk_keys_verify_through_the_parsed_key_and_refuse_forgeries() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/");
+        let read = |name: &str| std::fs::read(format!("{dir}{name}")).unwrap();
+        let cases = [
+            (
+                "rsa-a",
+                Algorithm::RS256,
+                jsonwebtoken::EncodingKey::from_rsa_pem(&read("rsa-a.pem")),
+            ),
+            (
+                "rsa-a",
+                Algorithm::PS256,
+                jsonwebtoken::EncodingKey::from_rsa_pem(&read("rsa-a.pem")),
+            ),
+            (
+                "ec-a",
+                Algorithm::ES256,
+                jsonwebtoken::EncodingKey::from_ec_pem(&read("ec-a.pem")),
+            ),
+            (
+                "ed",
+                Algorithm::EdDSA,
+                jsonwebtoken::EncodingKey::from_ed_pem(&read("ed.pem")),
+            ),
+        ];
+        for (name, alg, signing) in cases {
+            let key = bind_pem("k", alg, &read(&format!("{name}.pub.pem")), &[alg]).unwrap();
+            assert_eq!(key.parsed.len(), 1, "{name} {alg:?} has its parsed key");
+            let input = b"eyJhbGciOiJ4In0.eyJzdWIiOiJ5In0";
+            let sig = jsonwebtoken::crypto::sign(input, &signing.unwrap(), alg).unwrap();
+            assert!(key.verify(alg, input, &sig), "{name} {alg:?}");
+            assert!(
+                !key.verify(alg, b"eyJhbGciOiJ4In0.eyJzdWIiOiJ6In0", &sig),
+                "{name} {alg:?} other input"
+            );
+            let other = format!("{}A", &sig[..sig.len() - 1]);
+            assert!(
+                !key.verify(alg, input, &other) || other == sig,
+                "{name} {alg:?} other signature"
+            );
+            assert!(!key.verify(alg, input, "not base64!"), "{name} {alg:?}");
+        }
+        // JWK keys get parsed keys too: the EC and Ed25519 public keys above, as JWKs (the point and the
+        // Ed25519 key are the last bytes of their SubjectPublicKeyInfo).
+        let spki = |name: &str| {
+            rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(&read(name))
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        };
+        let ec = spki("ec-a.pub.pem");
+        let point = &ec[ec.len() - 64..];
+        let ec_jwk = json!({"kty": "EC", "kid": "e", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[..32]), "y": URL_SAFE_NO_PAD.encode(&point[32..])});
+        let ed = spki("ed.pub.pem");
+        let ed_jwk = json!({"kty": "OKP", "kid": "d", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(&ed[ed.len() - 32..])});
+        for v in [ec_jwk, ed_jwk] {
+            let key = bind_jwk(v.as_object().unwrap(), &ALL).unwrap();
+            assert_eq!(key.parsed.len(), key.algorithms.len(), "{v}");
+        }
+        // RSA from (n, e): the components go through aws-lc-rs' own DER encoding.
+        let key = bind_jwk(rsa_jwk("r").as_object().unwrap(), &ALL).unwrap();
+        assert_eq!(key.algorithms, [Algorithm::RS256, Algorithm::PS256]);
+        assert_eq!(key.parsed.len(), 2);
     }
 
     #[test]
