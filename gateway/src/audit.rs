@@ -80,8 +80,9 @@ struct Shared {
     wake: std::sync::Condvar,
     /// Wakes requests waiting for room.
     room: std::sync::Condvar,
-    /// Held while a chunk is taken and written, so chunks reach stdout in the order they were taken.
-    out: Mutex<()>,
+    /// Held while a chunk is taken and written, so chunks reach stdout in the order they were taken; holds the
+    /// spare buffer the pending one is swapped with, so neither is reallocated in the steady state.
+    out: Mutex<Vec<u8>>,
 }
 
 /// Buffered bytes that make the writer go at once.
@@ -94,13 +95,13 @@ const INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 impl Shared {
     /// Takes whatever is buffered and writes it out.
     fn write_out(&self) {
-        let Ok(_order) = self.out.lock() else {
+        let Ok(mut chunk) = self.out.lock() else {
             return;
         };
-        let chunk = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
+        match self.pending.lock() {
+            Ok(mut pending) => std::mem::swap(&mut *pending, &mut *chunk),
             Err(_) => return,
-        };
+        }
         self.room.notify_all();
         if chunk.is_empty() {
             return;
@@ -109,6 +110,7 @@ impl Shared {
         if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
             tracing::error!("cannot write audit lines to stdout");
         }
+        chunk.clear();
     }
 }
 
