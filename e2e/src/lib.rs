@@ -6,6 +6,7 @@ pub mod apply;
 pub mod control_plane;
 pub mod events;
 pub mod gateway;
+pub mod http;
 pub mod operator;
 pub mod postgres;
 pub mod table;

@@ -144,31 +144,5 @@ impl Drop for RunningOperator {
 
 /// GETs a path from a local HTTP endpoint and returns the status code and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), HarnessError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let io = |what: &str| {
-        let what = what.to_owned();
-        move |source| HarnessError::Io { what, source }
-    };
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(io("connecting"))?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .map_err(io("writing"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .map_err(io("reading"))?;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
+    crate::http::get(addr, path, &[]).await
 }

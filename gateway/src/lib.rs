@@ -19,7 +19,6 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
-pub mod telemetry;
 pub mod upstream;
 pub mod verify;
 

@@ -14,7 +14,7 @@ use bulkhead_gateway::config::{FileConfig, RouteSource, Settings};
 use bulkhead_gateway::gates::alg::parse_name;
 use bulkhead_gateway::mint::{self, Mint, OrgPlacement};
 use bulkhead_gateway::server::{self, StartOptions};
-use bulkhead_gateway::telemetry::{self, LogFormat};
+use bulkhead_process::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -243,17 +243,6 @@ async fn run(args: RunArgs) -> Result<(), String> {
 
 /// Completes on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
+    bulkhead_process::shutdown::signal().await;
     info!("shutdown requested; finishing in-flight requests");
 }

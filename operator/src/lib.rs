@@ -25,7 +25,6 @@ pub mod reconcile;
 pub mod run;
 pub mod settings;
 pub mod status;
-pub mod telemetry;
 
 pub use run::{Options, RunError, run};
 

@@ -13,7 +13,7 @@ use bulkhead_operator::Options;
 use bulkhead_operator::leader::LeaseConfig;
 use bulkhead_operator::postgres::connect::AdminSecretRef;
 use bulkhead_operator::settings::{DatabaseSettings, PeerPods, PostgresEndpoint, Settings, parse_labels};
-use bulkhead_operator::telemetry::{self, LogFormat};
+use bulkhead_process::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -252,17 +252,6 @@ async fn run(args: RunArgs) -> Result<(), String> {
 
 /// Completes on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
+    bulkhead_process::shutdown::signal().await;
     info!("shutdown requested; finishing in-flight reconciles");
 }

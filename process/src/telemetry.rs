@@ -37,7 +37,8 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), TelemetryError> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
-        // A closed stderr must not turn the next log line into a panic.
+        // On a failed write tracing-subscriber would report it with eprintln!, which panics when stderr itself
+        // is the broken pipe: a gone log collector would take the process down.
         .log_internal_errors(false);
     let result = match format {
         LogFormat::Json => builder
