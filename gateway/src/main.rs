@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::info;
 
 use bulkhead_gateway::audit::StdoutAudit;
 use bulkhead_gateway::config::{FileConfig, RouteSource, Settings};
 use bulkhead_gateway::gates::alg::parse_name;
 use bulkhead_gateway::mint::{self, Mint, OrgPlacement};
 use bulkhead_gateway::server::{self, StartOptions};
-use bulkhead_process::telemetry::{self, LogFormat};
+use bulkhead_process::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,24 +118,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            if let Err(err) = telemetry::init(args.log_format, &args.log) {
-                eprintln!("bulkhead-gateway: {err}");
-                return ExitCode::FAILURE;
-            }
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(err) => {
-                    error!(error = %err, "cannot start the async runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(message) => {
-                    error!(error = %message, "gateway stopped");
-                    ExitCode::FAILURE
-                }
-            }
+            let (format, filter) = (args.log_format, args.log.clone());
+            bulkhead_process::serve("bulkhead-gateway", format, &filter, run(args))
         }
     }
 }

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use tracing::{error, info};
+use tracing::info;
 
 use bulkhead_operator::Options;
 use bulkhead_operator::leader::LeaseConfig;
 use bulkhead_operator::postgres::connect::AdminSecretRef;
 use bulkhead_operator::settings::{DatabaseSettings, PeerPods, PostgresEndpoint, Settings, parse_labels};
-use bulkhead_process::telemetry::{self, LogFormat};
+use bulkhead_process::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -179,24 +179,8 @@ fn main() -> ExitCode {
         Command::Crds => print_generated(bulkhead_crds::generate::crds_yaml().map_err(|e| e.to_string())),
         Command::Rbac => print_generated(bulkhead_operator::rbac::chart_yaml().map_err(|e| e.to_string())),
         Command::Run(args) => {
-            if let Err(err) = telemetry::init(args.log_format, &args.log) {
-                eprintln!("bulkhead-operator: {err}");
-                return ExitCode::FAILURE;
-            }
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(err) => {
-                    error!(error = %err, "cannot start the async runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(message) => {
-                    error!(error = %message, "operator stopped");
-                    ExitCode::FAILURE
-                }
-            }
+            let (format, filter) = (args.log_format, args.log.clone());
+            bulkhead_process::serve("bulkhead-operator", format, &filter, run(*args))
         }
     }
 }

@@ -3,3 +3,32 @@
 
 pub mod shutdown;
 pub mod telemetry;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+/// Runs a binary's `run` command: sets up logging, starts a multi-threaded runtime, runs `main` to completion
+/// and turns its outcome into the exit code (errors are logged as `"<program> stopped"`).
+pub fn serve<F>(program: &str, format: telemetry::LogFormat, filter: &str, main: F) -> ExitCode
+where
+    F: Future<Output = Result<(), String>>,
+{
+    if let Err(err) = telemetry::init(format, filter) {
+        eprintln!("{program}: {err}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "{program} stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
