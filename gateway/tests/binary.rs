@@ -95,41 +95,12 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
     let up = Upstream::start("A").await;
     let dir = tempfile::tempdir().unwrap();
     let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    std::fs::write(
-        dir.path().join("jwks.json"),
-        json!({"keys": [rsa.jwk(true)]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("routes.yaml"),
-        format!(
-            "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
-            up.addr
-        ),
-    )
-    .unwrap();
-    let config = format!(
-        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
-        dir.path().join("jwks.json").display(),
-        dir.path().join("routes.yaml").display()
+    let routes = format!(
+        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
+        up.addr
     );
-    std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
     // Port 0 for both listeners; the addresses are read from the JSON log line that announces them.
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(dir.path().join("gateway.yaml"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
     // Keep draining stderr (a closed pipe would fail the gateway's log writes) and pass the announcement on.
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -196,33 +167,7 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
 async fn a_closed_log_pipe_does_not_stop_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    std::fs::write(
-        dir.path().join("jwks.json"),
-        json!({"keys": [rsa.jwk(true)]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("routes.yaml"), "routes: []\n").unwrap();
-    let config = format!(
-        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
-        dir.path().join("jwks.json").display(),
-        dir.path().join("routes.yaml").display()
-    );
-    std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(dir.path().join("gateway.yaml"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_gateway(dir.path(), &rsa, "routes: []\n", Stdio::null());
     let listening = {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
@@ -255,4 +200,36 @@ async fn a_closed_log_pipe_does_not_stop_the_gateway() {
         status.success(),
         "exit after SIGTERM with a broken log pipe: {status:?}"
     );
+}
+
+/// Writes a JWKS with `key`, the routes file and a config into `dir`, and starts the binary on port 0 for both
+/// listeners with JSON logs on a piped stderr and audit lines on `stdout`.
+fn spawn_gateway(dir: &std::path::Path, key: &TestKey, routes: &str, stdout: Stdio) -> std::process::Child {
+    std::fs::write(
+        dir.join("jwks.json"),
+        json!({"keys": [key.jwk(true)]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("routes.yaml"), routes).unwrap();
+    let config = format!(
+        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
+        dir.join("jwks.json").display(),
+        dir.join("routes.yaml").display()
+    );
+    std::fs::write(dir.join("gateway.yaml"), config).unwrap();
+    Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.join("gateway.yaml"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }

@@ -81,15 +81,8 @@ async fn routes_follow_tenant_and_customer_resources() {
     let customers: Api<Customer> = Api::all(client.clone());
     let (a, d) = (Upstream::start("A").await, Upstream::start("D").await);
     let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    let config = format!(
-        r#"
-listen: 127.0.0.1:0
-admin: 127.0.0.1:0
-issuers:
-  - issuer: {ISS_A}
-    algorithms: [RS256]
-    jwks_file: "{{dir}}/a.json"
-routes:
+    let config = config_a(&format!(
+        r#"routes:
   source: kubernetes
   upstream_overrides:
     {}: "{}"
@@ -99,7 +92,7 @@ routes:
         a.addr,
         naming::customer_namespace("acme", "dental"),
         d.addr
-    );
+    ));
     let jwks = json!({"keys": [key.jwk(true)]}).to_string();
     let gw = Gateway::start_with(&config, &[("a.json", jwks)], Some(client.clone())).await;
 

@@ -50,15 +50,8 @@ async fn world(extra: &str) -> World {
         silent_upstream().await,
         closed_port().await
     );
-    let config = format!(
-        r#"
-listen: 127.0.0.1:0
-admin: 127.0.0.1:0
-issuers:
-  - issuer: {ISS_A}
-    algorithms: [RS256]
-    jwks_file: "{{dir}}/a.json"
-routes:
+    let config = config_a(&format!(
+        r#"routes:
   source: file
   file: "{{dir}}/routes.yaml"
 proxy:
@@ -66,7 +59,7 @@ proxy:
   max_body_bytes: 1024
 {extra}
 "#
-    );
+    ));
     let jwks = json!({"keys": [key.jwk(true)]}).to_string();
     let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
     World { gw, a, key }
@@ -337,9 +330,8 @@ async fn held_upstream() -> (
 async fn over_max_in_flight_requests_are_shed_with_503() {
     let (upstream, arrived, release) = held_upstream().await;
     let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    let config = format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: \"{{dir}}/a.json\"\nroutes:\n  source: file\n  file: \"{{dir}}/routes.yaml\"\nproxy:\n  max_in_flight: 1\n"
-    );
+    let config =
+        config_a("routes:\n  source: file\n  file: \"{dir}/routes.yaml\"\nproxy:\n  max_in_flight: 1\n");
     let routes = format!("routes:\n  - {{org: org_a, upstream: '{upstream}', tenant: acme}}\n");
     let jwks = json!({"keys": [key.jwk(true)]}).to_string();
     let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
@@ -386,9 +378,7 @@ async fn over_max_in_flight_requests_are_shed_with_503() {
 async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
     let (upstream, arrived, release) = held_upstream().await;
     let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    let config = format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: \"{{dir}}/a.json\"\nroutes:\n  source: file\n  file: \"{{dir}}/routes.yaml\"\n"
-    );
+    let config = config_a("routes:\n  source: file\n  file: \"{dir}/routes.yaml\"\n");
     let routes = format!("routes:\n  - {{org: org_a, upstream: '{upstream}', tenant: acme}}\n");
     let jwks = json!({"keys": [key.jwk(true)]}).to_string();
     let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;

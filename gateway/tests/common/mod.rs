@@ -25,6 +25,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const ISS_A: &str = "https://clerk.a.example";
+
+/// A gateway config on port 0 with one issuer, `ISS_A` (RS256, keys from `{dir}/a.json`), followed by `rest`
+/// (the routes and any other sections).
+pub fn config_a(rest: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: \"{{dir}}/a.json\"\n{rest}"
+    )
+}
 pub const ISS_B: &str = "https://clerk.b.example";
 pub const AZP: &str = "https://app.example";
 
