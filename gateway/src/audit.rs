@@ -5,18 +5,20 @@
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 /// Longest path written to an audit line.
 const MAX_PATH: usize = 1024;
 
-/// One decision.
+/// One decision. Borrows everything, so recording a line copies nothing but the serialized bytes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditRecord {
-    /// RFC 3339 time of the decision.
-    pub time: String,
+pub struct AuditRecord<'a> {
+    /// Time of the decision (RFC 3339 in the line).
+    #[serde(serialize_with = "display")]
+    pub time: Timestamp,
     /// The gateway's request id (also sent to the stack and the client).
-    pub request_id: String,
+    pub request_id: &'a str,
     /// `allow` or `deny`.
     pub decision: &'static str,
     /// The gate that decided (`none` for an allowed request).
@@ -24,44 +26,63 @@ pub struct AuditRecord {
     /// The fixed reason (`ok` for an allowed request).
     pub reason: &'static str,
     /// `iss` (as claimed, for denials before the signature gate).
-    pub issuer: Option<String>,
+    pub issuer: Option<&'a str>,
     /// `kid` (as claimed, for denials before the signature gate).
-    pub kid: Option<String>,
+    pub kid: Option<&'a str>,
     /// `sub` (verified).
-    pub subject: Option<String>,
+    pub subject: Option<&'a str>,
     /// The org id (verified).
-    pub org: Option<String>,
+    pub org: Option<&'a str>,
     /// The routed Tenant.
-    pub tenant: Option<String>,
+    pub tenant: Option<&'a str>,
     /// The routed Customer.
-    pub customer: Option<String>,
+    pub customer: Option<&'a str>,
     /// `act.sub` (verified).
-    pub impersonator: Option<String>,
+    pub impersonator: Option<&'a str>,
     /// The request method.
-    pub method: String,
-    /// The request path, without the query.
-    pub path: String,
+    pub method: &'a str,
+    /// The request path, without the query (at most 1024 bytes: see [`audit_path`]).
+    pub path: &'a str,
     /// The status sent to the client.
     pub status: u16,
     /// Milliseconds from request to response head.
     pub latency_ms: f64,
-    /// Hex SHA-256 of the bearer token.
-    pub token_sha256: Option<String>,
+    /// SHA-256 of the bearer token (lowercase hex in the line).
+    #[serde(serialize_with = "hex")]
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+fn display<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+fn hex<S: serde::Serializer>(digest: &Option<[u8; 32]>, serializer: S) -> Result<S::Ok, S::Error> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let Some(digest) = digest else {
+        return serializer.serialize_none();
+    };
+    let mut out = [0u8; 64];
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    // Only ASCII digits were written.
+    serializer.serialize_str(std::str::from_utf8(&out).unwrap_or_default())
 }
 
 /// Caps a path for the audit line.
-pub fn audit_path(path: &str) -> String {
+pub fn audit_path(path: &str) -> &str {
     let mut end = path.len().min(MAX_PATH);
     while !path.is_char_boundary(end) {
         end -= 1;
     }
-    path[..end].to_owned()
+    &path[..end]
 }
 
 /// Where audit lines go.
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
     /// Writes one record.
-    fn record(&self, record: &AuditRecord);
+    fn record(&self, record: &AuditRecord<'_>);
 }
 
 /// Audit lines as JSON on standard output (logs go to standard error). The request path appends its line to a
@@ -141,11 +162,7 @@ impl StdoutAudit {
 }
 
 impl AuditSink for StdoutAudit {
-    fn record(&self, record: &AuditRecord) {
-        let Ok(mut line) = serde_json::to_vec(record) else {
-            return;
-        };
-        line.push(b'\n');
+    fn record(&self, record: &AuditRecord<'_>) {
         let Ok(mut pending) = self.shared.pending.lock() else {
             tracing::error!("the audit buffer is poisoned; an audit line was lost");
             return;
@@ -156,7 +173,13 @@ impl AuditSink for StdoutAudit {
                 Err(_) => return,
             };
         }
-        pending.extend_from_slice(&line);
+        // Serialized straight into the buffer; a failure (there is none for this type) leaves no partial line.
+        let before = pending.len();
+        if serde_json::to_writer(&mut *pending, record).is_ok() {
+            pending.push(b'\n');
+        } else {
+            pending.truncate(before);
+        }
         if pending.len() >= WRITE_AT {
             self.shared.wake.notify_one();
         }
@@ -177,7 +200,7 @@ impl MemoryAudit {
 }
 
 impl AuditSink for MemoryAudit {
-    fn record(&self, record: &AuditRecord) {
+    fn record(&self, record: &AuditRecord<'_>) {
         if let (Ok(value), Ok(mut lines)) = (serde_json::to_value(record), self.lines.lock()) {
             lines.push(value);
         }
@@ -191,23 +214,23 @@ mod tests {
     #[test]
     fn a_record_is_one_json_object_with_every_field() {
         let r = AuditRecord {
-            time: "2026-11-26T07:00:00Z".into(),
-            request_id: "r1".into(),
+            time: "2026-11-26T07:00:00Z".parse().unwrap(),
+            request_id: "r1",
             decision: "deny",
             gate: "signature",
             reason: "invalid",
-            issuer: Some("https://i".into()),
-            kid: Some("k".into()),
+            issuer: Some("https://i"),
+            kid: Some("k"),
             subject: None,
             org: None,
             tenant: None,
             customer: None,
             impersonator: None,
-            method: "GET".into(),
-            path: "/x".into(),
+            method: "GET",
+            path: "/x",
             status: 401,
             latency_ms: 0.5,
-            token_sha256: Some("ab".repeat(32)),
+            token_sha256: Some([0xab; 32]),
         };
         let sink = MemoryAudit::default();
         sink.record(&r);
@@ -234,6 +257,9 @@ mod tests {
             assert!(v.get(field).is_some(), "{field}");
         }
         assert_eq!(v["gate"], "signature");
+        assert_eq!(v["time"], "2026-11-26T07:00:00Z");
+        assert_eq!(v["token_sha256"], "ab".repeat(32));
+        assert_eq!(v["subject"], serde_json::Value::Null);
         assert_eq!(audit_path(&"é".repeat(1000)).len(), 1024);
     }
 }

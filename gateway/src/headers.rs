@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderName, HeaderValue};
 
+use crate::routes::Made;
+
 /// The org id the gateway derived from the token.
 pub const ORG: &str = "x-bulkhead-org";
 /// The Tenant of the route.
@@ -25,17 +27,18 @@ pub const REQUEST_ID: &str = "x-bulkhead-request-id";
 /// The client's address as the gateway saw it (the client's own `X-Forwarded-For` is dropped).
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see); names made at compile
+/// time, so removing them parses nothing.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
 ];
 
 /// Identity header names, compacted (lowercase, `-` and `_` removed).
@@ -83,14 +86,29 @@ const IDENTITY_PREFIXES: [&str; 6] = [
     "xpomerium",
 ];
 
+/// Longest compacted name compared in full; every identity name and prefix is shorter, so a name longer than
+/// this can only match a prefix, which its first bytes decide.
+const COMPACT_MAX: usize = 32;
+
 /// Whether `name` is an identity header in any spelling.
 pub fn is_identity_header(name: &str) -> bool {
-    let compact: String = name
-        .bytes()
-        .filter(|b| *b != b'-' && *b != b'_')
-        .map(|b| char::from(b.to_ascii_lowercase()))
-        .collect();
-    IDENTITY_EXACT.contains(&compact.as_str()) || IDENTITY_PREFIXES.iter().any(|p| compact.starts_with(p))
+    // Compacted on the stack: this runs for every header of every request.
+    let mut compact = [0u8; COMPACT_MAX];
+    let mut len = 0;
+    let mut truncated = false;
+    for b in name.bytes().filter(|b| *b != b'-' && *b != b'_') {
+        if len == COMPACT_MAX {
+            truncated = true;
+            break;
+        }
+        compact[len] = b.to_ascii_lowercase();
+        len += 1;
+    }
+    let compact = &compact[..len];
+    (!truncated && IDENTITY_EXACT.iter().any(|e| e.as_bytes() == compact))
+        || IDENTITY_PREFIXES
+            .iter()
+            .any(|p| compact.starts_with(p.as_bytes()))
 }
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
@@ -105,7 +123,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -113,18 +131,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// What the gateway tells the stack about the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp<'a> {
-    /// The org id.
-    pub org: &'a str,
-    /// The Tenant.
-    pub tenant: &'a str,
-    /// The Customer, if the org is a Customer's.
-    pub customer: Option<&'a str>,
+    /// The route: org, Tenant, Customer and the upstream (`Host`), as made header values.
+    pub route: &'a Made,
     /// `sub`.
     pub subject: Option<&'a str>,
     /// `act.sub`.
     pub impersonator: Option<&'a str>,
     /// The request id.
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     /// The peer address of the client's connection.
     pub client_ip: IpAddr,
 }
@@ -132,12 +146,7 @@ pub struct Stamp<'a> {
 /// Prepares a request's headers for the stack: hop-by-hop and `Connection`-named headers, every header with an
 /// `_`, every client identity header, `Host` and (unless forwarded by configuration) `Authorization` are
 /// removed; then the gateway's identity headers and `Host: upstream` are set once.
-pub fn sanitize_request(
-    headers: &mut HeaderMap,
-    stamp: &Stamp<'_>,
-    upstream: &str,
-    forward_authorization: bool,
-) {
+pub fn sanitize_request(headers: &mut HeaderMap, stamp: &Stamp<'_>, forward_authorization: bool) {
     remove_hop_by_hop(headers);
     let doomed: Vec<HeaderName> = headers
         .keys()
@@ -151,28 +160,36 @@ pub fn sanitize_request(
     if !forward_authorization {
         headers.remove(AUTHORIZATION);
     }
-    let mut set = |name: &'static str, value: &str| {
-        // Every value was checked to be printable ASCII by its gate; a value that still fails is left out.
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
+    // Every value was checked to be printable ASCII by its gate; a value that still is not a header value is
+    // left out.
+    let route = stamp.route;
+    let mut set = |name: HeaderName, value: Option<HeaderValue>| {
+        if let Some(v) = value {
+            headers.insert(name, v);
         }
     };
-    set(ORG, stamp.org);
-    set(TENANT, stamp.tenant);
-    if let Some(customer) = stamp.customer {
-        set(CUSTOMER, customer);
-    }
-    if let Some(subject) = stamp.subject {
-        set(SUBJECT, subject);
-    }
-    if let Some(impersonator) = stamp.impersonator {
-        set(IMPERSONATOR, impersonator);
-    }
-    set(REQUEST_ID, stamp.request_id);
-    set(FORWARDED_FOR, &stamp.client_ip.to_string());
-    if let Ok(v) = HeaderValue::from_str(upstream) {
-        headers.insert(HOST, v);
-    }
+    set(HeaderName::from_static(ORG), route.org.clone());
+    set(HeaderName::from_static(TENANT), route.tenant.clone());
+    set(HeaderName::from_static(CUSTOMER), route.customer.clone());
+    let text = |s: Option<&str>| s.and_then(|s| HeaderValue::from_str(s).ok());
+    set(HeaderName::from_static(SUBJECT), text(stamp.subject));
+    set(HeaderName::from_static(IMPERSONATOR), text(stamp.impersonator));
+    set(
+        HeaderName::from_static(REQUEST_ID),
+        Some(stamp.request_id.clone()),
+    );
+    set(HeaderName::from_static(FORWARDED_FOR), ip_value(stamp.client_ip));
+    set(HOST, route.host.clone());
+}
+
+/// An IP address as a header value, formatted without a heap string.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{ip}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
 /// Prepares a stack's response headers for the client: hop-by-hop headers go.
@@ -183,17 +200,19 @@ pub fn sanitize_response(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::Route;
 
-    fn stamp() -> Stamp<'static> {
-        Stamp {
-            org: "org_a",
-            tenant: "acme",
-            customer: None,
+    /// Sanitizes `h` for org_a → acme at `upstream`, subject user_1, request r1, from 127.0.0.1.
+    fn sanitize(h: &mut HeaderMap, upstream: &str, forward_authorization: bool) {
+        let route = Route::new("org_a".into(), "acme".into(), None, None, upstream.into());
+        let stamp = Stamp {
+            route: &route.made,
             subject: Some("user_1"),
             impersonator: None,
-            request_id: "r1",
+            request_id: &HeaderValue::from_static("r1"),
             client_ip: IpAddr::from([127, 0, 0, 1]),
-        }
+        };
+        sanitize_request(h, &stamp, forward_authorization);
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -232,6 +251,13 @@ mod tests {
         for name in ["content-type", "accept", "x-request-id", "cookie", "x-organic"] {
             assert!(!is_identity_header(name), "{name}");
         }
+        // Names longer than the compaction buffer: a prefix still counts, an exact name plus a tail does not.
+        let long_tail = "-a".repeat(40);
+        assert!(is_identity_header(&format!("X-Bulkhead{long_tail}")));
+        assert!(is_identity_header(&format!("x_forwarded{long_tail}")));
+        assert!(!is_identity_header(&format!("x-org-id{long_tail}")));
+        assert!(!is_identity_header(&format!("accept{long_tail}")));
+        assert!(is_identity_header("x-authenticated-user-id"));
     }
 
     #[test]
@@ -251,7 +277,7 @@ mod tests {
             ("accept", "application/json"),
             ("x_custom", "1"),
         ]);
-        sanitize_request(&mut h, &stamp(), "stack.bk-acme.svc:8080", false);
+        sanitize(&mut h, "stack.bk-acme.svc:8080", false);
         assert_eq!(h.get_all(ORG).iter().collect::<Vec<_>>(), vec!["org_a"]);
         assert_eq!(h.get_all(TENANT).iter().collect::<Vec<_>>(), vec!["acme"]);
         assert_eq!(h.get_all(SUBJECT).iter().collect::<Vec<_>>(), vec!["user_1"]);
@@ -288,7 +314,7 @@ mod tests {
             ("proxy-authorization", "Basic x"),
             ("authorization", "Bearer t"),
         ]);
-        sanitize_request(&mut h, &stamp(), "u:1", true);
+        sanitize(&mut h, "u:1", true);
         for gone in [
             "connection",
             "x-keep-me-not",
@@ -329,7 +355,7 @@ mod tests {
             if let Ok(v) = HeaderValue::from_str(&connection) {
                 h.append(CONNECTION, v);
             }
-            sanitize_request(&mut h, &stamp(), "u:1", false);
+            sanitize(&mut h, "u:1", false);
             proptest::prop_assert_eq!(h.get_all(ORG).iter().count(), 1);
             proptest::prop_assert_eq!(h.get(ORG).unwrap(), "org_a");
             proptest::prop_assert_eq!(h.get_all(TENANT).iter().count(), 1);

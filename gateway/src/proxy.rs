@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 
@@ -82,6 +82,35 @@ fn classify(err: &hyper_util::client::legacy::Error) -> Denial {
     }
 }
 
+/// The gateway's id of one request: the instance (48 bits of its start time in nanoseconds) and a counter,
+/// in hex. Made once, as the header value sent to the stack and to the client, and read back for the audit line.
+#[derive(Debug, Clone)]
+struct RequestId(HeaderValue);
+
+impl RequestId {
+    fn new(instance: u64, n: u64) -> RequestId {
+        fn hex(out: &mut Vec<u8>, value: u64, min_digits: u32) {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            let digits = (64 - value.leading_zeros()).div_ceil(4).max(min_digits);
+            out.extend(
+                (0..digits)
+                    .rev()
+                    .map(|i| DIGITS[((value >> (4 * i)) & 0xf) as usize]),
+            );
+        }
+        let mut text = Vec::with_capacity(12 + 1 + 16);
+        hex(&mut text, instance & 0xffff_ffff_ffff, 12);
+        text.push(b'-');
+        hex(&mut text, n, 8);
+        // Only hex digits and '-': always a valid header value.
+        RequestId(HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(HeaderValue::from_static("0")))
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
 /// Status recorded for a request whose client went away before the answer (nginx's convention).
 const CLIENT_CLOSED: u16 = 499;
 
@@ -90,9 +119,9 @@ const CLIENT_CLOSED: u16 = 499;
 struct Decision<'a> {
     proxy: &'a Proxy,
     started: Instant,
-    request_id: String,
-    method: String,
-    path: String,
+    request_id: RequestId,
+    method: Method,
+    uri: Uri,
     seen: Seen,
     route: Option<Arc<Route>>,
     done: bool,
@@ -110,22 +139,22 @@ impl Decision<'_> {
         self.done = true;
         let latency = self.started.elapsed();
         self.proxy.metrics.decision(allowed, gate, reason, latency);
-        let seen = std::mem::take(&mut self.seen);
+        let seen = &self.seen;
         self.proxy.audit.record(&AuditRecord {
-            time: k8s_openapi::jiff::Timestamp::now().to_string(),
-            request_id: std::mem::take(&mut self.request_id),
+            time: k8s_openapi::jiff::Timestamp::now(),
+            request_id: self.request_id.as_str(),
             decision: if allowed { "allow" } else { "deny" },
             gate,
             reason,
-            issuer: seen.issuer,
-            kid: seen.kid,
-            subject: seen.subject,
-            org: seen.org,
-            tenant: self.route.as_ref().map(|r| r.tenant.clone()),
-            customer: self.route.as_ref().and_then(|r| r.customer.clone()),
-            impersonator: seen.impersonator,
-            method: std::mem::take(&mut self.method),
-            path: std::mem::take(&mut self.path),
+            issuer: seen.issuer(),
+            kid: seen.kid(),
+            subject: seen.subject(),
+            org: seen.org(),
+            tenant: self.route.as_ref().map(|r| r.tenant.as_str()),
+            customer: self.route.as_ref().and_then(|r| r.customer.as_deref()),
+            impersonator: seen.impersonator(),
+            method: self.method.as_str(),
+            path: audit_path(self.uri.path()),
             status,
             latency_ms: latency.as_secs_f64() * 1000.0,
             token_sha256: seen.token_sha256,
@@ -203,9 +232,9 @@ impl Proxy {
         }
     }
 
-    fn request_id(&self) -> String {
+    fn request_id(&self) -> RequestId {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:012x}-{n:08x}", self.instance & 0xffff_ffff_ffff)
+        RequestId::new(self.instance, n)
     }
 
     async fn authorize<B>(
@@ -229,8 +258,8 @@ impl Proxy {
             proxy: self,
             started: Instant::now(),
             request_id: self.request_id(),
-            method: req.method().to_string(),
-            path: audit_path(req.uri().path()),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
             seen: Seen::default(),
             route: None,
             done: false,
@@ -257,13 +286,13 @@ impl Proxy {
     }
 
     /// Answers (and records) a request refused because the gateway has its maximum of requests in flight.
-    pub fn overloaded(&self, method: String, path: String) -> Response<Body> {
+    pub fn overloaded(&self, method: Method, uri: Uri) -> Response<Body> {
         let mut decision = Decision {
             proxy: self,
             started: Instant::now(),
             request_id: self.request_id(),
             method,
-            path,
+            uri,
             seen: Seen::default(),
             route: None,
             done: false,
@@ -294,8 +323,8 @@ impl Proxy {
             proxy: self,
             started: Instant::now(),
             request_id: self.request_id(),
-            method: String::new(),
-            path: String::new(),
+            method: Method::default(),
+            uri: Uri::default(),
             seen: Seen::default(),
             route: None,
             done: false,
@@ -303,14 +332,12 @@ impl Proxy {
         decision.finish(Gate::Request.as_str(), reason, status);
     }
 
-    fn denial_response(&self, denial: Denial, request_id: &str) -> Response<Body> {
+    fn denial_response(&self, denial: Denial, request_id: &RequestId) -> Response<Body> {
         let mut response = Response::new(full(denial.body()));
         *response.status_mut() = denial.status;
         let h = response.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            h.insert(REQUEST_ID, v);
-        }
+        h.insert(REQUEST_ID, request_id.0.clone());
         if denial.status == StatusCode::UNAUTHORIZED {
             h.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -323,31 +350,31 @@ impl Proxy {
         peer: SocketAddr,
         identity: &Identity,
         route: &Arc<Route>,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<Response<Body>, Denial> {
         let (mut parts, body) = req.into_parts();
         let stamp = Stamp {
-            org: &identity.org,
-            tenant: &route.tenant,
-            customer: route.customer.as_deref(),
+            route: &route.made,
             subject: identity.subject.as_deref(),
             impersonator: identity.impersonator.as_deref(),
-            request_id,
+            request_id: &request_id.0,
             client_ip: peer.ip(),
         };
-        headers::sanitize_request(
-            &mut parts.headers,
-            &stamp,
-            &route.upstream,
-            self.settings.forward_authorization,
+        headers::sanitize_request(&mut parts.headers, &stamp, self.settings.forward_authorization);
+        // The client's path and query, moved (not copied) onto the route's upstream.
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(
+            route
+                .made
+                .authority
+                .clone()
+                .ok_or(UpstreamError::Failed.denial())?,
         );
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = Uri::builder()
-            .scheme("http")
-            .authority(route.upstream.as_str())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| UpstreamError::Failed.denial())?;
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(uri).map_err(|_| UpstreamError::Failed.denial())?;
         parts.version = Version::HTTP_11;
         let limit = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit).boxed();
@@ -362,9 +389,7 @@ impl Proxy {
             };
         let (mut parts, body) = response.into_parts();
         headers::sanitize_response(&mut parts.headers);
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            parts.headers.insert(REQUEST_ID, v);
-        }
+        parts.headers.insert(REQUEST_ID, request_id.0.clone());
         Ok(Response::from_parts(parts, body.map_err(Into::into).boxed()))
     }
 }

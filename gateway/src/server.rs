@@ -219,14 +219,11 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
                     async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
                 });
             let proxy = server_proxy.clone();
-            let (method, path) = (
-                req.method().to_string(),
-                crate::audit::audit_path(req.uri().path()),
-            );
+            let (method, uri) = (req.method().clone(), req.uri().clone());
             async move {
                 match limited.oneshot(req).await {
                     Ok(response) => response,
-                    Err(_overloaded) => proxy.overloaded(method, path),
+                    Err(_overloaded) => proxy.overloaded(method, uri),
                 }
             }
         },

@@ -23,12 +23,11 @@ pub mod bytes_body {
 /// A client to one stack.
 pub type StackClient = Client<HttpConnector, Body>;
 
-type PoolKey = (String, Option<String>, String);
-
 /// The clients, by route.
 #[derive(Debug)]
 pub struct Upstreams {
-    clients: RwLock<HashMap<PoolKey, StackClient>>,
+    /// By [`crate::routes::Made::pool`].
+    clients: RwLock<HashMap<String, StackClient>>,
     /// The route table generation the pools were last pruned against.
     pruned_at: std::sync::atomic::AtomicU64,
     connect_timeout: Duration,
@@ -48,13 +47,9 @@ impl Upstreams {
 
     /// The client of `route`'s pool.
     pub fn client(&self, route: &Arc<Route>) -> StackClient {
-        let key = (
-            route.tenant.clone(),
-            route.customer.clone(),
-            route.upstream.clone(),
-        );
+        let key = route.made.pool.as_str();
         if let Ok(clients) = self.clients.read()
-            && let Some(client) = clients.get(&key)
+            && let Some(client) = clients.get(key)
         {
             return client.clone();
         }
@@ -67,7 +62,7 @@ impl Upstreams {
             .pool_timer(TokioTimer::new())
             .build(connector);
         match self.clients.write() {
-            Ok(mut clients) => clients.entry(key).or_insert(client).clone(),
+            Ok(mut clients) => clients.entry(key.to_owned()).or_insert(client).clone(),
             Err(_) => client,
         }
     }
@@ -81,12 +76,9 @@ impl Upstreams {
             return;
         }
         let table = routes.load();
-        let live: std::collections::HashSet<PoolKey> = table
-            .routes()
-            .map(|r| (r.tenant.clone(), r.customer.clone(), r.upstream.clone()))
-            .collect();
+        let live: std::collections::HashSet<&str> = table.routes().map(|r| r.made.pool.as_str()).collect();
         if let Ok(mut clients) = self.clients.write() {
-            clients.retain(|key, _| live.contains(key));
+            clients.retain(|key, _| live.contains(key.as_str()));
         }
     }
 

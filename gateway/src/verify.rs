@@ -2,7 +2,6 @@
 //! and returns the verified identity or the first gate's denial. Records what it learned on the way for the
 //! audit line (never the token itself: only its SHA-256).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode};
@@ -103,30 +102,61 @@ impl GateError for SignatureError {
     }
 }
 
-/// What the pipeline saw, for the audit line. Fields before the signature gate are as the token claimed them.
+/// What the pipeline saw, for the audit line. Once every token gate has passed, `identity` holds the verified
+/// identity and the other fields are unused; before that they hold what the token claimed (`issuer`, `kid`)
+/// and what was verified before a later gate refused (`subject`, `impersonator`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seen {
-    /// Hex SHA-256 of the token.
-    pub token_sha256: Option<String>,
-    /// `iss` (claimed until the signature verifies).
+    /// SHA-256 of the token.
+    pub token_sha256: Option<[u8; 32]>,
+    /// `iss` as claimed.
     pub issuer: Option<String>,
-    /// `kid` (claimed until the signature verifies).
+    /// `kid` as claimed.
     pub kid: Option<String>,
     /// `sub` (verified).
     pub subject: Option<String>,
-    /// Org id (verified and shape-checked).
-    pub org: Option<String>,
     /// `act.sub` (verified).
     pub impersonator: Option<String>,
+    /// The verified identity.
+    pub identity: Option<Arc<Identity>>,
 }
 
 impl Seen {
-    fn fill_from(&mut self, id: &Identity) {
-        self.issuer = Some(id.issuer.clone());
-        self.kid = Some(id.kid.clone());
-        self.subject = id.subject.clone();
-        self.org = Some(id.org.clone());
-        self.impersonator = id.impersonator.clone();
+    /// `iss`: verified, or as claimed.
+    pub fn issuer(&self) -> Option<&str> {
+        match &self.identity {
+            Some(id) => Some(&id.issuer),
+            None => self.issuer.as_deref(),
+        }
+    }
+
+    /// `kid`: verified, or as claimed.
+    pub fn kid(&self) -> Option<&str> {
+        match &self.identity {
+            Some(id) => Some(&id.kid),
+            None => self.kid.as_deref(),
+        }
+    }
+
+    /// `sub` (verified).
+    pub fn subject(&self) -> Option<&str> {
+        match &self.identity {
+            Some(id) => id.subject.as_deref(),
+            None => self.subject.as_deref(),
+        }
+    }
+
+    /// The org id (verified and shape-checked).
+    pub fn org(&self) -> Option<&str> {
+        self.identity.as_ref().map(|id| id.org.as_str())
+    }
+
+    /// `act.sub` (verified).
+    pub fn impersonator(&self) -> Option<&str> {
+        match &self.identity {
+            Some(id) => id.impersonator.as_deref(),
+            None => self.impersonator.as_deref(),
+        }
     }
 }
 
@@ -139,14 +169,9 @@ fn clipped(value: Option<&Value>) -> Option<String> {
     Some(s[..end].to_owned())
 }
 
-/// Hex SHA-256 of a token, as written to audit lines.
-pub fn token_sha256(token: &str) -> ([u8; 32], String) {
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(hex, "{b:02x}");
-    }
-    (digest, hex)
+/// SHA-256 of a token: the cache key, and (in hex) what audit lines record instead of the token.
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// Runs the token gates.
@@ -200,12 +225,12 @@ impl Verifier {
         seen: &mut Seen,
     ) -> Result<Arc<Identity>, Denial> {
         let token = bearer::bearer_token(headers, self.max_token_bytes).map_err(|e| e.denial())?;
-        let (hash, hex) = token_sha256(token);
-        seen.token_sha256 = Some(hex);
+        let hash = token_sha256(token);
+        seen.token_sha256 = Some(hash);
         let generation = self.keys.generation();
         if let Some(identity) = self.cache.get(&hash, now, generation) {
             self.metrics.cache(true);
-            seen.fill_from(&identity);
+            seen.identity = Some(identity.clone());
             return Ok(identity);
         }
         self.metrics.cache(false);
@@ -260,7 +285,7 @@ impl Verifier {
             session: who.session,
             exp,
         });
-        seen.fill_from(&identity);
+        seen.identity = Some(identity.clone());
         self.cache.insert(hash, identity.clone(), now, generation);
         Ok(identity)
     }

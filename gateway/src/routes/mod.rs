@@ -16,6 +16,8 @@ use arc_swap::ArcSwap;
 use bulkhead_crds::naming;
 use bulkhead_crds::v1alpha1::{Customer, ResourceStatus, Tenant};
 use http::StatusCode;
+use http::header::HeaderValue;
+use http::uri::Authority;
 use kube::ResourceExt;
 use serde::Deserialize;
 
@@ -38,6 +40,60 @@ pub struct Route {
     pub namespace: Option<String>,
     /// The stack's `host:port`.
     pub upstream: String,
+    /// What the request path needs of the route, made once when the table is built.
+    pub made: Made,
+}
+
+/// A route's header values, upstream authority and pool key, made once per route table rather than on every
+/// request. `None` where a value cannot be a header value or authority (never for a validated route: org ids
+/// pass a shape check, names are DNS labels, upstreams parse as `host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    /// `x-bulkhead-org`.
+    pub org: Option<HeaderValue>,
+    /// `x-bulkhead-tenant`.
+    pub tenant: Option<HeaderValue>,
+    /// `x-bulkhead-customer`.
+    pub customer: Option<HeaderValue>,
+    /// `Host`.
+    pub host: Option<HeaderValue>,
+    /// The upstream as a URI authority.
+    pub authority: Option<Authority>,
+    /// The route's connection pool: one per Tenant, Customer and address.
+    pub pool: String,
+}
+
+impl Route {
+    /// A route, with its [`Made`] parts.
+    pub fn new(
+        org: String,
+        tenant: String,
+        customer: Option<String>,
+        namespace: Option<String>,
+        upstream: String,
+    ) -> Route {
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        let made = Made {
+            org: value(&org),
+            tenant: value(&tenant),
+            customer: customer.as_deref().and_then(value),
+            host: value(&upstream),
+            authority: upstream.parse().ok(),
+            // Newlines appear in none of the three.
+            pool: format!(
+                "{tenant}\n{}\n{upstream}",
+                customer.as_deref().unwrap_or_default()
+            ),
+        };
+        Route {
+            org,
+            tenant,
+            customer,
+            namespace,
+            upstream,
+            made,
+        }
+    }
 }
 
 /// One org's entry.
@@ -163,13 +219,13 @@ impl RouteTable {
             let namespace = naming::tenant_namespace(name);
             entries.insert(
                 org.clone(),
-                Entry::Routable(Arc::new(Route {
-                    org: org.clone(),
-                    tenant: name.clone(),
-                    customer: None,
-                    upstream: resolver.resolve(&namespace, port),
-                    namespace: Some(namespace),
-                })),
+                Entry::Routable(Arc::new(Route::new(
+                    org.clone(),
+                    name.clone(),
+                    None,
+                    Some(namespace.clone()),
+                    resolver.resolve(&namespace, port),
+                ))),
             );
         }
         for c in customers {
@@ -193,13 +249,13 @@ impl RouteTable {
             let Some(port) = port(stack_port) else { continue };
             entries.insert(
                 org.clone(),
-                Entry::Routable(Arc::new(Route {
-                    org: org.clone(),
-                    tenant: c.spec.tenant_ref.clone(),
-                    customer: Some(name),
-                    upstream: resolver.resolve(&namespace, port),
-                    namespace: Some(namespace),
-                })),
+                Entry::Routable(Arc::new(Route::new(
+                    org.clone(),
+                    c.spec.tenant_ref.clone(),
+                    Some(name),
+                    Some(namespace.clone()),
+                    resolver.resolve(&namespace, port),
+                ))),
             );
         }
         RouteTable { entries }
@@ -292,13 +348,13 @@ impl RouteTable {
                     message: "upstream must be host:port".into(),
                 });
             }
-            let route = Entry::Routable(Arc::new(Route {
-                org: r.org.clone(),
-                tenant: r.tenant.clone(),
-                customer: r.customer.clone(),
-                namespace: None,
-                upstream: r.upstream.clone(),
-            }));
+            let route = Entry::Routable(Arc::new(Route::new(
+                r.org.clone(),
+                r.tenant.clone(),
+                r.customer.clone(),
+                None,
+                r.upstream.clone(),
+            )));
             let entry = if entries.contains_key(&r.org) {
                 Entry::Conflict
             } else {
