@@ -125,7 +125,8 @@ CONF
 taskset -c $PROXY_CPU haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 PIDS+=($!)
 
-# bulkhead-gateway (its runtime sees one CPU), audit lines written (to /dev/null) as in production.
+# bulkhead-gateway (it sees one CPU, so it runs tokio's current-thread runtime), audit lines written (to
+# /dev/null) as in production.
 echo "routes: [{org: $ORG, upstream: '$UPSTREAM', tenant: tenant-a}]" > "$WORK/routes.yaml"
 cat > "$WORK/gateway.yaml" <<CONF
 listen: $GATEWAY
@@ -249,7 +250,7 @@ REPORT="$(cat <<MD
 ### Gateway throughput and latency ($(date -u +%Y-%m-%d), \`make bench-gateway\`)
 
 Loopback on one $(nproc)-CPU machine: each proxy pinned to CPU ${PROXY_CPU} (HAProxy \`nbthread 1\`, nginx one
-worker, the gateway's runtime sees one CPU); wrk (1 thread, ${CONNECTIONS} connections, ${DURATION} s per row, HTTP/1.1
+worker, the gateway sees one CPU and so runs one current-thread runtime); wrk (1 thread, ${CONNECTIONS} connections, ${DURATION} s per row, HTTP/1.1
 keep-alive) and the upstream (nginx \`return 200\`, 20 bytes) share CPU ${LOAD_CPU}. Hot: 4 tokens in turn; distinct:
 ${DISTINCT} pre-minted tokens walked in order by a wrk Lua script, one per request. HAProxy $(haproxy -v | awk 'NR==1 {print $3}')
 with the hardened config of anchors-gateway.md §1.4; nginx $(nginx -v 2>&1 | awk -F/ '{print $2}'); bulkhead-gateway
