@@ -2,6 +2,7 @@
 //! doubtful is refused at start rather than guessed: an HMAC algorithm, an issuer without keys, a non-HTTPS JWKS
 //! URL off loopback, a leeway of minutes.
 
+use crate::cors::{CorsFile, CorsPolicy};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ pub struct FileConfig {
     /// Optional per-org rate limit.
     #[serde(default)]
     pub rate_limit: Option<RateLimitFile>,
+    /// Optional CORS policy for browser clients (see [`crate::cors`]).
+    #[serde(default)]
+    pub cors: Option<CorsFile>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -316,6 +320,8 @@ pub struct Settings {
     pub time: TimePolicy,
     /// Key store timing.
     pub key_policy: KeyStorePolicy,
+    /// The CORS policy, if any.
+    pub cors: Option<CorsPolicy>,
 }
 
 impl FileConfig {
@@ -509,7 +515,14 @@ impl Settings {
         {
             return Err(invalid("rate_limit", "per_second and burst must be positive"));
         }
+        let cors = file
+            .cors
+            .as_ref()
+            .map(CorsPolicy::new)
+            .transpose()
+            .map_err(|e| invalid("cors", e.to_string()))?;
         Ok(Settings {
+            cors,
             time: TimePolicy {
                 leeway: t.leeway_seconds,
                 max_lifetime: t.max_lifetime_seconds,
@@ -561,6 +574,12 @@ routes:
         assert_eq!(s.issuer_policies[0].org_shape.prefix.as_deref(), Some("org_"));
         assert!(!s.file.proxy.forward_authorization);
         assert_eq!(s.file.tokens.max_bytes, 8192);
+        assert!(s.cors.is_none(), "no CORS unless configured");
+        let with_cors = settings(&format!(
+            "{BASE}cors: {{allowed_origins: [https://app.example]}}\n"
+        ))
+        .unwrap();
+        assert!(with_cors.cors.is_some());
     }
 
     #[test]
@@ -579,6 +598,14 @@ routes:
                 "exactly one",
             ),
             (format!("{BASE}surprise: 1\n"), "unknown field"),
+            (
+                format!("{BASE}cors: {{allowed_origins: [https://app.example/]}}\n"),
+                "cors: allowed_origins",
+            ),
+            (
+                format!("{BASE}cors: {{allowed_origins: ['*'], allow_credentials: true}}\n"),
+                "cannot be combined",
+            ),
         ];
         for (text, want) in cases {
             let err = settings(&text).unwrap_err();

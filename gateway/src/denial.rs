@@ -12,6 +12,8 @@ use serde::Serialize;
 pub enum Gate {
     /// Request framing and method checks that come before any token work.
     Request,
+    /// A CORS preflight, answered by the gateway itself (only with `cors:` configured).
+    Cors,
     /// `Authorization: Bearer` presence, count, size and syntax.
     Token,
     /// Base64url and JSON structure of the token's parts.
@@ -49,6 +51,7 @@ impl Gate {
     pub fn as_str(self) -> &'static str {
         match self {
             Gate::Request => "request",
+            Gate::Cors => "cors",
             Gate::Token => "token",
             Gate::Parse => "parse",
             Gate::Alg => "alg",

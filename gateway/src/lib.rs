@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod cache;
 pub mod config;
+pub mod cors;
 pub mod denial;
 pub mod gates;
 pub mod headers;

@@ -14,6 +14,7 @@ use hyper::body::{Bytes, Incoming};
 
 use crate::audit::{AuditRecord, AuditSink, audit_path};
 use crate::config::ProxyFile;
+use crate::cors::CorsPolicy;
 use crate::denial::{Denial, Gate, GateError};
 use crate::gates::request;
 use crate::headers::{self, REQUEST_ID, Stamp};
@@ -187,6 +188,8 @@ pub struct Proxy {
     pub settings: ProxyFile,
     /// Per-org rate limit.
     pub rate_limit: Option<RateLimiter>,
+    /// CORS policy for browser clients.
+    pub cors: Option<CorsPolicy>,
     counter: AtomicU64,
     instance: u64,
 }
@@ -227,9 +230,15 @@ impl Proxy {
             metrics,
             settings,
             rate_limit,
+            cors: None,
             counter: AtomicU64::new(0),
             instance,
         }
+    }
+
+    /// The same proxy with a CORS policy.
+    pub fn with_cors(self, cors: Option<CorsPolicy>) -> Proxy {
+        Proxy { cors, ..self }
     }
 
     fn request_id(&self) -> RequestId {
@@ -264,6 +273,35 @@ impl Proxy {
             route: None,
             done: false,
         };
+        let origin = self.cors.as_ref().and_then(|c| c.allowed_origin(req.headers()));
+        if let Some(cors) = &self.cors
+            && CorsPolicy::is_preflight(req.method(), req.headers())
+        {
+            // Answered here, before any token gate: a preflight carries no token and never reaches a stack.
+            return match cors.preflight(req.headers()) {
+                Ok(headers) => {
+                    let mut response = Response::new(full(Vec::new()));
+                    *response.status_mut() = StatusCode::NO_CONTENT;
+                    *response.headers_mut() = headers;
+                    response
+                        .headers_mut()
+                        .insert(REQUEST_ID, decision.request_id.0.clone());
+                    decision.write(
+                        Gate::Cors.as_str(),
+                        "preflight",
+                        StatusCode::NO_CONTENT.as_u16(),
+                        true,
+                    );
+                    response
+                }
+                Err(err) => {
+                    let denial = err.denial();
+                    let response = self.denial_response(denial, &decision.request_id);
+                    decision.finish(denial.gate.as_str(), denial.reason, response.status());
+                    response
+                }
+            };
+        }
         let denial = match self.authorize(&req, &mut decision.seen).await {
             Err(denial) => denial,
             Ok((identity, route)) => {
@@ -272,7 +310,10 @@ impl Proxy {
                     .forward(req, peer, &identity, &route, &decision.request_id)
                     .await
                 {
-                    Ok(response) => {
+                    Ok(mut response) => {
+                        if let Some(cors) = &self.cors {
+                            cors.decorate(origin, response.headers_mut());
+                        }
                         decision.finish("none", "ok", response.status());
                         return response;
                     }
@@ -280,7 +321,10 @@ impl Proxy {
                 }
             }
         };
-        let response = self.denial_response(denial, &decision.request_id);
+        let mut response = self.denial_response(denial, &decision.request_id);
+        if let Some(cors) = &self.cors {
+            cors.decorate(origin, response.headers_mut());
+        }
         decision.finish(denial.gate.as_str(), denial.reason, response.status());
         response
     }

@@ -157,18 +157,21 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         TokenCache::new(file.cache.max_entries),
         metrics.clone(),
     );
-    let proxy = Arc::new(Proxy::new(
-        verifier,
-        routes.clone(),
-        Upstreams::new(
-            Duration::from_millis(file.proxy.connect_timeout_ms),
-            Duration::from_secs(file.proxy.pool_idle_seconds),
-        ),
-        options.audit,
-        metrics.clone(),
-        file.proxy.clone(),
-        file.rate_limit.map(|r| RateLimiter::new(r.per_second, r.burst)),
-    ));
+    let proxy = Arc::new(
+        Proxy::new(
+            verifier,
+            routes.clone(),
+            Upstreams::new(
+                Duration::from_millis(file.proxy.connect_timeout_ms),
+                Duration::from_secs(file.proxy.pool_idle_seconds),
+            ),
+            options.audit,
+            metrics.clone(),
+            file.proxy.clone(),
+            file.rate_limit.map(|r| RateLimiter::new(r.per_second, r.burst)),
+        )
+        .with_cors(settings.cors.clone()),
+    );
 
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
 struct World {
@@ -424,6 +424,89 @@ async fn per_org_rate_limit_and_authorization_forwarding() {
         (429, ("rate_limit".into(), "org_rate_limited".into()))
     );
     assert_eq!(w.a.count(), 2);
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_by_the_gateway_and_never_reach_a_stack() {
+    const APP: &str = "https://app.example.com";
+    let w = world("cors: {allowed_origins: ['https://app.example.com']}").await;
+    let options = |origin: &'static str, method: &'static str, headers: &'static str| {
+        let gw = &w.gw;
+        async move {
+            let mut h = vec![("Origin", origin), ("Access-Control-Request-Method", method)];
+            if !headers.is_empty() {
+                h.push(("Access-Control-Request-Headers", headers));
+            }
+            Answer::parse(&gw.raw(request("OPTIONS", "/api", &h, "").as_bytes()).await)
+        }
+    };
+
+    let ok = options(APP, "POST", "authorization, content-type").await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), vec![APP]);
+    assert_eq!(
+        ok.header("access-control-allow-headers"),
+        vec!["authorization, content-type"]
+    );
+    assert_eq!(ok.header("vary"), vec!["origin"]);
+    let line = w.gw.last_audit();
+    assert_eq!(
+        (&line["decision"], &line["gate"], &line["reason"]),
+        (&json!("allow"), &json!("cors"), &json!("preflight"))
+    );
+    assert_eq!(line["tenant"], Value::Null);
+
+    for (origin, method, headers, reason) in [
+        ("https://evil.example", "GET", "", "origin_not_allowed"),
+        (APP, "CONNECT", "", "method_not_allowed"),
+        (APP, "GET", "x-org-id", "headers_not_allowed"),
+    ] {
+        let refused = options(origin, method, headers).await;
+        assert_eq!(
+            (refused.status, refused.denial()),
+            (403, ("cors".into(), reason.into())),
+            "{reason}"
+        );
+        assert!(
+            refused.header("access-control-allow-origin").is_empty(),
+            "{reason}"
+        );
+        assert_eq!(w.gw.last_audit()["reason"], reason);
+    }
+    assert_eq!(w.a.count(), 0, "no preflight reached a stack");
+
+    // Real requests from the allowed origin: the gateway's CORS headers replace the stack's, on answers and
+    // on denials alike; another origin gets none.
+    let token = w.key.sign(&claims_a("org_a"));
+    let answer = w.gw.get_with(&token, "/", &[("Origin", APP)]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("access-control-allow-origin"), vec![APP]);
+    assert_eq!(
+        answer.header("access-control-expose-headers"),
+        vec!["x-bulkhead-request-id"]
+    );
+    let denied = w.gw.get("/", &[("Origin", APP)]).await;
+    assert_eq!(
+        (denied.status, denied.denial()),
+        (401, ("token".into(), "missing".into()))
+    );
+    assert_eq!(denied.header("access-control-allow-origin"), vec![APP]);
+    let foreign =
+        w.gw.get_with(&token, "/", &[("Origin", "https://evil.example")])
+            .await;
+    assert_eq!(foreign.status, 200);
+    assert!(foreign.header("access-control-allow-origin").is_empty());
+    assert_eq!(w.a.count(), 2);
+
+    // Without a policy a preflight is just a request without a token.
+    let plain = world("").await;
+    let h = [("Origin", APP), ("Access-Control-Request-Method", "GET")];
+    let refused = Answer::parse(&plain.gw.raw(request("OPTIONS", "/", &h, "").as_bytes()).await);
+    assert_eq!(
+        (refused.status, refused.denial()),
+        (401, ("token".into(), "missing".into()))
+    );
+    assert_eq!(plain.a.count(), 0);
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@ pub mod telemetry;
 use std::future::Future;
 use std::process::ExitCode;
 
-/// Runs a binary's `run` command: sets up logging, starts a multi-threaded runtime, runs `main` to completion
-/// and turns its outcome into the exit code (errors are logged as `"<program> stopped"`).
+/// Runs a binary's `run` command: sets up logging, starts the runtime, runs `main` to completion and turns its
+/// outcome into the exit code (errors are logged as `"<program> stopped"`). The runtime is current-thread when
+/// the process may use one CPU (affinity or a cgroup CPU limit, as `available_parallelism` reads them), since
+/// worker threads sharing one CPU only add wake-ups; multi-threaded otherwise.
 pub fn serve<F>(program: &str, format: telemetry::LogFormat, filter: &str, main: F) -> ExitCode
 where
     F: Future<Output = Result<(), String>>,

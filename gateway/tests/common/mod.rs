@@ -166,7 +166,13 @@ impl Upstream {
                 };
                 let complete = req.into_body().collect().await.is_ok();
                 record.lock().unwrap()[index].body_complete = Some(complete);
-                Response::new(Full::new(Bytes::from(name)))
+                // A CORS header of the stack's own, which a gateway with a `cors:` policy replaces.
+                let mut response = Response::new(Full::new(Bytes::from(name)));
+                response.headers_mut().insert(
+                    "access-control-allow-origin",
+                    http::HeaderValue::from_static("https://stack.example"),
+                );
+                response
             }
         });
         Upstream { name, addr, seen }
@@ -411,6 +417,17 @@ impl Answer {
             head: head.to_owned(),
             body: body.to_owned(),
         }
+    }
+
+    /// Every value of a response header (any case).
+    pub fn header(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
     }
 
     /// (gate, reason) of a JSON denial body.
