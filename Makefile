@@ -54,7 +54,7 @@ bench-postgres:
 
 bench-gateway:
 	@for tool in haproxy nginx wrk; do command -v $$tool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q haproxy nginx-light wrk >/dev/null; break; }; done
-	$(CARGO) build -q --release -p bulkhead-gateway
+	$(CARGO) build -q --release -p bulkhead-gateway --bin bulkhead-gateway --example plain_proxy
 	gateway/bench/bench.sh --write BENCHMARKS.md
 
 sandbox: control-plane

@@ -2,7 +2,10 @@
 # The gateway benchmark of issue 5, in one run, printing one table:
 #   nginx as a plain reverse proxy (no auth: the floor), HAProxy 2.6 verifying RS256/ES256 and routing by the
 #   claim (the hardened config of anchors-gateway.md §1.4), and bulkhead-gateway; each with (a) a few hot tokens
-#   and (b) a distinct token on every request (a wrk Lua script walking a file of pre-minted tokens).
+#   and (b) a distinct token on every request (a wrk Lua script walking a file of pre-minted tokens). One more
+#   reference row: the gateway's HTTP stack alone (hyper server + hyper-util pooled client on one current-thread
+#   runtime, no auth: gateway/examples/plain_proxy.rs), which shows what hyper costs against nginx and what the
+#   gateway's own work costs on top of hyper.
 # Layout on the 2-core machine: every proxy under test is pinned to CPU 0; wrk (1 thread, 64 connections) and the
 # upstream (nginx returning a small body) share CPU 1. Every server is started here, on loopback, and stopped by
 # pid at the end.
@@ -14,6 +17,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN="${BULKHEAD_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/bulkhead-gateway}"
+PLAIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/plain_proxy"
 KEYS="$ROOT/gateway/tests/keys"
 DURATION="${DURATION:-10}"       # seconds per row
 CONNECTIONS="${CONNECTIONS:-64}"
@@ -25,6 +29,7 @@ for tool in haproxy nginx wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install haproxy nginx-light wrk util-linux curl" >&2; exit 1; }
 done
 [[ -x "$BIN" ]] || { echo "missing $BIN: cargo build --release -p bulkhead-gateway" >&2; exit 1; }
+[[ -x "$PLAIN" ]] || { echo "missing $PLAIN: cargo build --release -p bulkhead-gateway --example plain_proxy" >&2; exit 1; }
 [[ "$(nproc)" -ge 2 ]] || { echo "needs 2 CPUs (one for the proxy, one for wrk and the upstream)" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/bulkhead-gateway-bench.XXXXXX)"
@@ -40,6 +45,7 @@ PROXY_CPU=0
 LOAD_CPU=1
 UPSTREAM=127.0.0.1:18081
 NGINX=127.0.0.1:18446
+HYPER=127.0.0.1:18447
 HAPROXY=127.0.0.1:18445
 GATEWAY=127.0.0.1:18443
 GATEWAY_ADMIN=127.0.0.1:18543
@@ -71,6 +77,8 @@ CONF
 taskset -c $LOAD_CPU nginx -c "$WORK/upstream.conf" -p "$WORK" -g 'daemon off;' &
 PIDS+=($!)
 taskset -c $PROXY_CPU nginx -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon off;' &
+PIDS+=($!)
+taskset -c $PROXY_CPU "$PLAIN" $HYPER $UPSTREAM &
 PIDS+=($!)
 
 # HAProxy 2.6, one thread: the hardened config of anchors-gateway.md §1.4 (signature by a literal algorithm and
@@ -153,6 +161,7 @@ ready() { # url
 }
 ready "http://$UPSTREAM/"
 ready "http://$NGINX/"
+ready "http://$HYPER/"
 ready "http://$HAPROXY/"
 ready "http://$GATEWAY_ADMIN/readyz"
 
@@ -214,6 +223,7 @@ run() { # key label addr token-file-or-empty
   echo "$2: $rps req/s, p50 $p50, p99 $p99, non-2xx ${bad:-0}" >&2
 }
 run nginx "nginx plain proxy, no auth (floor)" $NGINX ""
+run hyper "hyper plain proxy, no auth (the gateway's HTTP stack)" $HYPER ""
 for alg in rs es; do
   ALG=$([[ $alg == rs ]] && echo RS256 || echo ES256)
   run "haproxy-$alg-hot" "HAProxy $ALG, hot tokens" $HAPROXY "$WORK/$alg-hot.txt"
@@ -233,6 +243,7 @@ row() { # key label target-note
 }
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b ? "met" : "**missed**") }'; }
 row nginx "nginx plain proxy, no auth (floor)" "-"
+row hyper "hyper plain proxy, no auth (reference: the gateway's HTTP stack alone)" "$(ratio "${RPS[hyper]}" "${RPS[nginx]}")× floor"
 for alg in rs es; do
   ALG=$([[ $alg == rs ]] && echo RS256 || echo ES256)
   hot=$(ratio "${RPS[gateway-$alg-hot]}" "${RPS[haproxy-$alg-hot]}")
@@ -241,7 +252,8 @@ for alg in rs es; do
   p99hot=$(awk -v g="$(ms "${P99[gateway-$alg-hot]}")" -v h="$(ms "${P99[haproxy-$alg-hot]}")" 'BEGIN { print (g <= h ? "met" : "**missed**") }')
   p99distinct=$(awk -v g="$(ms "${P99[gateway-$alg-distinct]}")" -v h="$(ms "${P99[haproxy-$alg-distinct]}")" 'BEGIN { print (g <= h ? "met" : "**missed**") }')
   row "haproxy-$alg-hot" "HAProxy 2.6 $ALG, hot tokens" "-"
-  row "gateway-$alg-hot" "**bulkhead-gateway $ALG, hot tokens**" "${hot}× HAProxy (≥ 1.5: $(verdict "$hot" 1.5)); ${floor}× floor (≥ 0.8: $(verdict "$floor" 0.8)); p99 ≤ HAProxy: $p99hot"
+  stack=$(ratio "${RPS[gateway-$alg-hot]}" "${RPS[hyper]}")
+  row "gateway-$alg-hot" "**bulkhead-gateway $ALG, hot tokens**" "${hot}× HAProxy (≥ 1.5: $(verdict "$hot" 1.5)); ${floor}× floor (≥ 0.8: $(verdict "$floor" 0.8)); ${stack}× hyper alone; p99 ≤ HAProxy: $p99hot"
   row "haproxy-$alg-distinct" "HAProxy 2.6 $ALG, distinct tokens" "-"
   row "gateway-$alg-distinct" "**bulkhead-gateway $ALG, distinct tokens**" "${distinct}× HAProxy (≥ 1.0: $(verdict "$distinct" 1.0)); p99 ≤ HAProxy: $p99distinct"
 done
