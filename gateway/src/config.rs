@@ -232,6 +232,9 @@ pub struct ProxyFile {
     pub header_read_timeout_ms: u64,
     /// Time allowed for the stack's response head, in milliseconds.
     pub upstream_timeout_ms: u64,
+    /// Longest pause allowed between frames of the stack's response body, in milliseconds (see
+    /// [`crate::stream`]).
+    pub upstream_body_idle_ms: u64,
     /// Time allowed to connect to the stack, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Idle pooled upstream connections are closed after this many seconds.
@@ -250,6 +253,7 @@ impl Default for ProxyFile {
             max_header_bytes: 64 * 1024,
             header_read_timeout_ms: 10_000,
             upstream_timeout_ms: 30_000,
+            upstream_body_idle_ms: 60_000,
             connect_timeout_ms: 2_000,
             pool_idle_seconds: 60,
             shutdown_grace_seconds: 20,
@@ -506,6 +510,12 @@ impl Settings {
         }
         if file.proxy.max_in_flight == 0 {
             return Err(invalid("proxy.max_in_flight", "must be positive"));
+        }
+        if file.proxy.upstream_timeout_ms == 0 || file.proxy.upstream_body_idle_ms == 0 {
+            return Err(invalid(
+                "proxy",
+                "upstream_timeout_ms and upstream_body_idle_ms must be positive",
+            ));
         }
         if file.routes.source == RouteSource::File && file.routes.file.is_none() {
             return Err(invalid("routes.file", "required with source: file"));

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod stream;
 pub mod upstream;
 pub mod verify;
 

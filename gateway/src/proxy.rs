@@ -21,6 +21,7 @@ use crate::headers::{self, REQUEST_ID, Stamp};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::{Route, Routes};
+use crate::stream::IdleTimeout;
 use crate::upstream::Upstreams;
 use crate::upstream::bytes_body::Body;
 use crate::verify::{Identity, Seen, Verifier};
@@ -434,6 +435,7 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         headers::sanitize_response(&mut parts.headers);
         parts.headers.insert(REQUEST_ID, request_id.0.clone());
-        Ok(Response::from_parts(parts, body.map_err(Into::into).boxed()))
+        let idle = Duration::from_millis(self.settings.upstream_body_idle_ms);
+        Ok(Response::from_parts(parts, IdleTimeout::new(body, idle).boxed()))
     }
 }

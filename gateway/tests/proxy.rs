@@ -220,6 +220,54 @@ async fn a_crlf_in_an_http2_header_value_never_reaches_the_stack() {
     );
 }
 
+/// A stack that answers every request with a head and the first chunk of a chunked body, then stalls.
+async fn stalling_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+            let _ = stream.write_all(head.as_bytes()).await;
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_stack_that_stalls_mid_body_is_cut_after_the_idle_timeout() {
+    let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let routes = format!(
+        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
+        stalling_upstream().await
+    );
+    let config = config_a(
+        "routes:\n  source: file\n  file: \"{dir}/routes.yaml\"\nproxy:\n  upstream_body_idle_ms: 300\n",
+    );
+    let jwks = json!({"keys": [key.jwk(true)]}).to_string();
+    let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
+    let auth = format!("Bearer {}", key.sign(&claims_a("org_a")));
+    // Without the idle timeout this read would never end; the bound only turns a hang into a failure.
+    let text = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        gw.raw(request("GET", "/", &[("Authorization", &auth)], "").as_bytes()),
+    )
+    .await
+    .expect("the gateway cut the stalled body");
+    let answer = Answer::parse(&text);
+    assert_eq!(answer.status, 200, "the head had arrived: {text}");
+    assert!(answer.body.contains("hello"), "{text}");
+    assert!(
+        !answer.body.contains("0\r\n\r\n"),
+        "the body must not look complete: {text}"
+    );
+    assert_eq!(gw.last_audit()["reason"], "ok");
+}
+
 #[tokio::test]
 async fn upstream_failures_and_body_limits_answer_with_their_gate() {
     let w = world("").await;
