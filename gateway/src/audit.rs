@@ -83,27 +83,47 @@ pub fn audit_path(path: &str) -> &str {
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
     /// Writes one record.
     fn record(&self, record: &AuditRecord<'_>);
+
+    /// Whether lines are reaching their destination. While not, the gateway forwards nothing (503
+    /// `request/audit_unavailable`) and `/readyz` fails: no request reaches a stack without its audit line.
+    fn healthy(&self) -> bool {
+        true
+    }
 }
+
+/// The writer audit lines go to.
+type Output = Box<dyn std::io::Write + Send>;
 
 /// Audit lines as JSON on standard output (logs go to standard error). The request path appends its line to a
 /// buffer; a writer thread of its own writes the buffer out every few milliseconds, or at once when it grows
 /// large. So a request costs no syscall and no thread switch for its audit line, and lines keep their order.
 /// When the buffer is at its limit (standard output stalled) the request path waits: no line is ever dropped.
-#[derive(Debug)]
+/// When a write fails, the bytes not written are kept and retried first, and the sink reports itself unhealthy
+/// until a write succeeds again.
 pub struct StdoutAudit {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for StdoutAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdoutAudit")
+            .field("healthy", &self.healthy())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Shared {
     pending: Mutex<Vec<u8>>,
     /// Wakes the writer early when the buffer is large.
     wake: std::sync::Condvar,
     /// Wakes requests waiting for room.
     room: std::sync::Condvar,
-    /// Held while a chunk is taken and written, so chunks reach stdout in the order they were taken; holds the
-    /// spare buffer the pending one is swapped with, so neither is reallocated in the steady state.
-    out: Mutex<Vec<u8>>,
+    /// Held while a chunk is taken and written, so chunks reach the output in the order they were taken: the
+    /// output, and the chunk being written (bytes a failed write left are written before anything newer; in
+    /// the steady state it is the spare buffer the pending one is swapped with, so neither is reallocated).
+    out: Mutex<(Output, Vec<u8>)>,
+    /// Cleared when a write fails, set again when one succeeds.
+    healthy: std::sync::atomic::AtomicBool,
 }
 
 /// Buffered bytes that make the writer go at once.
@@ -114,31 +134,73 @@ const LIMIT: usize = 16 * 1024 * 1024;
 const INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Shared {
-    /// Takes whatever is buffered and writes it out.
+    /// Takes whatever is buffered and writes it out, after anything a failed write left.
     fn write_out(&self) {
-        let Ok(mut chunk) = self.out.lock() else {
+        use std::sync::atomic::Ordering;
+        let Ok(mut out) = self.out.lock() else {
             return;
         };
+        let (output, chunk) = &mut *out;
         match self.pending.lock() {
-            Ok(mut pending) => std::mem::swap(&mut *pending, &mut *chunk),
+            // A failing output holds at most LIMIT bytes here; beyond, new lines wait in `pending`, and at its
+            // limit the request path waits too.
+            Ok(_) if chunk.len() >= LIMIT => {}
+            Ok(mut pending) if chunk.is_empty() => std::mem::swap(&mut *pending, chunk),
+            Ok(mut pending) => {
+                chunk.extend_from_slice(&pending);
+                pending.clear();
+            }
             Err(_) => return,
         }
         self.room.notify_all();
         if chunk.is_empty() {
             return;
         }
-        let mut out = std::io::stdout().lock();
-        if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
-            tracing::error!("cannot write audit lines to stdout");
+        let mut written = 0;
+        let result = loop {
+            match output.write(&chunk[written..]) {
+                Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    written += n;
+                    if written == chunk.len() {
+                        break output.flush();
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => break Err(err),
+            }
+        };
+        chunk.drain(..written);
+        match result {
+            Ok(()) => {
+                if !self.healthy.swap(true, Ordering::AcqRel) {
+                    tracing::warn!("audit output recovered; forwarding again");
+                }
+            }
+            Err(err) => {
+                if self.healthy.swap(false, Ordering::AcqRel) {
+                    tracing::error!(error = %err, "cannot write audit lines; refusing requests until it works again");
+                }
+            }
         }
-        chunk.clear();
     }
 }
 
 impl StdoutAudit {
-    /// Starts the writer thread.
+    /// Starts the writer thread, writing to standard output.
     pub fn start() -> std::io::Result<StdoutAudit> {
-        let shared = Arc::new(Shared::default());
+        StdoutAudit::start_with(Box::new(std::io::stdout()))
+    }
+
+    /// Starts the writer thread, writing to `output`.
+    pub fn start_with(output: Output) -> std::io::Result<StdoutAudit> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::default(),
+            wake: std::sync::Condvar::new(),
+            room: std::sync::Condvar::new(),
+            out: Mutex::new((output, Vec::new())),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+        });
         let writer = shared.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -184,15 +246,34 @@ impl AuditSink for StdoutAudit {
             self.shared.wake.notify_one();
         }
     }
+
+    fn healthy(&self) -> bool {
+        self.shared.healthy.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// Audit lines kept in memory, as JSON values (for tests and embedding).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryAudit {
     lines: Mutex<Vec<serde_json::Value>>,
+    healthy: std::sync::atomic::AtomicBool,
+}
+
+impl Default for MemoryAudit {
+    fn default() -> Self {
+        MemoryAudit {
+            lines: Mutex::default(),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
 }
 
 impl MemoryAudit {
+    /// Makes [`AuditSink::healthy`] answer `healthy` (to test what the gateway does when audit output fails).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, std::sync::atomic::Ordering::Release);
+    }
+
     /// Every line recorded so far.
     pub fn lines(&self) -> Vec<serde_json::Value> {
         self.lines.lock().map(|l| l.clone()).unwrap_or_default()
@@ -204,6 +285,10 @@ impl AuditSink for MemoryAudit {
         if let (Ok(value), Ok(mut lines)) = (serde_json::to_value(record), self.lines.lock()) {
             lines.push(value);
         }
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -261,5 +346,89 @@ mod tests {
         assert_eq!(v["token_sha256"], "ab".repeat(32));
         assert_eq!(v["subject"], serde_json::Value::Null);
         assert_eq!(audit_path(&"é".repeat(1000)).len(), 1024);
+    }
+
+    /// An output that takes at most 7 bytes per write and fails once its byte budget is spent.
+    struct Flaky {
+        budget: Arc<std::sync::atomic::AtomicUsize>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl std::io::Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            use std::sync::atomic::Ordering;
+            let budget = self.budget.load(Ordering::SeqCst);
+            if budget == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(7).min(budget);
+            self.budget.store(budget - n, Ordering::SeqCst);
+            self.written.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn line(n: u16) -> AuditRecord<'static> {
+        AuditRecord {
+            time: "2026-11-26T07:00:00Z".parse().unwrap(),
+            request_id: "r",
+            decision: "allow",
+            gate: "none",
+            reason: "ok",
+            issuer: None,
+            kid: None,
+            subject: None,
+            org: None,
+            tenant: None,
+            customer: None,
+            impersonator: None,
+            method: "GET",
+            path: "/",
+            status: n,
+            latency_ms: 0.0,
+            token_sha256: None,
+        }
+    }
+
+    #[test]
+    fn a_failing_output_makes_the_sink_unhealthy_and_loses_no_line() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let budget = Arc::new(AtomicUsize::new(30)); // fails part-way through the first line
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = StdoutAudit::start_with(Box::new(Flaky {
+            budget: budget.clone(),
+            written: written.clone(),
+        }))
+        .unwrap();
+        assert!(sink.healthy());
+        sink.record(&line(1));
+        sink.record(&line(2));
+        sink.flush();
+        assert!(!sink.healthy(), "a failed write is reported");
+        assert_eq!(written.lock().unwrap().len(), 30);
+        sink.record(&line(3));
+        sink.flush();
+        assert!(!sink.healthy());
+        budget.store(usize::MAX, Ordering::SeqCst);
+        sink.flush();
+        assert!(sink.healthy(), "recovers once a write succeeds");
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        let statuses: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![1, 2, 3],
+            "every line once, whole, in order: {text}"
+        );
     }
 }

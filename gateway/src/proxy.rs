@@ -274,6 +274,14 @@ impl Proxy {
             route: None,
             done: false,
         };
+        if !self.audit.healthy() {
+            // Fail closed: a request whose audit line cannot be written is not decided at all. (Its line is kept
+            // and written once the output works again.)
+            let denial = request::RequestError::AuditUnavailable.denial();
+            let response = self.denial_response(denial, &decision.request_id);
+            decision.finish(denial.gate.as_str(), denial.reason, response.status());
+            return response;
+        }
         let origin = self.cors.as_ref().and_then(|c| c.allowed_origin(req.headers()));
         if let Some(cors) = &self.cors
             && CorsPolicy::is_preflight(req.method(), req.headers())

@@ -232,15 +232,15 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         },
         move |err: &(dyn std::error::Error + 'static)| error_proxy.connection_error(err),
     ));
-    let admin_state = (keys.clone(), routes.clone(), metrics.clone());
+    let admin_state = (keys.clone(), routes.clone(), metrics.clone(), proxy.audit.clone());
     let admin = tokio::spawn(serve(
         admin_listener,
         auto::Builder::new(TokioExecutor::new()),
         shutdown_rx,
         grace,
         move |req, _peer| {
-            let (keys, routes, metrics) = admin_state.clone();
-            async move { admin_response(&req, &keys, &routes, &metrics) }
+            let (keys, routes, metrics, audit) = admin_state.clone();
+            async move { admin_response(&req, &keys, &routes, &metrics, audit.as_ref()) }
         },
         |_: &(dyn std::error::Error + 'static)| {},
     ));
@@ -319,6 +319,7 @@ fn admin_response(
     keys: &KeyStore,
     routes: &Routes,
     metrics: &Metrics,
+    audit: &dyn AuditSink,
 ) -> Response<Body> {
     match req.uri().path() {
         "/livez" => text(StatusCode::OK, "ok\n"),
@@ -327,6 +328,8 @@ fn admin_response(
                 text(StatusCode::SERVICE_UNAVAILABLE, "keys not loaded\n")
             } else if !routes.is_synced() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "routes not synced\n")
+            } else if !audit.healthy() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "audit output failing\n")
             } else {
                 text(StatusCode::OK, "ok\n")
             }

@@ -202,6 +202,63 @@ async fn a_closed_log_pipe_does_not_stop_the_gateway() {
     );
 }
 
+#[tokio::test]
+async fn a_closed_audit_pipe_stops_forwarding_until_lines_can_be_written() {
+    let up = Upstream::start("A").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let routes = format!(
+        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
+        up.addr
+    );
+    let mut child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
+            if value["message"] == "gateway listening" {
+                let _ = tx.send(value);
+            }
+        }
+    });
+    let listening = rx.recv().expect("the gateway announces its addresses");
+    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
+    let admin_addr: std::net::SocketAddr = listening["admin_addr"].as_str().unwrap().parse().unwrap();
+    // The audit reader goes away: every later write to stdout meets a broken pipe.
+    drop(child.stdout.take());
+    let token = rsa.sign(&claims_a("org_a"));
+    let get = request("GET", "/", &[("Authorization", &format!("Bearer {token}"))], "");
+    // This one is decided while the output still looks fine; its line is the first to fail.
+    assert_eq!(Answer::parse(&raw(addr, get.as_bytes()).await).status, 200);
+    let ready = "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let mut readyz = 0;
+    for _ in 0..500 {
+        readyz = Answer::parse(&raw(admin_addr, ready.as_bytes()).await).status;
+        if readyz == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(readyz, 503, "unready once audit lines cannot be written");
+    let refused = Answer::parse(&raw(addr, get.as_bytes()).await);
+    assert_eq!(
+        (refused.status, refused.denial()),
+        (503, ("request".into(), "audit_unavailable".into()))
+    );
+    assert_eq!(up.count(), 1, "nothing forwarded without its audit line");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
 /// Writes a JWKS with `key`, the routes file and a config into `dir`, and starts the binary on port 0 for both
 /// listeners with JSON logs on a piped stderr and audit lines on `stdout`.
 fn spawn_gateway(dir: &std::path::Path, key: &TestKey, routes: &str, stdout: Stdio) -> std::process::Child {

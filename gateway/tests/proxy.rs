@@ -558,6 +558,42 @@ async fn cors_preflights_are_answered_by_the_gateway_and_never_reach_a_stack() {
 }
 
 #[tokio::test]
+async fn nothing_is_forwarded_while_audit_lines_cannot_be_written() {
+    let w = world("").await;
+    let admin = w.gw.running.admin_addr;
+    let readyz = || async move {
+        Answer::parse(
+            &raw(
+                admin,
+                b"GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            )
+            .await,
+        )
+    };
+    let token = w.key.sign(&claims_a("org_a"));
+    assert_eq!(w.gw.get_with(&token, "/", &[]).await.status, 200);
+    assert_eq!(w.a.count(), 1);
+
+    w.gw.audit.set_healthy(false);
+    let refused = w.gw.get_with(&token, "/", &[]).await;
+    assert_eq!(
+        (refused.status, refused.denial()),
+        (503, ("request".into(), "audit_unavailable".into()))
+    );
+    assert_eq!(w.a.count(), 1, "a valid token reached no stack");
+    let not_ready = readyz().await;
+    assert_eq!(
+        (not_ready.status, not_ready.body.as_str()),
+        (503, "audit output failing\n")
+    );
+
+    w.gw.audit.set_healthy(true);
+    assert_eq!(w.gw.get_with(&token, "/", &[]).await.status, 200);
+    assert_eq!(w.a.count(), 2);
+    assert_eq!(readyz().await.status, 200);
+}
+
+#[tokio::test]
 async fn admin_endpoints_report_health_and_metrics_without_org_labels() {
     let w = world("").await;
     let admin = w.gw.running.admin_addr;

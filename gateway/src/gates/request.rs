@@ -28,6 +28,9 @@ pub enum RequestError {
     /// The gateway already has its maximum of requests in flight.
     #[error("overloaded")]
     Overloaded,
+    /// Audit lines cannot be written: nothing is forwarded without its audit line.
+    #[error("audit unavailable")]
+    AuditUnavailable,
 }
 
 impl GateError for RequestError {
@@ -41,6 +44,7 @@ impl GateError for RequestError {
             RequestError::BodyTooLarge => "body_too_large",
             RequestError::BodyInvalid => "body_invalid",
             RequestError::Overloaded => "overloaded",
+            RequestError::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -48,7 +52,7 @@ impl GateError for RequestError {
         match self {
             RequestError::Method => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RequestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Overloaded | RequestError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
