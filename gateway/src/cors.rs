@@ -277,6 +277,7 @@ impl CorsPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers::tests::headers;
 
     fn file(origins: &[&str]) -> CorsFile {
         CorsFile {
@@ -287,17 +288,6 @@ mod tests {
             max_age_seconds: 600,
             allow_credentials: false,
         }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     const APP: &str = "https://app.example.com";

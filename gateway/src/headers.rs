@@ -198,7 +198,7 @@ pub fn sanitize_response(headers: &mut HeaderMap) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::routes::Route;
 
@@ -215,7 +215,8 @@ mod tests {
         sanitize_request(h, &stamp, forward_authorization);
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map of these pairs, in order.
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
             h.append(

@@ -101,20 +101,7 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
     );
     // Port 0 for both listeners; the addresses are read from the JSON log line that announces them.
     let mut child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
-    // Keep draining stderr (a closed pipe would fail the gateway's log writes) and pass the announcement on.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
-            if value["message"] == "gateway listening" {
-                let _ = tx.send(value);
-            }
-        }
-    });
-    let listening = rx.recv().expect("the gateway announces its addresses");
-    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
-    let admin_addr: std::net::SocketAddr = listening["admin_addr"].as_str().unwrap().parse().unwrap();
+    let (addr, admin_addr) = announced(&mut child);
     let ready = "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     assert_eq!(
         Answer::parse(&raw(admin_addr, ready.as_bytes()).await).status,
@@ -212,19 +199,7 @@ async fn a_closed_audit_pipe_stops_forwarding_until_lines_can_be_written() {
         up.addr
     );
     let mut child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
-            if value["message"] == "gateway listening" {
-                let _ = tx.send(value);
-            }
-        }
-    });
-    let listening = rx.recv().expect("the gateway announces its addresses");
-    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
-    let admin_addr: std::net::SocketAddr = listening["admin_addr"].as_str().unwrap().parse().unwrap();
+    let (addr, admin_addr) = announced(&mut child);
     // The audit reader goes away: every later write to stdout meets a broken pipe.
     drop(child.stdout.take());
     let token = rsa.sign(&claims_a("org_a"));
@@ -257,6 +232,24 @@ async fn a_closed_audit_pipe_stops_forwarding_until_lines_can_be_written() {
     );
     let status = child.wait().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+/// The proxy and admin addresses the child announces on stderr (both listeners are on port 0). Stderr keeps
+/// being drained afterwards: a closed pipe would fail the gateway's log writes.
+fn announced(child: &mut std::process::Child) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
+            if value["message"] == "gateway listening" {
+                let _ = tx.send(value);
+            }
+        }
+    });
+    let listening = rx.recv().expect("the gateway announces its addresses");
+    let addr = |field: &str| listening[field].as_str().unwrap().parse().unwrap();
+    (addr("addr"), addr("admin_addr"))
 }
 
 /// Writes a JWKS with `key`, the routes file and a config into `dir`, and starts the binary on port 0 for both
