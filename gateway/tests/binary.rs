@@ -92,15 +92,8 @@ fn token_places_the_org_by_version_or_path() {
 
 #[tokio::test]
 async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
-    let up = Upstream::start("A").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    let routes = format!(
-        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
-        up.addr
-    );
+    let (up, _dir, _, mut child) = org_a_gateway().await;
     // Port 0 for both listeners; the addresses are read from the JSON log line that announces them.
-    let mut child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
     let (addr, admin_addr) = announced(&mut child);
     let ready = "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     assert_eq!(
@@ -127,16 +120,9 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
     );
     let answer = Answer::parse(&raw(addr, req.as_bytes()).await);
     assert_eq!((answer.status, answer.body.as_str()), (200, "A"));
+    assert_eq!(up.count(), 1);
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     let lines: Vec<Value> = BufReader::new(child.stdout.take().unwrap())
         .lines()
@@ -174,15 +160,7 @@ async fn a_closed_log_pipe_does_not_stop_the_gateway() {
     let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
     let answer = Answer::parse(&raw(addr, request("GET", "/", &[], "").as_bytes()).await);
     assert_eq!(answer.status, 401, "still answering with its log pipe gone");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     assert!(
         status.success(),
         "exit after SIGTERM with a broken log pipe: {status:?}"
@@ -191,14 +169,7 @@ async fn a_closed_log_pipe_does_not_stop_the_gateway() {
 
 #[tokio::test]
 async fn a_closed_audit_pipe_stops_forwarding_until_lines_can_be_written() {
-    let up = Upstream::start("A").await;
-    let dir = tempfile::tempdir().unwrap();
-    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    let routes = format!(
-        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
-        up.addr
-    );
-    let mut child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
+    let (up, _dir, rsa, mut child) = org_a_gateway().await;
     let (addr, admin_addr) = announced(&mut child);
     // The audit reader goes away: every later write to stdout meets a broken pipe.
     drop(child.stdout.take());
@@ -222,6 +193,26 @@ async fn a_closed_audit_pipe_stops_forwarding_until_lines_can_be_written() {
         (503, ("request".into(), "audit_unavailable".into()))
     );
     assert_eq!(up.count(), 1, "nothing forwarded without its audit line");
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+/// A recording upstream "A" and the binary routing org_a (tokens signed by the returned key) to it, with audit
+/// lines on a piped stdout; the temp dir must outlive the child.
+async fn org_a_gateway() -> (Upstream, tempfile::TempDir, TestKey, std::process::Child) {
+    let up = Upstream::start("A").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let routes = format!(
+        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
+        up.addr
+    );
+    let child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
+    (up, dir, rsa, child)
+}
+
+/// Sends SIGTERM and waits for the exit.
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -230,8 +221,7 @@ async fn a_closed_audit_pipe_stops_forwarding_until_lines_can_be_written() {
             .unwrap()
             .success()
     );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    child.wait().unwrap()
 }
 
 /// The proxy and admin addresses the child announces on stderr (both listeners are on port 0). Stderr keeps
