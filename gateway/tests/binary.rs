@@ -31,47 +31,33 @@ fn claims_of(token: &str) -> Value {
 fn token_places_the_org_by_version_or_path() {
     let key = key_path("ec-a.pem");
     let key = key.to_str().unwrap();
-    let v2 = mint(&[
-        "--key", key, "--alg", "ES256", "--kid", "k", "--iss", ISS_A, "--org", "org_a",
-    ]);
+    // An ES256 token from the test key for `org`, with `extra` flags.
+    let mint_es = |org: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--key", key, "--alg", "ES256", "--kid", "k", "--iss", ISS_A, "--org", org,
+        ];
+        args.extend_from_slice(extra);
+        mint(&args)
+    };
+    let v2 = mint_es("org_a", &[]);
     let c = claims_of(&v2);
     assert_eq!(
         (c["v"].clone(), c["o"]["id"].clone(), c["iss"].clone()),
         (json!(2), json!("org_a"), json!(ISS_A))
     );
-    let v1 = mint(&[
-        "--key",
-        key,
-        "--alg",
-        "ES256",
-        "--kid",
-        "k",
-        "--iss",
-        ISS_A,
-        "--org",
-        "org_a",
-        "--version",
-        "v1",
-    ]);
+    let v1 = mint_es("org_a", &["--version", "v1"]);
     assert_eq!(claims_of(&v1)["org_id"], "org_a");
-    let path = mint(&[
-        "--key",
-        key,
-        "--alg",
-        "ES256",
-        "--kid",
-        "k",
-        "--iss",
-        ISS_A,
-        "--org",
+    let path = mint_es(
         "acme",
-        "--org-path",
-        "t.org",
-        "--exp-in",
-        "30",
-        "--claims",
-        r#"{"azp":"x"}"#,
-    ]);
+        &[
+            "--org-path",
+            "t.org",
+            "--exp-in",
+            "30",
+            "--claims",
+            r#"{"azp":"x"}"#,
+        ],
+    );
     let c = claims_of(&path);
     assert_eq!(
         (c["t"]["org"].clone(), c["azp"].clone()),

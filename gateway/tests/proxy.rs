@@ -65,15 +65,21 @@ proxy:
     World { gw, a, key }
 }
 
+/// An HTTP/2 connection to `addr` (prior knowledge), its connection task running.
+async fn h2_client(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 #[tokio::test]
 async fn every_http2_stream_is_authenticated_on_its_own() {
     let w = world("").await;
     let token = w.key.sign(&claims_a("org_a"));
-    let tcp = TcpStream::connect(w.gw.running.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_client(w.gw.running.addr).await;
     let send = |auth: Option<String>, org_header: &'static str| {
         let mut b = Request::get("http://gateway.test/h2").header("x-org-id", org_header);
         if let Some(auth) = auth {
@@ -107,11 +113,7 @@ async fn every_http2_stream_is_authenticated_on_its_own() {
 async fn an_http2_body_shorter_than_its_content_length_never_completes_upstream() {
     let w = world("").await;
     let token = w.key.sign(&claims_a("org_a"));
-    let tcp = TcpStream::connect(w.gw.running.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_client(w.gw.running.addr).await;
     let req = Request::post("http://gateway.test/cl")
         .header("authorization", format!("Bearer {token}"))
         .header("content-length", "10")
