@@ -1,13 +1,17 @@
 //! A real Kubernetes control plane on loopback, owned by one process.
 //!
-//! [`ControlPlane::start`] finds the binaries (via `e2e/scripts/control-plane-assets.sh`: `$KUBEBUILDER_ASSETS`,
-//! the versioned cache, or a build from Debian's source package), starts etcd, kube-apiserver and
+//! [`ControlPlane::start`] finds the binaries (via `e2e/scripts/cluster-assets.sh`, which builds the versions
+//! pinned in `e2e/cluster/versions.env` once and caches them), starts etcd, kube-apiserver and
 //! kube-controller-manager on free 127.0.0.1 ports in a temp dir, waits until the API server is ready and hands
 //! out clients. Dropping it kills every process it started, by pid, also while a test panics; a small watchdog
 //! process kills them too if the owning process dies without unwinding.
+//!
+//! The same code boots the control plane of a [`crate::cluster::Cluster`]: there it runs inside the node's
+//! network namespace, listens on the node's address, authorizes the kubelet (Node authorizer, its own identity)
+//! and adds the scheduler.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -91,12 +95,39 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
     move |source| HarnessError::Io { what, source }
 }
 
+/// Where and how a control plane runs: alone on loopback (the fast tests), or as the control plane of a
+/// one-node cluster inside the node's network namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// The address the API server listens on and advertises.
+    pub address: Ipv4Addr,
+    /// The network namespace (a path under /run/netns) every process runs in; `None` for the caller's.
+    pub netns: Option<PathBuf>,
+    /// With a node: the Node authorizer and NodeRestriction, ServiceAccount tokens, a kubelet client
+    /// certificate, every controller and the scheduler.
+    pub node: Option<String>,
+    /// Write an audit log (benchmarks count each identity's writes with it).
+    pub audit: bool,
+}
+
+/// The Service range of every control plane the harness starts (from 198.18.0.0/15, the range RFC 2544 sets
+/// aside for test networks; the first address is the `kubernetes` Service).
+pub const SERVICE_CIDR: &str = "198.19.0.0/16";
+/// The `kubernetes` Service's ClusterIP.
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// The port the API server listens on inside a cluster's node (a private network namespace, so no clash).
+pub const CLUSTER_API_PORT: u16 = 6443;
+
 /// A running control plane. Dropping it stops every process it started.
 #[derive(Debug)]
 pub struct ControlPlane {
     dir: tempfile::TempDir,
     processes: Vec<(String, Child)>,
     watchdog: Option<Child>,
+    /// Shell commands the watchdog runs after killing the processes (a cluster's teardown of what is not a
+    /// process: mounts, cgroups, the network namespace).
+    teardown: String,
+    netns: Option<PathBuf>,
     server: String,
     kubeconfig: PathBuf,
 }
@@ -110,21 +141,36 @@ impl ControlPlane {
     /// Like [`ControlPlane::start`]; with `audit`, the API server writes one JSON line per request to
     /// [`ControlPlane::audit_log`] (used by benchmarks to count each identity's writes).
     pub async fn start_with(audit: bool) -> Result<Self, HarnessError> {
-        let assets = tokio::task::spawn_blocking(assets_dir)
-            .await
-            .map_err(|e| HarnessError::Assets(e.to_string()))??;
+        let layout = Layout {
+            address: Ipv4Addr::LOCALHOST,
+            netns: None,
+            node: None,
+            audit,
+        };
+        let assets = assets().await?;
         let dir = tempfile::Builder::new()
             .prefix("bulkhead-cp-")
             .tempdir()
             .map_err(io("temp dir"))?;
+        Self::boot_in(dir, &assets, &layout).await
+    }
+
+    /// Boots a control plane in `dir` as `layout` says.
+    pub(crate) async fn boot_in(
+        dir: tempfile::TempDir,
+        assets: &Path,
+        layout: &Layout,
+    ) -> Result<Self, HarnessError> {
         let mut plane = ControlPlane {
             server: String::new(),
             kubeconfig: dir.path().join("kubeconfig"),
             dir,
             processes: Vec::new(),
             watchdog: None,
+            teardown: String::new(),
+            netns: layout.netns.clone(),
         };
-        plane.boot(&assets, audit).await?;
+        plane.boot(assets, layout).await?;
         Ok(plane)
     }
 
@@ -140,11 +186,17 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    async fn boot(&mut self, assets: &Path, audit: bool) -> Result<(), HarnessError> {
+    async fn boot(&mut self, assets: &Path, layout: &Layout) -> Result<(), HarnessError> {
         let d = self.dir.path().to_path_buf();
-        let [etcd_port, etcd_peer_port, api_port] = free_ports()?;
+        let [etcd_port, etcd_peer_port, loopback_api_port] = free_ports()?;
+        let api_port = if layout.node.is_some() {
+            CLUSTER_API_PORT
+        } else {
+            loopback_api_port
+        };
+        let address = layout.address.to_string();
 
-        // Serving certificate for the API server, signed by a throwaway CA.
+        // Serving certificate for the API server, signed by a throwaway CA that also signs client certificates.
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -152,8 +204,17 @@ impl ControlPlane {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "bulkhead-e2e-ca");
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
+        let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into(), address.clone()];
+        if layout.node.is_some() {
+            names.push(KUBERNETES_SERVICE_IP.to_string());
+            for name in ["kubernetes", "kubernetes.default", "kubernetes.default.svc"] {
+                names.push(name.into());
+            }
+            names.push("kubernetes.default.svc.cluster.local".into());
+        }
+        names.dedup();
         let serving_key = rcgen::KeyPair::generate()?;
-        let mut serving_params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])?;
+        let mut serving_params = rcgen::CertificateParams::new(names)?;
         serving_params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "kube-apiserver");
@@ -161,32 +222,53 @@ impl ControlPlane {
         write(&d.join("ca.crt"), &ca.pem())?;
         write(&d.join("apiserver.crt"), &serving.pem())?;
         write(&d.join("apiserver.key"), &serving_key.serialize_pem())?;
+        // The API server's client certificate towards kubelets (exec, logs, port-forward).
+        let kubelet_client_key = rcgen::KeyPair::generate()?;
+        let mut kubelet_client = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        kubelet_client
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver-kubelet-client");
+        kubelet_client
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:masters");
+        kubelet_client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let kubelet_client = kubelet_client.signed_by(&kubelet_client_key, &ca)?;
+        write(&d.join("kubelet-client.crt"), &kubelet_client.pem())?;
+        write(&d.join("kubelet-client.key"), &kubelet_client_key.serialize_pem())?;
         // Service-account signing key (ECDSA P-256; kube-apiserver accepts it).
         let sa_key = rcgen::KeyPair::generate()?;
         write(&d.join("sa.key"), &sa_key.serialize_pem())?;
         write(&d.join("sa.pub"), &sa_key.public_key_pem())?;
 
-        let admin_token = random_token();
-        let restricted_token = random_token();
-        let operator_token = random_token();
-        write(
-            &d.join("tokens.csv"),
-            &format!(
-                "{admin_token},{ADMIN_USER},uid-admin,\"system:masters\"\n{restricted_token},{RESTRICTED_USER},uid-restricted\n{operator_token},{OPERATOR_USER},uid-operator\n"
-            ),
-        )?;
-        self.server = format!("https://127.0.0.1:{api_port}");
+        // Identities: (kubeconfig context, user, groups). The node's components get their own.
+        let mut identities: Vec<(&str, String, &str)> = vec![
+            ("admin", ADMIN_USER.into(), "system:masters"),
+            ("restricted", RESTRICTED_USER.into(), ""),
+            ("operator", OPERATOR_USER.into(), ""),
+        ];
+        if let Some(node) = &layout.node {
+            identities.push(("node", format!("system:node:{node}"), "system:nodes"));
+            identities.push(("kube-proxy", "system:kube-proxy".into(), ""));
+            identities.push(("kube-scheduler", "system:kube-scheduler".into(), ""));
+        }
+        let tokens: Vec<(&str, String)> = identities
+            .iter()
+            .map(|(ctx, _, _)| (*ctx, random_token()))
+            .collect();
+        let mut csv = String::new();
+        for ((_, user, groups), (_, token)) in identities.iter().zip(&tokens) {
+            csv.push_str(&format!("{token},{user},uid-{user}"));
+            if !groups.is_empty() {
+                csv.push_str(&format!(",\"{groups}\""));
+            }
+            csv.push('\n');
+        }
+        write(&d.join("tokens.csv"), &csv)?;
+        self.server = format!("https://{address}:{api_port}");
+        let contexts: Vec<(&str, &str)> = tokens.iter().map(|(ctx, t)| (*ctx, t.as_str())).collect();
         write(
             &self.kubeconfig,
-            &kubeconfig_yaml(
-                &self.server,
-                &d.join("ca.crt"),
-                &[
-                    ("admin", &admin_token),
-                    ("restricted", &restricted_token),
-                    ("operator", &operator_token),
-                ],
-            ),
+            &kubeconfig_yaml(&self.server, &d.join("ca.crt"), &contexts),
         )?;
 
         let p = |name: &str| d.join(name).display().to_string();
@@ -204,38 +286,50 @@ impl ControlPlane {
                 "--log-level=warn".into(),
             ],
         )?;
-        let mut audit_args = Vec::new();
-        if audit {
+        let mut extra = Vec::new();
+        if layout.audit {
             write(
                 &d.join("audit-policy.yaml"),
                 "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
             )?;
-            audit_args.push(format!("--audit-policy-file={}", p("audit-policy.yaml")));
-            audit_args.push(format!("--audit-log-path={}", p("audit.log")));
-            audit_args.push("--audit-log-format=json".into());
-            audit_args.push("--audit-log-mode=blocking".into());
+            extra.push(format!("--audit-policy-file={}", p("audit-policy.yaml")));
+            extra.push(format!("--audit-log-path={}", p("audit.log")));
+            extra.push("--audit-log-format=json".into());
+            extra.push("--audit-log-mode=blocking".into());
+        }
+        if layout.node.is_some() {
+            extra.push("--authorization-mode=Node,RBAC".into());
+            extra.push("--enable-admission-plugins=NodeRestriction".into());
+            extra.push(format!(
+                "--kubelet-client-certificate={}",
+                p("kubelet-client.crt")
+            ));
+            extra.push(format!("--kubelet-client-key={}", p("kubelet-client.key")));
+            extra.push("--kubelet-preferred-address-types=InternalIP".into());
+        } else {
+            extra.push("--authorization-mode=RBAC".into());
+            // No node, so nothing would ever mount a token: skip waiting for ServiceAccounts.
+            extra.push("--disable-admission-plugins=ServiceAccount".into());
         }
         self.spawn(
             assets,
             "kube-apiserver",
             &[
-                &audit_args[..],
+                &extra[..],
                 &[
                     format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
                     format!("--secure-port={api_port}"),
-                    "--bind-address=127.0.0.1".into(),
-                    "--advertise-address=127.0.0.1".into(),
-                    "--insecure-port=0".into(),
+                    format!("--bind-address={address}"),
+                    format!("--advertise-address={address}"),
                     format!("--cert-dir={}", p("certs")),
                     format!("--tls-cert-file={}", p("apiserver.crt")),
                     format!("--tls-private-key-file={}", p("apiserver.key")),
+                    format!("--client-ca-file={}", p("ca.crt")),
                     format!("--token-auth-file={}", p("tokens.csv")),
                     "--service-account-issuer=https://kubernetes.default.svc".into(),
                     format!("--service-account-key-file={}", p("sa.pub")),
                     format!("--service-account-signing-key-file={}", p("sa.key")),
-                    "--service-cluster-ip-range=10.96.0.0/16".into(),
-                    "--authorization-mode=RBAC".into(),
-                    "--disable-admission-plugins=ServiceAccount".into(),
+                    format!("--service-cluster-ip-range={SERVICE_CIDR}"),
                     "--enable-priority-and-fairness=false".into(),
                     "--profiling=false".into(),
                     "--v=0".into(),
@@ -245,31 +339,86 @@ impl ControlPlane {
         )?;
         self.start_watchdog()?;
         self.wait_ready("kube-apiserver", Duration::from_secs(60)).await?;
+        let controllers = if layout.node.is_some() {
+            "*,-nodeipam,-csrsigning,-bootstrapsigner,-tokencleaner"
+        } else {
+            "*,-nodeipam,-nodelifecycle,-csrsigning,-bootstrapsigner,-tokencleaner"
+        };
         self.spawn(
             assets,
             "kube-controller-manager",
             &[
                 format!("--kubeconfig={}", self.kubeconfig.display()),
                 "--leader-elect=false".into(),
-                "--controllers=*,-nodeipam,-nodelifecycle,-csrsigning,-bootstrapsigner,-tokencleaner".into(),
+                format!("--controllers={controllers}"),
                 format!("--service-account-private-key-file={}", p("sa.key")),
+                format!("--root-ca-file={}", p("ca.crt")),
+                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
                 "--use-service-account-credentials=false".into(),
                 "--bind-address=127.0.0.1".into(),
                 "--secure-port=0".into(),
-                "--port=0".into(),
                 "--v=0".into(),
             ],
         )?;
+        if layout.node.is_some() {
+            let kubeconfig = self.context_kubeconfig("kube-scheduler")?;
+            self.spawn(
+                assets,
+                "kube-scheduler",
+                &[
+                    format!("--kubeconfig={}", kubeconfig.display()),
+                    "--leader-elect=false".into(),
+                    "--bind-address=127.0.0.1".into(),
+                    "--secure-port=0".into(),
+                    "--v=0".into(),
+                ],
+            )?;
+        }
         // The watchdog must know every pid; restart it with the full list.
         self.start_watchdog()?;
         Ok(())
     }
 
-    fn spawn(&mut self, assets: &Path, name: &str, args: &[String]) -> Result<(), HarnessError> {
+    /// Writes a kubeconfig whose current context is `context` and returns its path (for a component that
+    /// takes no `--context`).
+    pub(crate) fn context_kubeconfig(&self, context: &str) -> Result<PathBuf, HarnessError> {
+        let text = std::fs::read_to_string(&self.kubeconfig).map_err(io("reading the kubeconfig"))?;
+        let path = self.dir.path().join(format!("{context}.kubeconfig"));
+        let text = text.replace(
+            "current-context: admin\n",
+            &format!("current-context: {context}\n"),
+        );
+        write(&path, &text)?;
+        Ok(path)
+    }
+
+    /// Starts `assets/name` with `args` in its own process group, inside the layout's network namespace, its
+    /// output in `name.log`; it is stopped (in reverse start order) with the control plane.
+    pub(crate) fn spawn(&mut self, assets: &Path, name: &str, args: &[String]) -> Result<(), HarnessError> {
+        let program = assets.join(name);
+        self.spawn_command(name, &program, args)
+    }
+
+    /// Like [`ControlPlane::spawn`] for any program.
+    pub(crate) fn spawn_command(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+    ) -> Result<(), HarnessError> {
         let log_path = self.log_path(name);
         let log = File::create(&log_path).map_err(io(format!("log file for {name}")))?;
         let log_err = log.try_clone().map_err(io(format!("log file for {name}")))?;
-        let child = Command::new(assets.join(name))
+        let mut command = match &self.netns {
+            // nsenter execs the program: the pid we keep is the program's own.
+            Some(netns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", netns.display())).arg("--").arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -286,20 +435,39 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The first process that has exited, with its status.
+    pub(crate) fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
+        self.processes.iter_mut().find_map(|(name, child)| {
+            child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|status| (name.clone(), status))
+        })
+    }
+
+    /// Sets the shell commands run after every process is killed, on drop and by the watchdog.
+    pub(crate) fn set_teardown(&mut self, script: String) -> Result<(), HarnessError> {
+        self.teardown = script;
+        self.start_watchdog()
+    }
+
     /// Starts (or restarts) a watchdog that kills the control plane if this process dies without dropping it.
-    fn start_watchdog(&mut self) -> Result<(), HarnessError> {
+    pub(crate) fn start_watchdog(&mut self) -> Result<(), HarnessError> {
         if let Some(mut old) = self.watchdog.take() {
             let _ = old.kill();
             let _ = old.wait();
         }
         let pids: Vec<String> = self.processes.iter().map(|(_, c)| c.id().to_string()).collect();
-        let child =
-            crate::watchdog::spawn(&format!("kill -9 {} 2>/dev/null", pids.join(" "))).map_err(|source| {
-                HarnessError::Spawn {
-                    name: "watchdog".into(),
-                    source,
-                }
-            })?;
+        let mut stop = format!("kill -9 {} 2>/dev/null", pids.join(" "));
+        if !self.teardown.is_empty() {
+            stop.push_str("; ");
+            stop.push_str(&self.teardown);
+        }
+        let child = crate::watchdog::spawn(&stop).map_err(|source| HarnessError::Spawn {
+            name: "watchdog".into(),
+            source,
+        })?;
         self.watchdog = Some(child);
         Ok(())
     }
@@ -435,12 +603,18 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Stops every process now (also done on drop).
+    /// Stops every process now, newest first, then runs the teardown (also done on drop).
     pub fn stop(&mut self) {
-        // Reverse order: controller-manager, API server, then etcd.
         while let Some((_, mut child)) = self.processes.pop() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !self.teardown.is_empty() {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(std::mem::take(&mut self.teardown))
+                .stdin(Stdio::null())
+                .status();
         }
         if let Some(mut watchdog) = self.watchdog.take() {
             let _ = watchdog.kill();
@@ -455,11 +629,20 @@ impl Drop for ControlPlane {
     }
 }
 
-/// Runs the asset script and returns the directory holding etcd, kube-apiserver and kube-controller-manager.
-pub fn assets_dir() -> Result<PathBuf, HarnessError> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/control-plane-assets.sh");
+/// Runs `e2e/scripts/cluster-assets.sh` (off the async runtime) and returns the directory holding the cluster's
+/// binaries.
+pub(crate) async fn assets() -> Result<PathBuf, HarnessError> {
+    tokio::task::spawn_blocking(|| assets_dir(&[]))
+        .await
+        .map_err(|e| HarnessError::Assets(e.to_string()))?
+}
+
+/// Runs the asset script with `args` and returns the directory holding the binaries (its last line).
+pub fn assets_dir(args: &[&str]) -> Result<PathBuf, HarnessError> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster-assets.sh");
     let output = Command::new("bash")
         .arg(&script)
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

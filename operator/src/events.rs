@@ -1,14 +1,10 @@
 //! Kubernetes Events for every isolation-relevant action, attached to the Tenant or Customer.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
-
-/// Set once the API server has refused an event whose regarded cluster-scoped object has no namespace.
-static REGARDED_IN_DEFAULT: AtomicBool = AtomicBool::new(false);
 
 /// Publishes an event about `object`. A failure to publish is logged, never fatal.
 pub async fn publish<K: Resource<DynamicType = ()>>(
@@ -61,23 +57,10 @@ async fn send<K: Resource<DynamicType = ()>>(
         action: action.to_owned(),
         secondary: related,
     };
-    let mut reference = object.object_ref(&());
-    // Events about cluster-scoped objects live in `default`. API servers before 1.22 insist that the regarded
-    // object's namespace match the event's: after the first refusal, name `default` for every such event.
-    let cluster_scoped = reference.namespace.is_none();
-    if cluster_scoped && REGARDED_IN_DEFAULT.load(Ordering::Relaxed) {
-        reference.namespace = Some("default".to_owned());
-    }
-    let mut result = recorder.publish(&event, &reference).await;
-    if let Err(kube::Error::Api(status)) = &result
-        && status.code == 422
-        && cluster_scoped
-        && reference.namespace.is_none()
-    {
-        REGARDED_IN_DEFAULT.store(true, Ordering::Relaxed);
-        reference.namespace = Some("default".to_owned());
-        result = recorder.publish(&event, &reference).await;
-    }
+    // Events about cluster-scoped objects are stored in `default`; their regarded object keeps no namespace,
+    // so `kubectl describe tenant` lists them.
+    let reference = object.object_ref(&());
+    let result = recorder.publish(&event, &reference).await;
     if let Err(err) = result {
         warn!(reason, error = %err, "could not publish event");
     }

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Provides every component of the local Kubernetes cluster and prints the directory that holds the binaries
+# (the last line of stdout; everything else goes to stderr).
+#
+#   cluster-assets.sh            the cluster: Debian packages, then kube-apiserver, kube-controller-manager,
+#                                kube-scheduler, kubelet, kube-proxy, kubectl, etcd, coredns, kube-router, agnhost
+#                                and pause, built once and cached
+#   cluster-assets.sh netpol     the above plus `netpol.test`, the upstream "[sig-network] Netpol" e2e tests
+#
+# Versions come from e2e/cluster/versions.env, the only place they are written. Go components are built from the
+# Go module proxy through throwaway wrapper modules: Kubernetes' own go.mod maps its staging modules (k8s.io/api,
+# k8s.io/client-go, ...) to ./staging with `replace` and requires them at v0.0.0, so the wrapper routes each one to
+# its published v0.X.Y. The cache lives in $BULKHEAD_CACHE_DIR (default ~/.cache/bulkhead)/cluster/<versions>,
+# filled atomically, so an interrupted build is simply redone.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+versions_file="$here/../cluster/versions.env"
+# shellcheck source=../cluster/versions.env
+. "$versions_file"
+
+want_netpol=0
+case "${1:-}" in
+  "") ;;
+  netpol) want_netpol=1 ;;
+  *) echo "usage: $0 [netpol]" >&2; exit 2 ;;
+esac
+
+log() { echo "cluster-assets: $*" >&2; }
+
+CACHE_ROOT="${BULKHEAD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bulkhead}"
+# Bump when the way the components are built changes, so caches of the old recipe are rebuilt.
+RECIPE=1
+key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-coredns-$COREDNS_VERSION-kube-router-$KUBE_ROUTER_VERSION-agnhost-$AGNHOST_VERSION"
+key="$key-r$RECIPE-$(sha256sum <"$versions_file" | cut -c1-8)"
+CACHE_DIR="$CACHE_ROOT/cluster/$key"
+BIN="$CACHE_DIR/bin"
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns kube-router agnhost pause)
+
+has_all() {
+  local b
+  for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done
+  [ "$want_netpol" = 0 ] || [ -x "$BIN/netpol.test" ]
+}
+
+# --- Debian packages -------------------------------------------------------------------------------------------
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+missing=()
+for p in $DEBIAN_PACKAGES; do installed "$p" || missing+=("$p"); done
+go_missing=0
+command -v go >/dev/null 2>&1 || go_missing=1
+cc_missing=0
+command -v gcc >/dev/null 2>&1 || cc_missing=1
+if [ "${#missing[@]}" -gt 0 ] || { ! has_all && { [ "$go_missing" = 1 ] || [ "$cc_missing" = 1 ]; }; }; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "missing: ${missing[*]:-} (and a Go toolchain or gcc to build the components)."
+    log "Run this script once as root on Debian bookworm, or install them yourself."
+    exit 1
+  fi
+  [ "$go_missing" = 1 ] && missing+=(golang-go)
+  [ "$cc_missing" = 1 ] && missing+=(gcc libc6-dev)
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  # containerd's maintainer scripts would start the packaged service; policy-rc.d keeps them from it.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1; fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  [ "$created_policy" = 1 ] && rm -f "$policy"
+fi
+
+if has_all; then
+  echo "$BIN"
+  exit 0
+fi
+
+# --- Go components ---------------------------------------------------------------------------------------------
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+if [ "${go_minor:-0}" -lt 24 ]; then
+  log "Go $(go env GOVERSION) is too old: Kubernetes $KUBERNETES_VERSION needs Go 1.24 or newer."
+  exit 1
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/bulkhead-cluster-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+# Binaries an interrupted build of this key finished are kept (each is written under a temporary name first).
+out="$CACHE_DIR.tmp"
+mkdir -p "$out/bin"
+rm -f "$out"/bin/*.partial
+done_already() { [ -x "$out/bin/$1" ]; }
+
+k8s_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+staging_version="0.$k8s_minor.$(echo "$KUBERNETES_VERSION" | cut -d. -f3)"
+version_flags="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBERNETES_VERSION"
+version_flags="$version_flags -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor"
+version_flags="$version_flags -X k8s.io/component-base/version.gitTreeState=clean"
+version_flags="$version_flags -X k8s.io/client-go/pkg/version.gitVersion=v$KUBERNETES_VERSION"
+version_flags="$version_flags -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$k8s_minor"
+
+k8s_module() {
+  local dir="$work/kubernetes"
+  [ -f "$dir/go.mod" ] && return 0
+  mkdir -p "$dir"
+  log "preparing the Kubernetes v$KUBERNETES_VERSION wrapper module"
+  local upstream_mod
+  upstream_mod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module local/bulkhead-k8s-build"
+    echo "go 1.24"
+    echo "require k8s.io/kubernetes v$KUBERNETES_VERSION"
+    echo "replace ("
+    grep -E '^[[:space:]]+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$upstream_mod" | awk -v v="v$staging_version" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } >"$dir/go.mod"
+}
+
+build_k8s() {
+  local pkgs=() name
+  for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+    done_already "$name" || pkgs+=("k8s.io/kubernetes/cmd/$name")
+  done
+  done_already agnhost || pkgs+=(k8s.io/kubernetes/test/images/agnhost)
+  [ "${#pkgs[@]}" -gt 0 ] || return 0
+  k8s_module
+  log "building ${pkgs[*]##*/} (the first build takes a while on 2 cores)"
+  mkdir -p "$work/out"
+  (cd "$work/kubernetes" && go build -trimpath -ldflags "$version_flags" -o "$work/out/" "${pkgs[@]}" >&2)
+  for name in "$work"/out/*; do mv "$name" "$out/bin/"; done
+}
+
+build_netpol_test() {
+  [ "$want_netpol" = 1 ] && ! done_already netpol.test || return 0
+  k8s_module
+  log "building netpol.test (the upstream [sig-network] Netpol e2e tests)"
+  local dir="$work/kubernetes/netpol"
+  mkdir -p "$dir"
+  cp "$here/../cluster/netpol_test.go" "$dir/netpol_test.go"
+  (cd "$work/kubernetes" && go test -c -trimpath -ldflags "$version_flags" -o "$out/bin/netpol.test" ./netpol >&2)
+}
+
+# A module with no replace directives of its own (or whose replaces only matter inside its repository):
+# a wrapper requiring it is enough. Extra `module=version` pairs become replace directives, for a dependency
+# version the Go module proxy does not serve.
+build_plain() {
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 replaces=${6:-}
+  done_already "$name" && return 0
+  local dir="$work/$name" pair
+  mkdir -p "$dir"
+  printf 'module local/bulkhead-%s-build\ngo 1.24\n' "$name" >"$dir/go.mod"
+  for pair in $replaces; do
+    printf 'replace %s => %s %s\n' "${pair%%=*}" "${pair%%=*}" "${pair#*=}" >>"$dir/go.mod"
+  done
+  log "building $name v$version"
+  (cd "$dir" && go get "$module@v$version" >&2 &&
+    go build -trimpath -ldflags "$ldflags" -o "$out/bin/$name.partial" "$pkg" >&2)
+  mv "$out/bin/$name.partial" "$out/bin/$name"
+}
+
+build_pause() {
+  done_already pause && return 0
+  k8s_module
+  local src
+  src=$(cd "$work/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes 2>/dev/null || true)
+  if [ -z "$src" ] || [ ! -f "$src/build/pause/linux/pause.c" ]; then
+    (cd "$work/kubernetes" && go mod download "k8s.io/kubernetes@v$KUBERNETES_VERSION" >&2)
+    src=$(cd "$work/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+  fi
+  log "building pause from Kubernetes' build/pause/linux/pause.c"
+  gcc -Os -Wall -Werror -static -DVERSION="v$KUBERNETES_VERSION-bulkhead" -o "$out/bin/pause.partial" \
+    "$src/build/pause/linux/pause.c"
+  strip "$out/bin/pause.partial" 2>/dev/null || true
+  mv "$out/bin/pause.partial" "$out/bin/pause"
+}
+
+build_k8s
+build_pause
+build_plain etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "-s -w"
+build_plain coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns "-s -w"
+build_plain kube-router github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION" \
+  github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+  "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$KUBE_ROUTER_VERSION" \
+  "${KUBE_ROUTER_GO_REPLACE:-}"
+build_netpol_test
+
+rm -rf "$CACHE_DIR"
+mv "$out" "$CACHE_DIR"
+# Older keys are other versions (or an older script): drop them, they are rebuilt from scratch if ever needed.
+for old in "$CACHE_ROOT"/cluster/*; do
+  [ "$old" = "$CACHE_DIR" ] || rm -rf "$old"
+done
+log "cached in $CACHE_DIR"
+echo "$BIN"
