@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds control-plane postgres sandbox bench bench-postgres bench-gateway
+.PHONY: help test lint unit generate crds assets postgres sandbox bench bench-postgres bench-gateway images
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
@@ -10,11 +10,13 @@ help:
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
 	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
 	@echo "make bench-gateway  gateway vs HAProxy 2.6 and plain nginx, hot and distinct tokens (wrk, pinned CPUs)"
-	@echo "make control-plane  provide etcd, kube-apiserver, kube-controller-manager (cached after the first build)"
+	@echo "make images         OCI image archives of the operator, gateway and test stack in target/images (no Docker)"
+	@echo "make assets         provide the local cluster's components (versions in e2e/cluster/versions.env; cached)"
 
-# Provides the control-plane binaries up front, so a cold build (several minutes) is not charged to a test.
-control-plane:
-	@bash e2e/scripts/control-plane-assets.sh >/dev/null
+# Provides the local cluster's components up front (Debian packages, and the Go components built once from the
+# Go module proxy and cached by version), so a cold build is not charged to a test.
+assets:
+	@bash e2e/scripts/cluster-assets.sh >/dev/null
 
 # PostgreSQL 15 for the Postgres isolation tests (Debian's package; preinstalled on the project's machines).
 postgres:
@@ -33,7 +35,7 @@ lint:
 unit:
 	$(CARGO) test --workspace --locked --lib --bins
 
-test: control-plane postgres lint
+test: assets postgres lint
 	$(CARGO) test --workspace --locked --all-targets
 
 # Regenerates every checked-in generated file: the CRDs and the operator's RBAC in the chart.
@@ -44,7 +46,7 @@ generate:
 crds: generate
 
 N ?= 200
-bench: control-plane
+bench: assets
 	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
 	./target/release/bench-operator --tenants $(N) --write BENCHMARKS.md
 
@@ -57,6 +59,19 @@ bench-gateway:
 	$(CARGO) build -q --release -p bulkhead-gateway --bin bulkhead-gateway --example plain_proxy
 	gateway/bench/bench.sh --write BENCHMARKS.md
 
-sandbox: control-plane
+sandbox: assets
 	$(CARGO) build -q -p bulkhead-operator -p bulkhead-gateway -p bulkhead-e2e --bins
 	./target/debug/sandbox
+
+# The operator, gateway and test stack as OCI image archives in target/images (for `ctr images import`,
+# `kind load image-archive` or `docker load`), without Docker or a registry: static binaries (glibc with
+# crt-static; no musl toolchain needed) on an empty base, non-root. Paths are remapped so the binaries, and so the
+# image digests, do not depend on where the checkout or the Cargo home is.
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC_RUSTFLAGS := -C target-feature=+crt-static --remap-path-prefix=$(CURDIR)=/bulkhead \
+	--remap-path-prefix=$(or $(CARGO_HOME),$(HOME)/.cargo)=/cargo
+images:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build -q --release --locked --target $(STATIC_TARGET) \
+	  -p bulkhead-operator -p bulkhead-gateway -p bulkhead-stack --bins
+	$(CARGO) run -q --locked -p bulkhead-e2e --bin images -- --out target/images \
+	  --binaries target/$(STATIC_TARGET)/release

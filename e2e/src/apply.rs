@@ -46,6 +46,20 @@ pub fn parse_manifests(text: &str, origin: &str) -> Result<Vec<DynamicObject>, H
 
 /// Applies every object in the files with server-side apply, resolving kinds through API discovery.
 pub async fn apply_files(client: &Client, files: &[PathBuf]) -> Result<Vec<Applied>, HarnessError> {
+    let mut texts = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|source| HarnessError::Io {
+            what: format!("reading {}", file.display()),
+            source,
+        })?;
+        texts.push((file.display().to_string(), text));
+    }
+    apply_texts(client, &texts).await
+}
+
+/// Applies every object of each `(origin, YAML text)` with server-side apply, resolving kinds through API
+/// discovery; errors name the origin.
+pub async fn apply_texts(client: &Client, texts: &[(String, String)]) -> Result<Vec<Applied>, HarnessError> {
     let discovery = Discovery::new(client.clone())
         .run()
         .await
@@ -55,23 +69,15 @@ pub async fn apply_files(client: &Client, files: &[PathBuf]) -> Result<Vec<Appli
         })?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut applied = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(file).map_err(|source| HarnessError::Io {
-            what: format!("reading {}", file.display()),
-            source,
-        })?;
-        for object in parse_manifests(&text, &file.display().to_string())? {
+    for (origin, text) in texts {
+        for object in parse_manifests(text, origin)? {
             let types = object.types.clone().ok_or_else(|| {
-                HarnessError::Manifest(format!("{}: an object has no apiVersion/kind", file.display()))
+                HarnessError::Manifest(format!("{origin}: an object has no apiVersion/kind"))
             })?;
             let gvk = kube::api::GroupVersionKind::try_from(&types)
-                .map_err(|e| HarnessError::Manifest(format!("{}: {e}", file.display())))?;
+                .map_err(|e| HarnessError::Manifest(format!("{origin}: {e}")))?;
             let (resource, capabilities) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
-                HarnessError::Manifest(format!(
-                    "{}: the server does not know {}",
-                    file.display(),
-                    types.kind
-                ))
+                HarnessError::Manifest(format!("{origin}: the server does not know {}", types.kind))
             })?;
             let name = object.name_any();
             let api: Api<DynamicObject> = match capabilities.scope {

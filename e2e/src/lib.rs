@@ -1,18 +1,26 @@
 //! Test support for Bulkhead: a real local Kubernetes control plane (etcd + kube-apiserver +
-//! kube-controller-manager) started per test binary, and helpers shared by the integration suites and the
+//! kube-controller-manager) started per test binary, a real one-node cluster (the control plane plus kubelet,
+//! containerd, kube-proxy, kube-router and CoreDNS), and helpers shared by the integration suites and the
 //! sandbox.
 
 pub mod apply;
+pub mod cluster;
+mod cluster_dns;
 pub mod control_plane;
 pub mod events;
+pub mod exec;
 pub mod gateway;
 pub mod http;
+pub mod oci;
 pub mod operator;
 pub mod postgres;
+pub mod signals;
 pub mod table;
+pub mod versions;
 pub mod wait;
 mod watchdog;
 
+pub use cluster::Cluster;
 pub use control_plane::{ControlPlane, HarnessError};
 
 /// Sends `tracing` output to the test's captured output (shown on failure). Filter with `RUST_LOG`
