@@ -148,11 +148,23 @@ impl ControlPlane {
             audit,
         };
         let assets = assets().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("bulkhead-cp-")
-            .tempdir()
-            .map_err(io("temp dir"))?;
-        Self::boot_in(dir, &assets, &layout).await
+        // Free ports are chosen before the processes bind them, so a test running beside this one may take one
+        // in between: try again with new ports.
+        let mut attempt = 0;
+        loop {
+            let dir = tempfile::Builder::new()
+                .prefix("bulkhead-cp-")
+                .tempdir()
+                .map_err(io("temp dir"))?;
+            match Self::boot_in(dir, &assets, &layout).await {
+                Err(HarnessError::NotReady { tail, .. })
+                    if tail.contains("address already in use") && attempt < 3 =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Boots a control plane in `dir` as `layout` says.
