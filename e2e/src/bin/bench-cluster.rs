@@ -22,7 +22,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, PostParams};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench-cluster", about = "Local cluster start-up, pod start and NetworkPolicy latency")]
+#[command(
+    name = "bench-cluster",
+    about = "Local cluster start-up, pod start and NetworkPolicy latency"
+)]
 struct Args {
     /// Pods started one after another for the pod start figures.
     #[arg(long, default_value = "5")]
@@ -55,8 +58,8 @@ async fn run(args: Args) -> Result<(), String> {
     let cluster = Cluster::start().await.map_err(|e| e.to_string())?;
     let startup: Vec<(String, Duration)> = cluster.timings().to_vec();
     let client = cluster.admin().await.map_err(|e| e.to_string())?;
-    let namespace: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}})).map_err(|e| e.to_string())?;
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))
+        .map_err(|e| e.to_string())?;
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &namespace)
         .await
@@ -74,7 +77,9 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let ip = wait_ready(&pods, &name).await?;
         ready.push(started.elapsed());
-        let addr: SocketAddr = format!("{ip}:8080").parse().map_err(|e| format!("pod address {ip}: {e}"))?;
+        let addr: SocketAddr = format!("{ip}:8080")
+            .parse()
+            .map_err(|e| format!("pod address {ip}: {e}"))?;
         while !connects(addr).await {
             if started.elapsed() > Duration::from_secs(60) {
                 return Err(format!("{name} never answered on {addr}"));
@@ -126,8 +131,14 @@ async fn run(args: Args) -> Result<(), String> {
     }
     table.push_str(&row("pod start: created to Ready", &ready));
     table.push_str(&row("pod start: created to answering TCP", &answering));
-    table.push_str(&row("deny policy accepted to first refused connection", &to_refused));
-    table.push_str(&row("deny policy deleted to first accepted connection", &to_accepted));
+    table.push_str(&row(
+        "deny policy accepted to first refused connection",
+        &to_refused,
+    ));
+    table.push_str(&row(
+        "deny policy deleted to first accepted connection",
+        &to_accepted,
+    ));
     table.push_str("\nStart-up steps (cumulative): ");
     table.push_str(
         &startup
@@ -162,14 +173,18 @@ fn server_pod(name: &str) -> Result<Pod, String> {
 }
 
 async fn wait_ready(pods: &Api<Pod>, name: &str) -> Result<String, String> {
-    bulkhead_e2e::wait::until(Duration::from_secs(120), &format!("pod {name} to be ready"), || async {
-        let status = pods.get_opt(name).await.ok().flatten()?.status?;
-        let ready = status
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        if ready { status.pod_ip } else { None }
-    })
+    bulkhead_e2e::wait::until(
+        Duration::from_secs(120),
+        &format!("pod {name} to be ready"),
+        || async {
+            let status = pods.get_opt(name).await.ok().flatten()?.status?;
+            let ready = status
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready { status.pod_ip } else { None }
+        },
+    )
     .await
     .map_err(|e| e.to_string())
 }
@@ -202,7 +217,13 @@ fn row(what: &str, samples: &[Duration]) -> String {
         return String::new();
     };
     let median = sorted[sorted.len() / 2];
-    format!("| {what} | {} | {} | {} | {} |\n", ms(median), ms(*min), ms(*max), sorted.len())
+    format!(
+        "| {what} | {} | {} | {} | {} |\n",
+        ms(median),
+        ms(*min),
+        ms(*max),
+        sorted.len()
+    )
 }
 
 fn ms(d: Duration) -> String {

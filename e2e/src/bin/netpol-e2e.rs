@@ -20,7 +20,10 @@ const DEFAULT_FOCUS: &str = r"\[sig-network\] Netpol";
 const DEFAULT_SKIP: &str = r"\[Feature:SCTPConnectivity\]";
 
 #[derive(Debug, Parser)]
-#[command(name = "netpol-e2e", about = "Run the upstream [sig-network] Netpol e2e tests on the local cluster")]
+#[command(
+    name = "netpol-e2e",
+    about = "Run the upstream [sig-network] Netpol e2e tests on the local cluster"
+)]
 struct Args {
     /// Ginkgo focus (a regular expression over spec names).
     #[arg(long, default_value = DEFAULT_FOCUS)]
@@ -101,7 +104,10 @@ async fn run(args: Args) -> Result<bool, String> {
     );
     let started = Instant::now();
     let status = tokio::process::Command::new(&binary)
-        .arg(format!("--kubeconfig={}", cluster.plane().kubeconfig_path().display()))
+        .arg(format!(
+            "--kubeconfig={}",
+            cluster.plane().kubeconfig_path().display()
+        ))
         .arg("--provider=local")
         .arg(format!("--ginkgo.focus={}", args.focus))
         .arg(format!("--ginkgo.skip={}", args.skip))
@@ -125,7 +131,8 @@ async fn run(args: Args) -> Result<bool, String> {
         let _ = std::fs::copy(&log, kept.join("netpol-e2e.log"));
         println!("Full report and log: {}", kept.display());
     }
-    let suites: Vec<SuiteReport> = serde_json::from_str(&text).map_err(|e| format!("parsing the report: {e}"))?;
+    let suites: Vec<SuiteReport> =
+        serde_json::from_str(&text).map_err(|e| format!("parsing the report: {e}"))?;
     let specs: Vec<&SpecReport> = suites
         .iter()
         .flat_map(|s| s.spec_reports.iter().flatten())
@@ -178,7 +185,11 @@ fn render(specs: &[&SpecReport], elapsed: Duration, args: &Args) -> Result<Strin
         for spec in failures {
             let message = spec.failure.as_ref().map(|f| f.message.as_str()).unwrap_or("");
             let first: Vec<&str> = message.lines().take(6).collect();
-            out.push_str(&format!("- {}:\n\n  ```\n  {}\n  ```\n", name(spec), first.join("\n  ")));
+            out.push_str(&format!(
+                "- {}:\n\n  ```\n  {}\n  ```\n",
+                name(spec),
+                first.join("\n  ")
+            ));
         }
     }
     Ok(out)
