@@ -22,3 +22,20 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits until the pod is Ready and returns its address.
+pub async fn pod_ready_ip(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    timeout: Duration,
+) -> Result<String, HarnessError> {
+    until(timeout, &format!("pod {name} to be ready"), || async {
+        let status = pods.get_opt(name).await.ok().flatten()?.status?;
+        let ready = status
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready { status.pod_ip } else { None }
+    })
+    .await
+}

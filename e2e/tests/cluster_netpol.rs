@@ -46,21 +46,9 @@ fn agnhost_pod(name: &str, containers: &[&[&str]]) -> serde_json::Value {
 }
 
 async fn running_ip(pods: &Api<Pod>, name: &str) -> String {
-    wait::until(
-        Duration::from_secs(90),
-        &format!("pod {name} to be ready"),
-        || async {
-            let pod = pods.get_opt(name).await.ok().flatten()?;
-            let status = pod.status?;
-            let ready = status
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            if ready { status.pod_ip } else { None }
-        },
-    )
-    .await
-    .unwrap()
+    wait::pod_ready_ip(pods, name, Duration::from_secs(90))
+        .await
+        .unwrap()
 }
 
 /// Connects from the client pod to `target` with agnhost's probe; true when the TCP connection was made.

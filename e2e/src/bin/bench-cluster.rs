@@ -39,8 +39,6 @@ struct Args {
 }
 
 const NAMESPACE: &str = "bench";
-const START_MARK: &str = "<!-- cluster-bench:start -->";
-const END_MARK: &str = "<!-- cluster-bench:end -->";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -75,7 +73,9 @@ async fn run(args: Args) -> Result<(), String> {
         pods.create(&PostParams::default(), &server_pod(&name)?)
             .await
             .map_err(|e| e.to_string())?;
-        let ip = wait_ready(&pods, &name).await?;
+        let ip = bulkhead_e2e::wait::pod_ready_ip(&pods, &name, Duration::from_secs(120))
+            .await
+            .map_err(|e| e.to_string())?;
         ready.push(started.elapsed());
         let addr: SocketAddr = format!("{ip}:8080")
             .parse()
@@ -120,7 +120,7 @@ async fn run(args: Args) -> Result<(), String> {
         "### Local cluster: start-up, pod start and NetworkPolicy latency ({}, `make bench-cluster`)\n\n\
          Kubernetes {}, etcd {}, containerd 1.6 (Debian), kube-router {} (firewall only), CoreDNS {}; one run.\n\n\
          | measure | median | min | max | samples |\n|---|---|---|---|---|\n",
-        today(),
+        bulkhead_e2e::report::today(),
         version("KUBERNETES_VERSION"),
         version("ETCD_VERSION"),
         version("KUBE_ROUTER_VERSION"),
@@ -172,23 +172,6 @@ fn server_pod(name: &str) -> Result<Pod, String> {
     .map_err(|e| e.to_string())
 }
 
-async fn wait_ready(pods: &Api<Pod>, name: &str) -> Result<String, String> {
-    bulkhead_e2e::wait::until(
-        Duration::from_secs(120),
-        &format!("pod {name} to be ready"),
-        || async {
-            let status = pods.get_opt(name).await.ok().flatten()?.status?;
-            let ready = status
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            if ready { status.pod_ip } else { None }
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())
-}
-
 async fn connects(addr: SocketAddr) -> bool {
     matches!(
         tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await,
@@ -234,24 +217,7 @@ fn ms(d: Duration) -> String {
     }
 }
 
-fn today() -> String {
-    std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Replaces the text between the cluster-bench markers (or appends the markers and the table).
+/// Records the table between the cluster-bench markers.
 fn write_section(path: &Path, table: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{START_MARK}\n{table}{END_MARK}");
-    let out = match (text.find(START_MARK), text.find(END_MARK)) {
-        (Some(start), Some(end)) if end > start => {
-            format!("{}{block}{}", &text[..start], &text[end + END_MARK.len()..])
-        }
-        _ => format!("{}\n## Local cluster\n\n{block}\n", text.trim_end()),
-    };
-    std::fs::write(path, out)
+    bulkhead_e2e::report::replace_marked(path, "cluster-bench", "## Local cluster", table)
 }

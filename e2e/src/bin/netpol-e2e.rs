@@ -39,9 +39,6 @@ struct Args {
     write: Option<PathBuf>,
 }
 
-const START_MARK: &str = "<!-- netpol-e2e:start -->";
-const END_MARK: &str = "<!-- netpol-e2e:end -->";
-
 /// The parts of Ginkgo's JSON report this reads.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -158,7 +155,7 @@ fn render(specs: &[&SpecReport], elapsed: Duration, args: &Args) -> Result<Strin
          (Debian), one node, 2 cores. Focus `{}`, skip `{}`.\n\n\
          **{} ran in {:.1} min: {} passed, {} failed** ({} skipped by the skip pattern or as not applicable).\n\n\
          | spec | result | time |\n|---|---|---|\n",
-        today(),
+        bulkhead_e2e::report::today(),
         version("KUBERNETES_VERSION"),
         version("KUBE_ROUTER_VERSION"),
         args.focus.replace('|', "\\|"),
@@ -207,24 +204,12 @@ fn name(spec: &SpecReport) -> String {
     parts.join(" ")
 }
 
-fn today() -> String {
-    std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Replaces the text between the netpol-e2e markers, keeping everything else of the file.
+/// Records the summary between the netpol-e2e markers, keeping the rest of the file (the explanations).
 fn write_section(path: &Path, summary: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{START_MARK}\n{summary}{END_MARK}");
-    let out = match (text.find(START_MARK), text.find(END_MARK)) {
-        (Some(start), Some(end)) if end > start => {
-            format!("{}{block}{}", &text[..start], &text[end + END_MARK.len()..])
-        }
-        _ => format!("# NetworkPolicy conformance of the local cluster\n\n{block}\n"),
-    };
-    std::fs::write(path, out)
+    bulkhead_e2e::report::replace_marked(
+        path,
+        "netpol-e2e",
+        "# NetworkPolicy conformance of the local cluster",
+        summary,
+    )
 }
