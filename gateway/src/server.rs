@@ -24,7 +24,7 @@ use crate::audit::AuditSink;
 use crate::cache::TokenCache;
 use crate::config::{RouteSource, Settings};
 use crate::keys::KeyStore;
-use crate::keys::fetch::{FetchError, FetchPolicy, Fetcher};
+use crate::keys::fetch::{FetchPolicy, Fetcher};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::ratelimit::RateLimiter;
@@ -36,9 +36,6 @@ use crate::verify::Verifier;
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The JWKS client could not be built.
-    #[error("JWKS client: {0}")]
-    Fetcher(#[from] FetchError),
     /// The static routes file is unusable.
     #[error("routes: {0}")]
     Routes(#[from] RoutesFileError),
@@ -113,7 +110,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
     let fetcher = Fetcher::new(FetchPolicy {
         timeout: Duration::from_millis(file.keys.fetch_timeout_ms),
         max_bytes: file.keys.max_jwks_bytes,
-    })?;
+    });
     let keys = Arc::new(KeyStore::new(
         settings.issuer_keys.clone(),
         fetcher,

@@ -45,8 +45,7 @@ fn verifier(runtime: &tokio::runtime::Runtime) -> Verifier {
         Fetcher::new(FetchPolicy {
             timeout: std::time::Duration::from_secs(1),
             max_bytes: 1024,
-        })
-        .unwrap(),
+        }),
         KeyStorePolicy {
             refresh: std::time::Duration::from_secs(3600),
             retry: std::time::Duration::from_secs(3600),

@@ -1,6 +1,7 @@
 //! Fetching a JWKS document from an issuer's configured URL: no redirects, no proxy, a timeout and a size cap.
 //! The URL comes only from configuration, never from a token.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -52,24 +53,39 @@ impl FetchError {
 }
 
 /// A JWKS HTTP client.
+///
+/// The HTTP client (and with it the TLS trust roots it loads) is built on the first fetch, so a gateway whose
+/// issuers all use local keys (`pem_keys`, `jwks_file`) never needs them: it runs on an image without a CA
+/// bundle. A client that cannot be built fails that fetch, which leaves the issuer unready and is retried.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    client: Arc<OnceLock<reqwest::Client>>,
     policy: FetchPolicy,
 }
 
 impl Fetcher {
     /// A client that follows no redirect and uses no proxy.
-    pub fn new(policy: FetchPolicy) -> Result<Fetcher, FetchError> {
+    pub fn new(policy: FetchPolicy) -> Fetcher {
+        Fetcher {
+            client: Arc::new(OnceLock::new()),
+            policy,
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .timeout(policy.timeout)
-            .connect_timeout(policy.timeout)
+            .timeout(self.policy.timeout)
+            .connect_timeout(self.policy.timeout)
             .user_agent(concat!("bulkhead-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(FetchError::Client)?;
-        Ok(Fetcher { client, policy })
+        // Two first fetches at once may both build one; either is fine.
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// GETs `url` and returns its body, at most `max_bytes` of it.
@@ -82,7 +98,7 @@ impl Fetcher {
             }
         };
         let mut response = self
-            .client
+            .client()?
             .get(url)
             .header(http::header::ACCEPT, "application/json")
             .send()
