@@ -21,6 +21,8 @@ enum ImagesError {
     Oci(#[from] OciError),
     #[error("{value:?}: {reason}")]
     Argument { value: String, reason: &'static str },
+    #[error("{0}")]
+    Missing(String),
 }
 
 /// Where `make images` puts the static binaries (relative to the repository root).
@@ -117,24 +119,48 @@ fn main() -> ExitCode {
     }
 }
 
-/// The operator, the gateway and the stack: one static binary each on an empty base, non-root.
+/// The CA bundle the operator (Postgres over TLS) and the gateway (JWKS over HTTPS) verify servers with; Debian's
+/// `ca-certificates`, at the path rustls-native-certs reads.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The operator, the gateway and the stack: one static binary each on an empty base, non-root; the operator and
+/// the gateway also carry the CA bundle.
 fn products(binaries: &Path, version: &str, out: &Path) -> Result<(), ImagesError> {
     let products = [
-        ("operator", "bulkhead-operator", vec!["run"], vec!["8080/tcp"]),
+        (
+            "operator",
+            "bulkhead-operator",
+            vec!["run"],
+            vec!["8080/tcp"],
+            true,
+        ),
         (
             "gateway",
             "bulkhead-gateway",
             vec!["run"],
             vec!["8443/tcp", "9090/tcp"],
+            true,
         ),
-        ("stack", "bulkhead-stack", vec![], vec!["8080/tcp"]),
+        ("stack", "bulkhead-stack", vec![], vec!["8080/tcp"], false),
     ];
-    for (name, binary, cmd, ports) in products {
+    for (name, binary, cmd, ports, ca) in products {
         let mut spec = ImageSpec::new(
             format!("bulkhead.dev/{name}:{version}"),
             vec![format!("/{binary}")],
         );
         spec.files = vec![ImageFile::executable(binaries.join(binary), format!("/{binary}"))];
+        if ca {
+            if !Path::new(CA_BUNDLE).is_file() {
+                return Err(ImagesError::Missing(format!(
+                    "{CA_BUNDLE} is missing: install Debian's ca-certificates (the {name} image carries it)"
+                )));
+            }
+            spec.files.push(ImageFile {
+                source: CA_BUNDLE.into(),
+                path_in_image: CA_BUNDLE.to_owned(),
+                mode: 0o644,
+            });
+        }
         spec.cmd = cmd.into_iter().map(str::to_owned).collect();
         spec.exposed_ports = ports.into_iter().map(str::to_owned).collect();
         spec.labels = BTreeMap::from([
