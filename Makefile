@@ -1,22 +1,38 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds assets postgres sandbox bench bench-postgres bench-gateway images
+.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres sandbox bench bench-postgres bench-gateway images
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
-	@echo "make sandbox        local control plane + operator + examples/, status table, Ctrl-C to stop"
+	@echo "make sandbox        local cluster + PostgreSQL + operator and gateway pods + examples/, Ctrl-C to stop"
 	@echo "make generate       regenerate the CRD YAML (crds/generated, chart) and the chart's operator RBAC"
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
 	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
 	@echo "make bench-gateway  gateway vs HAProxy 2.6 and plain nginx, hot and distinct tokens (wrk, pinned CPUs)"
 	@echo "make images         OCI image archives of the operator, gateway and test stack in target/images (no Docker)"
 	@echo "make assets         provide the local cluster's components (versions in e2e/cluster/versions.env; cached)"
+	@echo "make cluster        start the local one-node cluster, print its KUBECONFIG, Ctrl-C to stop and clean up"
+	@echo "make netpol-e2e     upstream [sig-network] Netpol e2e tests on the local cluster (records docs/netpol-e2e.md)"
+	@echo "make bench-cluster  cluster start-up, pod start and NetworkPolicy latency (records BENCHMARKS.md)"
 
 # Provides the local cluster's components up front (Debian packages, and the Go components built once from the
 # Go module proxy and cached by version), so a cold build is not charged to a test.
 assets:
 	@bash e2e/scripts/cluster-assets.sh >/dev/null
+
+cluster: assets
+	$(CARGO) build -q -p bulkhead-e2e --bin cluster
+	./target/debug/cluster
+
+netpol-e2e: assets
+	@bash e2e/scripts/cluster-assets.sh netpol >/dev/null
+	$(CARGO) build -q --release -p bulkhead-e2e --bin netpol-e2e
+	./target/release/netpol-e2e --write docs/netpol-e2e.md
+
+bench-cluster: assets
+	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-cluster
+	./target/release/bench-cluster --write BENCHMARKS.md
 
 # PostgreSQL 15 for the Postgres isolation tests (Debian's package; preinstalled on the project's machines).
 postgres:
@@ -35,7 +51,8 @@ lint:
 unit:
 	$(CARGO) test --workspace --locked --lib --bins
 
-test: assets postgres lint
+# The sandbox test runs the images of `make images` on the local cluster.
+test: assets postgres images lint
 	$(CARGO) test --workspace --locked --all-targets
 
 # Regenerates every checked-in generated file: the CRDs and the operator's RBAC in the chart.
@@ -59,8 +76,9 @@ bench-gateway:
 	$(CARGO) build -q --release -p bulkhead-gateway --bin bulkhead-gateway --example plain_proxy
 	gateway/bench/bench.sh --write BENCHMARKS.md
 
-sandbox: assets
-	$(CARGO) build -q -p bulkhead-operator -p bulkhead-gateway -p bulkhead-e2e --bins
+# The operator, the gateway and the examples' stacks run as pods on the local cluster, from the images of `make images`.
+sandbox: assets images
+	$(CARGO) build -q -p bulkhead-e2e --bin sandbox
 	./target/debug/sandbox
 
 # The operator, gateway and test stack as OCI image archives in target/images (for `ctr images import`,

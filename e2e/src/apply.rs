@@ -60,6 +60,19 @@ pub async fn apply_files(client: &Client, files: &[PathBuf]) -> Result<Vec<Appli
 /// Applies every object of each `(origin, YAML text)` with server-side apply, resolving kinds through API
 /// discovery; errors name the origin.
 pub async fn apply_texts(client: &Client, texts: &[(String, String)]) -> Result<Vec<Applied>, HarnessError> {
+    let mut objects = Vec::new();
+    for (origin, text) in texts {
+        objects.push((origin.clone(), parse_manifests(text, origin)?));
+    }
+    apply_objects(client, objects).await
+}
+
+/// Applies each `(origin, objects)` with server-side apply, resolving kinds through API discovery; errors name the
+/// origin.
+pub async fn apply_objects(
+    client: &Client,
+    objects: Vec<(String, Vec<DynamicObject>)>,
+) -> Result<Vec<Applied>, HarnessError> {
     let discovery = Discovery::new(client.clone())
         .run()
         .await
@@ -69,8 +82,8 @@ pub async fn apply_texts(client: &Client, texts: &[(String, String)]) -> Result<
         })?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut applied = Vec::new();
-    for (origin, text) in texts {
-        for object in parse_manifests(text, origin)? {
+    for (origin, list) in objects {
+        for object in list {
             let types = object.types.clone().ok_or_else(|| {
                 HarnessError::Manifest(format!("{origin}: an object has no apiVersion/kind"))
             })?;

@@ -56,7 +56,8 @@ pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 /// Addresses tests may give the network namespaces they create as hosts outside the cluster.
 pub const TEST_HOST_CIDR: &str = "198.18.128.0/18";
 
-const LOCK_FILE: &str = "/run/lock/bulkhead-cluster.lock";
+/// The lock file that lets one cluster run at a time on a machine.
+pub const LOCK_FILE: &str = "/run/lock/bulkhead-cluster.lock";
 /// Set to `none` to start the cluster without its NetworkPolicy enforcer: the way to see the traffic suites
 /// fail when nothing enforces policies (anything else, or unset, starts kube-router).
 pub const ENFORCER_ENV: &str = "BULKHEAD_CLUSTER_ENFORCER";
@@ -188,6 +189,11 @@ impl Cluster {
     /// The node's network namespace (a name under /run/netns).
     pub fn netns(&self) -> &str {
         &self.netns
+    }
+
+    /// The node's containerd socket (for `ctr --address`).
+    pub fn containerd_socket(&self) -> &Path {
+        &self.containerd_socket
     }
 
     /// The directory holding the cluster's binaries.
@@ -789,6 +795,8 @@ async fn run(program: &str, args: &[&str]) -> Result<(), HarnessError> {
     let output = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
+        // A caller that gives up (a signal during start-up) leaves no command running.
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|source| HarnessError::Spawn {

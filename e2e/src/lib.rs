@@ -6,14 +6,18 @@
 pub mod apply;
 pub mod cluster;
 mod cluster_dns;
+pub mod console;
 pub mod control_plane;
 pub mod events;
 pub mod exec;
 pub mod gateway;
 pub mod http;
+pub mod install;
+pub mod local_images;
 pub mod oci;
 pub mod operator;
 pub mod postgres;
+pub mod report;
 pub mod signals;
 pub mod table;
 pub mod versions;

@@ -3,10 +3,11 @@
 //! [`Postgres::start`] finds the PostgreSQL 15 binaries (`$BULKHEAD_PG_BIN`, else Debian's
 //! `/usr/lib/postgresql/15/bin`), runs `initdb` as the `postgres` OS user in a temp dir (local connections trust,
 //! TCP connections need a SCRAM password; the superuser gets a random one), starts the server on a free
-//! 127.0.0.1 port and waits until the superuser can log in over TCP. Several servers may run at once, also from
-//! one test binary: each has its own temp dir and port. Dropping it stops the server by pid, also while a test
-//! panics, and removes the temp dir; a small watchdog process kills the server too if the owning process dies
-//! without unwinding.
+//! 127.0.0.1 port and waits until the superuser can log in over TCP. [`Postgres::start_reachable`] also listens
+//! on one more address of this machine and lets given client ranges log in there (pods of the local cluster).
+//! Several servers may run at once, also from one test binary: each has its own temp dir and port. Dropping it
+//! stops the server by pid, also while a test panics, and removes the temp dir; a small watchdog process stops
+//! the server and removes the temp dir too if the owning process dies without unwinding.
 //!
 //! Postgres refuses to run as root. `initdb` runs under `runuser -u postgres`; the server itself is spawned
 //! with the `postgres` uid and gid set directly (`CommandExt::uid`/`gid`), so the pid we hold is the
@@ -15,7 +16,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ pub const BIN_ENV: &str = "BULKHEAD_PG_BIN";
 pub const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// The OS user that runs `initdb` and the server, and the name of the database superuser.
 pub const SUPERUSER: &str = "postgres";
-/// The only address the server listens on.
+/// The address the server always listens on.
 pub const HOST: &str = "127.0.0.1";
 
 /// How long the server may take to accept the superuser's login.
@@ -95,8 +96,10 @@ pub enum PostgresError {
         tail: String,
     },
     /// A connection could not be opened (wrong password, unknown role or database, server gone).
-    #[error("connecting to {HOST}:{port}/{database} as {user}: {source}")]
+    #[error("connecting to {host}:{port}/{database} as {user}: {}", detail(.source))]
     Connect {
+        /// The address connected to.
+        host: String,
         /// The server's port.
         port: u16,
         /// The role.
@@ -122,6 +125,14 @@ impl PostgresError {
     }
 }
 
+/// A client error with the server's message when there is one (`Display` alone says only "db error").
+fn detail(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{err}: {} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PostgresError {
     let what = what.into();
     move |source| PostgresError::Io { what, source }
@@ -138,6 +149,8 @@ pub struct Postgres {
     password: String,
     /// Extra `-c name=value` settings for the server (TLS).
     settings: Vec<String>,
+    /// The addresses the server listens on: loopback, and the one of [`Postgres::start_reachable`].
+    listen: Vec<Ipv4Addr>,
     dir: tempfile::TempDir,
 }
 
@@ -155,16 +168,27 @@ impl fmt::Debug for Postgres {
 impl Postgres {
     /// Runs `initdb`, starts the server on a free 127.0.0.1 port and waits until the superuser can log in.
     pub async fn start() -> Result<Self, PostgresError> {
-        Self::start_with(None).await
+        Self::start_with(None, None).await
+    }
+
+    /// Like [`Postgres::start`], and also listening on `address` (which must be an address of this machine, e.g.
+    /// [`crate::cluster::HOST_IP`] once the cluster is up), where clients from the `clients` ranges (CIDRs) may
+    /// log in with a SCRAM password. Loopback works as always. Fails unless the superuser can log in through
+    /// `address`.
+    pub async fn start_reachable(address: Ipv4Addr, clients: &[&str]) -> Result<Self, PostgresError> {
+        Self::start_with(None, Some((address, clients))).await
     }
 
     /// Like [`Postgres::start`], with TLS on: the server presents `cert_pem` (signed for 127.0.0.1 or
     /// `localhost`) with `key_pem`, and plain connections keep working too.
     pub async fn start_with_tls(cert_pem: &str, key_pem: &str) -> Result<Self, PostgresError> {
-        Self::start_with(Some((cert_pem, key_pem))).await
+        Self::start_with(Some((cert_pem, key_pem)), None).await
     }
 
-    async fn start_with(tls: Option<(&str, &str)>) -> Result<Self, PostgresError> {
+    async fn start_with(
+        tls: Option<(&str, &str)>,
+        reachable: Option<(Ipv4Addr, &[&str])>,
+    ) -> Result<Self, PostgresError> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("bulkhead-pg-")
@@ -177,21 +201,48 @@ impl Postgres {
             port_reserved: false,
             password: random_password(),
             settings: Vec::new(),
+            listen: vec![Ipv4Addr::LOCALHOST],
             dir,
         };
         pg.init(&bin).await?;
         if let Some((cert, key)) = tls {
             pg.install_tls(cert, key).await?;
         }
+        if let Some((address, clients)) = reachable {
+            // This machine's own connections through the address come from the address itself.
+            pg.allow_clients(&[&format!("{address}/32")])?;
+            pg.allow_clients(clients)?;
+            pg.listen.push(address);
+        }
         let mut attempt = 1;
         loop {
             match pg.boot(&bin).await {
-                Ok(()) => return Ok(pg),
+                Ok(()) => break,
                 // Someone else bound the port between our choice and the server's bind: choose another one.
                 Err(BootError::PortTaken(_)) if attempt < PORT_ATTEMPTS => attempt += 1,
                 Err(BootError::PortTaken(err) | BootError::Other(err)) => return Err(err),
             }
         }
+        // The server only warns when one of its addresses cannot be bound: check the extra one answers.
+        if let Some((address, _)) = reachable {
+            let host = address.to_string();
+            pg.connect_via(&host, SUPERUSER, &pg.password, "postgres").await?;
+        }
+        Ok(pg)
+    }
+
+    /// Lets clients from each CIDR in `clients` log in over TCP with a SCRAM password (`pg_hba.conf`).
+    fn allow_clients(&self, clients: &[&str]) -> Result<(), PostgresError> {
+        use std::io::Write as _;
+        let path = self.data_dir().join("pg_hba.conf");
+        let mut file = File::options()
+            .append(true)
+            .open(&path)
+            .map_err(io("pg_hba.conf"))?;
+        for cidr in clients {
+            writeln!(file, "host all all {cidr} scram-sha-256").map_err(io("pg_hba.conf"))?;
+        }
+        Ok(())
     }
 
     /// Creates the cluster in `<dir>/data` as the `postgres` OS user.
@@ -279,6 +330,12 @@ impl Postgres {
             .try_clone()
             .map_err(io("server log"))
             .map_err(BootError::Other)?;
+        let listen = self
+            .listen
+            .iter()
+            .map(Ipv4Addr::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let child = Command::new(bin.join("postgres"))
             .arg("-D")
             .arg(self.data_dir())
@@ -286,9 +343,9 @@ impl Postgres {
             .arg(self.port.to_string())
             .arg("-k")
             .arg(self.socket_dir())
+            .arg("-c")
+            .arg(format!("listen_addresses={listen}"))
             .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
                 "-c",
                 "fsync=off",
                 "-c",
@@ -329,10 +386,13 @@ impl Postgres {
             return Ok(());
         };
         // SIGQUIT first: an immediate shutdown also frees the server's SysV shared memory, which SIGKILL leaks.
+        // Then the temp dir goes, as the owner's drop would have removed it.
         let stop = format!(
             "kill -QUIT {pid} 2>/dev/null; \
              i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 5 ]; do sleep 1; i=$((i+1)); done; \
-             kill -0 {pid} 2>/dev/null && kill -9 {pid} 2>/dev/null"
+             kill -0 {pid} 2>/dev/null && kill -9 {pid} 2>/dev/null; \
+             sleep 0.2; rm -rf --one-file-system '{}'",
+            self.dir.path().display()
         );
         let child = crate::watchdog::spawn(&stop).map_err(|source| PostgresError::Spawn {
             name: "watchdog".into(),
@@ -408,14 +468,20 @@ impl Postgres {
         self.dir.path().join("postgres.log")
     }
 
-    /// The TCP port the server listens on (on [`Postgres::host`] only).
+    /// The TCP port the server listens on (on [`Postgres::host`], and the address of
+    /// [`Postgres::start_reachable`]).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The address the server listens on: always `127.0.0.1`.
+    /// The loopback address the server always listens on: `127.0.0.1`.
     pub fn host(&self) -> &'static str {
         HOST
+    }
+
+    /// Every address the server listens on: `127.0.0.1`, and the one of [`Postgres::start_reachable`].
+    pub fn addresses(&self) -> &[Ipv4Addr] {
+        &self.listen
     }
 
     /// The random password of the superuser `postgres`.
@@ -436,8 +502,13 @@ impl Postgres {
     /// A `postgres://` URL for a TCP login as `user` with `password` to `database`; all three are
     /// percent-encoded, so any characters work.
     pub fn dsn(&self, user: &str, password: &str, database: &str) -> String {
+        self.dsn_via(HOST, user, password, database)
+    }
+
+    /// [`Postgres::dsn`] through another of the server's addresses (see [`Postgres::addresses`]).
+    pub fn dsn_via(&self, host: &str, user: &str, password: &str, database: &str) -> String {
         format!(
-            "postgres://{}:{}@{HOST}:{}/{}",
+            "postgres://{}:{}@{host}:{}/{}",
             percent_encode(user),
             percent_encode(password),
             self.port,
@@ -459,8 +530,19 @@ impl Postgres {
         password: &str,
         database: &str,
     ) -> Result<Client, PostgresError> {
+        self.connect_via(HOST, user, password, database).await
+    }
+
+    /// [`Postgres::connect_as`] through another of the server's addresses (see [`Postgres::addresses`]).
+    pub async fn connect_via(
+        &self,
+        host: &str,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<Client, PostgresError> {
         let (client, connection) = tokio_postgres::Config::new()
-            .host(HOST)
+            .host(host)
             .port(self.port)
             .user(user)
             .password(password)
@@ -470,6 +552,7 @@ impl Postgres {
             .connect(NoTls)
             .await
             .map_err(|source| PostgresError::Connect {
+                host: host.into(),
                 port: self.port,
                 user: user.into(),
                 database: database.into(),

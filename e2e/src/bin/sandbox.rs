@@ -1,294 +1,1088 @@
-//! `sandbox`: the whole product on one machine without a cluster.
+//! `sandbox`: the whole product on one machine, on a real one-node Kubernetes cluster.
 //!
-//! Starts the local control plane and a throwaway PostgreSQL 15 (unless `--no-postgres`), installs the CRDs,
-//! stores the database admin DSN in a Secret, runs the operator against it (the `bulkhead-operator`
-//! binary next to this one, or in-process when there is none), applies `examples/`, prints a status table of
-//! Tenants and Customers and keeps running, reprinting the table when it changes, until Ctrl-C. Then it stops
-//! everything it started and removes its temp dir.
+//! Starts the local cluster ([`Cluster`]) and a throwaway PostgreSQL 15 that pods reach at the host's address
+//! on the cluster's link (unless `--no-postgres`), imports the images `make images` wrote, installs the CRDs and
+//! runs the operator and the gateway as pods in `bulkhead-system`. It applies `examples/`, running the local
+//! test stack image wherever an example's image is not on the node (nothing can be pulled here) and saying so,
+//! and waits until every example is Ready. Then it sends requests through the gateway's Service (each org's
+//! token, a spoofed identity, no token, an unknown org), prints which pod answered each and what identity it
+//! received, probes from inside stack pods what they may reach (another Tenant's stack, PostgreSQL), prints the
+//! status table and keeps running, reprinting the table when it changes, until Ctrl-C, SIGTERM, SIGHUP or its
+//! standard output goes away (`--once`: stops after printing).
+//!
+//! Everything it starts is owned by the cluster and PostgreSQL harnesses, which stop it when dropped (at the end,
+//! on an error, on a stop request, on a panic) and, through watchdogs, when this process is killed outright.
+//! Output never panics: a closed pipe or terminal is a reason to stop and clean up, not to crash.
 
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use bulkhead_e2e::gateway::{EchoUpstream, GatewayProcess};
-use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
-use bulkhead_e2e::{ControlPlane, apply, table};
+use bulkhead_e2e::cluster::{HOST_IP, NODE_IP, POD_CIDR};
+use bulkhead_e2e::console::{self, line as say};
+use bulkhead_e2e::gateway::Issuer;
+use bulkhead_e2e::install::{self, Database};
+use bulkhead_e2e::local_images::{self, Archive};
+use bulkhead_e2e::postgres::{Postgres, PostgresError, SUPERUSER};
+use bulkhead_e2e::{Cluster, HarnessError, apply, signals, table};
 use clap::Parser;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "sandbox",
-    about = "Run Bulkhead on a local control plane with the examples applied"
+    about = "Run Bulkhead on a local one-node cluster with the examples applied"
 )]
 struct Args {
     /// Folder whose *.yaml files are applied (subfolders are not).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))]
     examples: PathBuf,
-    /// The operator binary to run (default: bulkhead-operator next to this binary; in-process if absent).
+    /// Folder holding operator.tar, gateway.tar and stack.tar (`make images`).
+    #[arg(long, default_value_os_t = local_images::default_dir())]
+    images: PathBuf,
+    /// The gateway binary that mints the demo tokens (default: the static one `make images` built).
     #[arg(long)]
-    operator_bin: Option<PathBuf>,
-    /// Print the table once everything is observed, then stop and clean up (for scripts and tests).
+    gateway_bin: Option<PathBuf>,
+    /// Print everything once every example is Ready, then stop and clean up (for scripts and tests).
     #[arg(long)]
     once: bool,
-    /// How long to wait for the operator to observe every example before printing anyway.
-    #[arg(long, default_value = "60")]
+    /// How long to wait for every example to be Ready before printing anyway.
+    #[arg(long, default_value = "180")]
     settle_seconds: u64,
     /// Run without PostgreSQL: resources with a database report DatabaseReady=False, NotConfigured.
     #[arg(long)]
     no_postgres: bool,
-    /// The gateway binary (default: bulkhead-gateway next to this binary; the gateway is left out if absent).
-    #[arg(long)]
-    gateway_bin: Option<PathBuf>,
 }
 
-/// The shared database the sandbox's Tenants get their schemas in.
+/// The shared database Schema-isolated resources get their schemas in.
 const SHARED_DB: &str = "bulkhead";
-/// The admin Secret, as the operator's flag names it.
-const ADMIN_SECRET: (&str, &str) = ("bulkhead-system", "postgres-admin");
+/// An org id no example holds.
+const UNKNOWN_ORG: &str = "org_NoSuchTenant";
+/// The lock file the cluster harness serializes clusters with (one per machine).
+/// The bound of one request through the gateway.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-enum Operator {
-    Process(Child),
-    InProcess(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<Result<(), bulkhead_operator::RunError>>,
-    ),
+/// Set once everything is up and the sandbox waits for a stop request.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Set once what the sandbox started has been stopped (and that said).
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, thiserror::Error)]
+enum SandboxError {
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    #[error("{0}")]
+    Setup(String),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("sandbox: {message}");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            console::error(format!("sandbox: cannot start the async runtime: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(supervise(args));
+    // Everything the sandbox started is stopped by now; a blocking task that is still waiting (for another
+    // cluster's lock, say) must not keep the process alive.
+    runtime.shutdown_background();
+    code
+}
+
+/// Runs the sandbox until it finishes or a stop is requested; either way, what it started is stopped before
+/// this returns.
+async fn supervise(args: Args) -> ExitCode {
+    let mut stop = Box::pin(stop_requested());
+    let mut sandbox = Box::pin(run(args));
+    let stopped = tokio::select! {
+        // The stop future goes first, so the signal handlers are in place before anything starts.
+        biased;
+        why = &mut stop => Err(why),
+        result = &mut sandbox => Ok(result),
+    };
+    match stopped {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => {
+            console::error(format!("sandbox: {err}"));
             ExitCode::FAILURE
         }
+        Err(why) => {
+            if why == Stop::StdoutGone {
+                console::error("sandbox: standard output is gone; stopping and cleaning up");
+            }
+            let running = RUNNING.load(Ordering::Relaxed);
+            // Dropping the run stops what it started (see `Started`), whatever it was doing.
+            drop(sandbox);
+            if !STOPPED.load(Ordering::Relaxed) {
+                say("Stopped before the cluster was up; nothing the sandbox started is left.");
+            }
+            if running {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(130)
+            }
+        }
     }
 }
 
-async fn run(mut args: Args) -> Result<ExitCode, String> {
-    args.examples = args
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Signal,
+    StdoutGone,
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP, or nobody reading standard output any more.
+async fn stop_requested() -> Stop {
+    tokio::select! {
+        () = signals::shutdown() => Stop::Signal,
+        () = console::stdout_closed() => Stop::StdoutGone,
+    }
+}
+
+/// What the sandbox started. Dropping it (the end of `--once`, an error, a stop request, a panic) stops the
+/// cluster (and with it every pod: operator, gateway, stacks) and then PostgreSQL.
+#[derive(Default)]
+struct Started {
+    cluster: Option<Cluster>,
+    postgres: Option<Postgres>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.cluster.is_none() && self.postgres.is_none() {
+            return;
+        }
+        say(match (&self.cluster, &self.postgres) {
+            (Some(_), Some(_)) => "Stopping the cluster (operator, gateway, stacks) and PostgreSQL...",
+            (Some(_), None) => "Stopping the cluster (operator, gateway, stacks)...",
+            _ => "Stopping PostgreSQL...",
+        });
+        drop(self.cluster.take());
+        drop(self.postgres.take());
+        say("Stopped; nothing the sandbox started is left.");
+        STOPPED.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode, SandboxError> {
+    let examples = args
         .examples
         .canonicalize()
-        .map_err(|e| format!("examples folder {}: {e}", args.examples.display()))?;
-    let files = apply::manifest_files(&args.examples).map_err(|e| e.to_string())?;
-    if args.no_postgres {
-        println!("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)...");
+        .map_err(|e| SandboxError::Setup(format!("examples folder {}: {e}", args.examples.display())))?;
+    let files = apply::manifest_files(&examples)?;
+    let mut manifests = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SandboxError::Setup(format!("reading {}: {e}", file.display())))?;
+        let origin = file.display().to_string();
+        let objects = apply::parse_manifests(&text, &origin)?;
+        manifests.push((origin, objects));
+    }
+    let archives = local_images::archives(&args.images)?;
+    let image = |name: &str| {
+        archives
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.reference.clone())
+            .ok_or_else(|| SandboxError::Setup(format!("no {name} image")))
+    };
+    let (operator_image, gateway_image, stack_image) =
+        (image("operator")?, image("gateway")?, image("stack")?);
+    let gateway_bin = gateway_binary(args.gateway_bin.clone())?;
+
+    let mut started = Started::default();
+    say(
+        "Starting the local cluster (control plane, containerd, kubelet, kube-proxy, kube-router, CoreDNS)...",
+    );
+    if another_cluster_runs() {
+        say("Another local cluster is running on this machine; waiting until it stops (one at a time)...");
+    }
+    let begun = Instant::now();
+    let cluster = started.cluster.insert(Cluster::start().await?);
+    say(format!(
+        "Cluster ready after {:.1?}: API server {}, node {NODE_IP}, network namespace {}; files in {}.",
+        begun.elapsed(),
+        cluster.plane().server(),
+        cluster.netns(),
+        cluster.dir().display()
+    ));
+    let client = cluster.admin().await?;
+
+    // PostgreSQL (which listens on the host's end of the cluster's link, so it starts after the cluster), the
+    // images and the CRDs, at once.
+    let step = Instant::now();
+    let (postgres, imported, crds) = tokio::join!(
+        async {
+            if args.no_postgres {
+                Ok(None)
+            } else {
+                // Pods connect from their own addresses; the node's covers traffic it masquerades.
+                Postgres::start_reachable(HOST_IP, &[POD_CIDR, &format!("{NODE_IP}/32")])
+                    .await
+                    .map(Some)
+            }
+        },
+        import_all(cluster, &archives),
+        cluster.plane().install_crds(),
+    );
+    started.postgres = postgres?;
+    imported?;
+    crds?;
+    say(format!(
+        "Imported {} into the node's containerd and installed the CRDs ({:.1?}).",
+        archives
+            .iter()
+            .map(|a| a.reference.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        step.elapsed()
+    ));
+
+    install::namespace(&client).await?;
+    let database = match &started.postgres {
+        Some(pg) => Some(prepare_postgres(pg, &client).await?),
+        None => None,
+    };
+    install::operator(&client, &operator_image, database.as_ref()).await?;
+    let mut operator_line = format!(
+        "Operator: Deployment {ns}/{op} ({operator_image}), ServiceAccount {op} bound to the chart's ClusterRole \
+         and Role; gateway pods {ns} {{{labels}}}, DNS pods kube-system {{k8s-app=kube-dns}}",
+        ns = install::NAMESPACE,
+        op = install::OPERATOR,
+        labels = install::gateway_pod_labels(),
+    );
+    if let Some(db) = &database {
+        operator_line.push_str(&format!(
+            ", PostgreSQL {}:{} (admin DSN in Secret {}/{}).",
+            db.host,
+            db.port,
+            install::NAMESPACE,
+            install::POSTGRES_ADMIN_SECRET
+        ));
     } else {
-        println!(
-            "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager) and PostgreSQL 15..."
-        );
+        operator_line.push_str("; no PostgreSQL (--no-postgres).");
     }
-    let (plane, pg) = tokio::join!(ControlPlane::start_with_crds(), async {
-        if args.no_postgres {
-            Ok(None)
-        } else {
-            Postgres::start().await.map(Some)
-        }
-    });
-    let plane = plane.map_err(|e| e.to_string())?;
-    let pg = pg.map_err(|e| e.to_string())?;
-    let client = plane.admin().await.map_err(|e| e.to_string())?;
-    println!(
-        "Control plane ready at {}; Bulkhead CRDs installed.",
-        plane.server()
+    say(operator_line);
+
+    let issuer = Issuer::generate(cluster.dir())?;
+    let config = issuer.gateway_config(
+        install::GATEWAY_PORT,
+        install::GATEWAY_ADMIN_PORT,
+        install::GATEWAY_CONFIG_DIR,
     );
-    if let Some(pg) = &pg {
-        prepare_postgres(pg, &client).await?;
-        println!(
-            "PostgreSQL 15 ready at 127.0.0.1:{} (database {SHARED_DB}); admin DSN in Secret {}/{}.",
-            pg.port(),
-            ADMIN_SECRET.0,
-            ADMIN_SECRET.1
-        );
-    }
+    install::gateway(&client, &gateway_image, &config, issuer.public_pem()).await?;
+    let gateway_addr = install::gateway_address(&client).await?;
+    say(format!(
+        "Gateway: Deployment and Service {}/{} ({gateway_image}) at http://{gateway_addr}; routes from Tenants and \
+         Customers, tokens of {} (ES256 key {}), may only read Tenants and Customers.",
+        install::NAMESPACE,
+        install::GATEWAY,
+        bulkhead_e2e::gateway::ISSUER,
+        bulkhead_e2e::gateway::KID,
+    ));
 
-    let operator_log = plane.dir().join("operator.log");
-    let operator = start_operator(&args, &plane, pg.as_ref(), &operator_log).await?;
-
-    let applied = apply::apply_files(&client, &files)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!(
-        "Applied {} resources from {}.",
+    let substituted = substitute_images(cluster, &mut manifests, &stack_image).await?;
+    announce(&substituted, &stack_image);
+    let applied = apply::apply_objects(&client, manifests).await?;
+    say(format!(
+        "Applied {} resources from {}; waiting until every one is Ready...",
         applied.len(),
-        args.examples.display()
-    );
+        examples.display()
+    ));
 
     let settle = Duration::from_secs(args.settle_seconds);
-    let settled = bulkhead_e2e::wait::until(settle, "the operator to observe every resource", || async {
+    let no_postgres = args.no_postgres;
+    let step = Instant::now();
+    let settled = bulkhead_e2e::wait::until(settle, "every example to be Ready", || async {
         let rows = table::rows(&client).await.ok()?;
-        (rows.len() >= applied.len() && rows.iter().all(table::Row::settled)).then_some(rows)
+        (rows.len() >= applied.len() && rows.iter().all(|r| settled(r, no_postgres))).then_some(rows)
     })
     .await;
-    let rows = match settled {
-        Ok(rows) => rows,
+    let (rows, all_ready) = match settled {
+        Ok(rows) => {
+            say(format!("Every example settled after {:.1?}.", step.elapsed()));
+            (rows, true)
+        }
         Err(_) => {
-            eprintln!(
-                "sandbox: not every resource was observed within {settle:?}; see {}",
-                operator_log.display()
-            );
-            table::rows(&client).await.map_err(|e| e.to_string())?
+            console::error(format!(
+                "sandbox: not every example was Ready within {settle:?}\n{}",
+                install::diagnose(
+                    &client,
+                    install::NAMESPACE,
+                    "app.kubernetes.io/component=operator",
+                    30
+                )
+                .await
+            ));
+            (table::rows(&client).await?, false)
         }
     };
-    let all_observed = rows.iter().all(|r| r.observed);
+    if let Err(err) = install::wait_available(&client, install::GATEWAY, Duration::from_secs(60)).await {
+        let diagnosis = install::diagnose(
+            &client,
+            install::NAMESPACE,
+            "app.kubernetes.io/component=gateway",
+            30,
+        )
+        .await;
+        return Err(SandboxError::Setup(format!("{err}\n{diagnosis}")));
+    }
+
+    let demo_ok = demo(&client, &gateway_bin, &issuer, gateway_addr, &rows).await?;
+    let postgres_addr = database.as_ref().map(|db| SocketAddr::from((db.host, db.port)));
+    let egress_ok = egress(cluster, &client, &rows, postgres_addr).await?;
     let mut shown = table::render(&rows);
-    println!("\n{shown}");
-    println!(
-        "kubectl:       KUBECONFIG={} kubectl get tenants,customers",
-        plane.kubeconfig_path().display()
-    );
-    println!("operator logs: {}", operator_log.display());
-    if let Some(pg) = &pg {
-        print_places(pg).await;
-        println!(
-            "psql:          psql 'postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{SHARED_DB}' (throwaway superuser)",
-            pg.superuser_password(),
-            pg.port()
-        );
-    }
+    say("");
+    say(shown.trim_end());
+    say("");
+    print_places(
+        cluster,
+        started.postgres.as_ref(),
+        &gateway_bin,
+        &issuer,
+        gateway_addr,
+        &rows,
+    )
+    .await?;
 
-    let gateway = match sibling_binary(args.gateway_bin.clone(), "bulkhead-gateway") {
-        Some(binary) => Some(demo_gateway(&binary, plane.dir(), &rows).await?),
-        None => {
-            println!(
-                "No bulkhead-gateway binary next to this one (cargo build -p bulkhead-gateway): no gateway."
-            );
-            None
-        }
-    };
-
-    if !args.once {
-        println!("Running; the table is reprinted when it changes. Press Ctrl-C to stop and clean up.");
-        let stop = shutdown_signal();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => break,
-                () = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            if let Ok(rows) = table::rows(&client).await {
-                let now = table::render(&rows);
-                if now != shown {
-                    println!("\n{now}");
-                    shown = now;
-                }
-            }
-        }
-    }
-
-    println!("Stopping the operator and the control plane...");
-    stop_operator(operator).await;
-    drop(gateway);
-    drop(pg);
-    drop(plane);
-    println!("Stopped; temp files removed.");
-    Ok(if all_observed {
+    let code = if all_ready && demo_ok && egress_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
-}
-
-/// A binary given on the command line, or the one of that name next to this binary.
-fn sibling_binary(given: Option<PathBuf>, name: &str) -> Option<PathBuf> {
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join(name)));
-    given.or(sibling.filter(|p| p.is_file()))
-}
-
-/// A request the sandbox sends through the gateway: what it is, its bearer token, extra headers.
-type DemoRequest<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, &'a str)>);
-
-/// Starts the two example upstreams and the gateway in front of them (routing the Tenants' org ids), sends a
-/// few requests through it and prints what each reached.
-async fn demo_gateway(
-    binary: &std::path::Path,
-    dir: &std::path::Path,
-    rows: &[table::Row],
-) -> Result<(EchoUpstream, EchoUpstream, GatewayProcess), String> {
-    let org = |name: &str| {
-        rows.iter()
-            .find(|r| r.kind == "Tenant" && r.name == name)
-            .map(|r| r.org.clone())
-            .ok_or_else(|| format!("the examples have no Tenant {name}"))
     };
-    let (acme_org, globex_org) = (org("acme")?, org("globex")?);
-    let acme = EchoUpstream::start("acme").await.map_err(|e| e.to_string())?;
-    let globex = EchoUpstream::start("globex").await.map_err(|e| e.to_string())?;
-    let routes = [
-        (acme_org.as_str(), "acme", acme.addr),
-        (globex_org.as_str(), "globex", globex.addr),
-    ];
-    let gw = GatewayProcess::start(binary, dir, &routes).await.map_err(|e| {
-        format!(
-            "starting the gateway: {e}; see {}",
-            dir.join("gateway.log").display()
-        )
-    })?;
-    let token = |org: &str, sub: &str| gw.token(org, sub).map_err(|e| e.to_string());
-    let (acme_token, globex_token) = (token(&acme_org, "user_alice")?, token(&globex_org, "user_bob")?);
-    let stray_token = token("org_NoSuchTenant", "user_eve")?;
-    let cases: [DemoRequest<'_>; 5] = [
-        ("acme's token", Some(&acme_token), vec![]),
-        ("globex's token", Some(&globex_token), vec![]),
-        (
-            "acme's token + X-Bulkhead-Tenant: globex",
-            Some(&acme_token),
-            vec![("X-Bulkhead-Tenant", "globex"), ("X-Org-Id", &globex_org)],
-        ),
-        ("no token", None, vec![]),
-        ("a valid token for an unknown org", Some(&stray_token), vec![]),
-    ];
-    println!(
-        "\nGateway on http://{} (admin http://{}), routing the Tenants' org ids to two example upstreams:\n",
-        gw.addr, gw.admin
-    );
-    println!("{:<42}  {:<6}  ANSWER", "REQUEST", "STATUS");
-    for (what, bearer, extra) in cases {
-        let (status, body) = bulkhead_e2e::gateway::get(gw.addr, bearer, &extra)
-            .await
-            .map_err(|e| e.to_string())?;
-        let answer = body.trim().lines().map(str::trim).collect::<Vec<_>>().join("; ");
-        println!("{what:<42}  {status:<6}  {answer}");
+    if args.once {
+        return Ok(code);
     }
-    println!("\ntoken:         {}", gw.token_command(&acme_org));
-    println!("audit log:     {}", dir.join("gateway-audit.log").display());
-    Ok((acme, globex, gw))
+    say(format!(
+        "Running (sandbox pid {}); the table is reprinted when it changes. Press Ctrl-C to stop and clean up.",
+        std::process::id()
+    ));
+    RUNNING.store(true, Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if console::stdout_gone() {
+            return Ok(code);
+        }
+        if let Ok(rows) = table::rows(&client).await {
+            let now = table::render(&rows);
+            if now != shown {
+                say("");
+                say(now.trim_end());
+                shown = now;
+            }
+        }
+    }
 }
 
-/// Creates the shared database, the operator's namespace and the admin Secret.
-async fn prepare_postgres(pg: &Postgres, client: &kube::Client) -> Result<(), String> {
-    let admin = pg.admin().await.map_err(|e| e.to_string())?;
+/// Ready, or (without PostgreSQL) as far as it can get: waiting for its database.
+fn settled(row: &table::Row, no_postgres: bool) -> bool {
+    row.observed && (row.ready == "True" || (no_postgres && row.reason == "DatabaseNotReady"))
+}
+
+/// The gateway binary for minting tokens: the one given, the static one of `make images`, or the one next to
+/// this binary.
+fn gateway_binary(given: Option<PathBuf>) -> Result<PathBuf, SandboxError> {
+    const NAME: &str = "bulkhead-gateway";
+    if let Some(given) = given {
+        return if given.is_file() {
+            Ok(given)
+        } else {
+            Err(SandboxError::Setup(format!(
+                "--gateway-bin {}: no such file",
+                given.display()
+            )))
+        };
+    }
+    let candidates = [local_images::static_binaries_dir().join(NAME)]
+        .into_iter()
+        .chain(
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| Some(exe.parent()?.join(NAME))),
+        );
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(SandboxError::Setup(format!(
+        "no {NAME} binary to mint tokens with: run `make images` (or pass --gateway-bin)"
+    )))
+}
+
+/// Whether another process holds the local cluster's lock (so our start will wait for it).
+fn another_cluster_runs() -> bool {
+    std::fs::File::options()
+        .write(true)
+        .open(bulkhead_e2e::cluster::LOCK_FILE)
+        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+async fn import_all(cluster: &Cluster, archives: &[Archive]) -> Result<(), HarnessError> {
+    for archive in archives {
+        local_images::import(cluster, &archive.path).await?;
+    }
+    Ok(())
+}
+
+/// Creates the shared database and the admin Secret the operator reads; returns where pods reach the server.
+async fn prepare_postgres(pg: &Postgres, client: &kube::Client) -> Result<Database, SandboxError> {
+    let admin = pg.admin().await?;
     admin
         .batch_execute(&format!("CREATE DATABASE {SHARED_DB}"))
         .await
-        .map_err(|e| format!("creating database {SHARED_DB}: {e}"))?;
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ADMIN_SECRET.0}}))
-        .map_err(|e| e.to_string())?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
+        .map_err(|e| SandboxError::Setup(format!("creating database {SHARED_DB}: {e}")))?;
+    let dsn = pg.dsn_via(
+        &HOST_IP.to_string(),
+        SUPERUSER,
+        pg.superuser_password(),
+        SHARED_DB,
+    );
+    let database = Database {
+        host: HOST_IP,
+        port: pg.port(),
+        admin_dsn: format!("{dsn}?sslmode=disable"),
+    };
+    install::postgres_admin_secret(client, &database).await?;
+    say(format!(
+        "PostgreSQL 15 on 127.0.0.1:{port} and, for pods, {HOST_IP}:{port} (database {SHARED_DB}); files in {}.",
+        pg.dir().display(),
+        port = pg.port(),
+    ));
+    Ok(database)
+}
+
+/// One example whose stack runs the local stack image instead of its own.
+#[derive(Debug)]
+struct Substitution {
+    kind: String,
+    name: String,
+    image: String,
+    port: i64,
+}
+
+/// What the examples run: the substitutions made, and the Customers that use their Tenant's stack.
+#[derive(Debug, Default)]
+struct Substituted {
+    replaced: Vec<Substitution>,
+    inheriting: Vec<String>,
+}
+
+/// Replaces the stack image of every Tenant and Customer whose image is not on the node with `local`, and sets
+/// `PORT` to its stack port (the port the local stack serves on).
+async fn substitute_images(
+    cluster: &Cluster,
+    manifests: &mut [(String, Vec<DynamicObject>)],
+    local: &str,
+) -> Result<Substituted, SandboxError> {
+    let mut result = Substituted::default();
+    let mut present: BTreeMap<String, bool> = BTreeMap::new();
+    for (_, objects) in manifests.iter_mut() {
+        for object in objects.iter_mut() {
+            let kind = object.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+            if kind != "Tenant" && kind != "Customer" {
+                continue;
+            }
+            let name = object.metadata.name.clone().unwrap_or_default();
+            let Some(stack) = object.data.get_mut("spec").and_then(|s| s.get_mut("stack")) else {
+                if kind == "Customer" {
+                    result.inheriting.push(name);
+                }
+                continue;
+            };
+            let Some(image) = stack.get("image").and_then(|i| i.as_str()).map(str::to_owned) else {
+                continue;
+            };
+            let on_node = match present.get(&image) {
+                Some(known) => *known,
+                None => {
+                    let known = local_images::present(cluster, &image).await?;
+                    present.insert(image.clone(), known);
+                    known
+                }
+            };
+            if on_node {
+                continue;
+            }
+            let port = stack
+                .get("port")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(i64::from(bulkhead_crds::v1alpha1::DEFAULT_STACK_PORT));
+            stack["image"] = serde_json::Value::from(local);
+            let env = stack
+                .as_object_mut()
+                .map(|s| s.entry("env").or_insert_with(|| serde_json::json!([])));
+            if let Some(serde_json::Value::Array(env)) = env {
+                env.retain(|v| v.get("name").and_then(|n| n.as_str()) != Some("PORT"));
+                env.push(serde_json::json!({"name": "PORT", "value": port.to_string()}));
+            }
+            result.replaced.push(Substitution {
+                kind,
+                name,
+                image,
+                port,
+            });
+        }
+    }
+    // Tenants first: Customers without a stack of their own run their Tenant's.
+    result
+        .replaced
+        .sort_by(|a, b| (a.kind != "Tenant", &a.name).cmp(&(b.kind != "Tenant", &b.name)));
+    Ok(result)
+}
+
+fn announce(substituted: &Substituted, local: &str) {
+    if substituted.replaced.is_empty() {
+        return;
+    }
+    say(format!(
+        "Local stack image: nothing can be pulled on this node, so these examples run {local} (the test stack: it \
+         answers with its namespace, pod and request headers) instead of their own image; examples/ is unchanged:"
+    ));
+    for s in &substituted.replaced {
+        say(format!(
+            "  {} {}: {} is not on the node -> runs {local} (PORT={})",
+            s.kind, s.name, s.image, s.port
+        ));
+    }
+    if !substituted.inheriting.is_empty() {
+        say(format!(
+            "  Customers {} have no stack of their own and run their Tenant's.",
+            substituted.inheriting.join(", ")
+        ));
+    }
+}
+
+/// A request the demo sends, and what must come of it.
+#[derive(Debug)]
+struct Case {
+    label: String,
+    token: Option<String>,
+    headers: Vec<(String, String)>,
+    expect: Expect,
+}
+
+#[derive(Debug, Clone)]
+enum Expect {
+    /// Answered by a pod of `namespace`, with exactly these identity headers.
+    Stack {
+        namespace: String,
+        identity: BTreeMap<String, String>,
+    },
+    /// Refused by the gateway.
+    Denied {
+        status: u16,
+        gate: &'static str,
+        reason: &'static str,
+    },
+}
+
+/// Identity headers shown and checked: the gateway's own (but the per-request id) and the spoofed ones.
+fn identity_header(name: &str) -> bool {
+    (name.starts_with("x-bulkhead-") && name != "x-bulkhead-request-id") || name == "x-org-id"
+}
+
+/// Whether the gateway routes a resource: it is Ready, and so is its Tenant.
+fn routable(row: &table::Row, rows: &[table::Row]) -> bool {
+    let ready = |r: &table::Row| r.ready == "True";
+    ready(row)
+        && (row.kind == "Tenant"
+            || rows
+                .iter()
+                .any(|t| t.kind == "Tenant" && t.name == row.tenant && ready(t)))
+}
+
+/// The requests: each resource's token (answered by its stack when it is routable, refused when not), the first
+/// Tenant's token with the second one's identity spoofed in headers, no token, and a valid token for an org
+/// nobody holds.
+async fn cases(gateway: &Path, issuer: &Issuer, rows: &[table::Row]) -> Result<Vec<Case>, SandboxError> {
+    let mut cases = Vec::new();
+    for row in rows {
+        let subject = format!("user_{}", row.name.replace('-', "_"));
+        let token = issuer.token(gateway, &row.org, &subject).await?;
+        if !routable(row, rows) {
+            cases.push(Case {
+                label: format!("{}'s token", row.name),
+                token: Some(token),
+                headers: Vec::new(),
+                expect: Expect::Denied {
+                    status: 403,
+                    gate: "route",
+                    reason: "no_route",
+                },
+            });
+            continue;
+        }
+        let tenant = if row.kind == "Tenant" {
+            &row.name
+        } else {
+            &row.tenant
+        };
+        let mut identity = BTreeMap::from([
+            ("x-bulkhead-org".to_owned(), row.org.clone()),
+            ("x-bulkhead-tenant".to_owned(), tenant.clone()),
+            ("x-bulkhead-subject".to_owned(), subject),
+        ]);
+        if row.kind == "Customer" {
+            identity.insert("x-bulkhead-customer".into(), row.name.clone());
+        }
+        cases.push(Case {
+            label: format!("{}'s token", row.name),
+            token: Some(token),
+            headers: Vec::new(),
+            expect: Expect::Stack {
+                namespace: row.namespace.clone(),
+                identity,
+            },
+        });
+    }
+    // The first Tenant's token, with headers claiming the second Tenant: answered exactly like the token alone.
+    let tenants: Vec<&table::Row> = rows
+        .iter()
+        .filter(|r| r.kind == "Tenant" && routable(r, rows))
+        .collect();
+    if let [first, second, ..] = tenants[..]
+        && let Some(alone) = cases
+            .iter()
+            .find(|c| c.label == format!("{}'s token", first.name))
+    {
+        let spoofed = Case {
+            label: format!(
+                "{}'s token + X-Bulkhead-Tenant/X-Org-Id of {}",
+                first.name, second.name
+            ),
+            token: alone.token.clone(),
+            headers: vec![
+                ("X-Bulkhead-Tenant".into(), second.name.clone()),
+                ("X-Org-Id".into(), second.org.clone()),
+            ],
+            expect: alone.expect.clone(),
+        };
+        cases.push(spoofed);
+    }
+    cases.push(Case {
+        label: "no token".into(),
+        token: None,
+        headers: Vec::new(),
+        expect: Expect::Denied {
+            status: 401,
+            gate: "token",
+            reason: "missing",
+        },
+    });
+    cases.push(Case {
+        label: format!("a valid token for an unknown org ({UNKNOWN_ORG})"),
+        token: Some(issuer.token(gateway, UNKNOWN_ORG, "user_eve").await?),
+        headers: Vec::new(),
+        expect: Expect::Denied {
+            status: 403,
+            gate: "route",
+            reason: "no_route",
+        },
+    });
+    Ok(cases)
+}
+
+/// What came back, as the demo table shows it.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    answered_by: String,
+    received: String,
+    ok: bool,
+}
+
+async fn send(client: &kube::Client, gateway_addr: SocketAddr, case: &Case) -> Answer {
+    let headers: Vec<(&str, &str)> = case
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let sent = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        bulkhead_e2e::gateway::get(gateway_addr, case.token.as_deref(), &headers),
+    )
+    .await;
+    let (status, body) = match sent {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(err)) => return failed(err.to_string()),
+        Err(_) => return failed(format!("no answer within {REQUEST_TIMEOUT:?}")),
+    };
+    let json: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null);
+    match &case.expect {
+        Expect::Stack { namespace, identity } => {
+            let (ns, pod) = (
+                json["namespace"].as_str().unwrap_or_default(),
+                json["pod"].as_str().unwrap_or_default(),
+            );
+            let received: BTreeMap<String, String> = json["headers"]
+                .as_object()
+                .map(|h| {
+                    h.iter()
+                        .filter(|(name, _)| identity_header(name))
+                        .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // The pod the answer names must exist in that namespace (asked of the API server, not the pod).
+            let exists = !pod.is_empty()
+                && Api::<Pod>::namespaced(client.clone(), ns)
+                    .get_opt(pod)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
+            let answered_by = if pod.is_empty() {
+                body.trim().chars().take(80).collect()
+            } else if exists {
+                format!("{ns}/{pod}")
+            } else {
+                format!("{ns}/{pod} (no such pod)")
+            };
+            Answer {
+                status,
+                ok: status == 200 && ns == namespace && exists && &received == identity,
+                answered_by,
+                received: received
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        }
+        Expect::Denied {
+            status: wanted,
+            gate,
+            reason,
+        } => Answer {
+            status,
+            ok: status == *wanted && json["gate"] == *gate && json["reason"] == *reason,
+            answered_by: "gateway".into(),
+            received: body.trim().to_owned(),
+        },
+    }
+}
+
+fn failed(why: String) -> Answer {
+    Answer {
+        status: 0,
+        answered_by: "-".into(),
+        received: why,
+        ok: false,
+    }
+}
+
+/// Sends the demo requests through the gateway's Service and prints what answered each. Returns whether every
+/// answer was the expected one.
+async fn demo(
+    client: &kube::Client,
+    gateway: &Path,
+    issuer: &Issuer,
+    gateway_addr: SocketAddr,
+    rows: &[table::Row],
+) -> Result<bool, SandboxError> {
+    let cases = cases(gateway, issuer, rows).await?;
+    // The gateway picks up Ready resources from its watch; wait until every token is routed.
+    let tokens: Vec<&Case> = cases.iter().filter(|c| c.headers.is_empty()).collect();
+    let _ = bulkhead_e2e::wait::until(
+        Duration::from_secs(60),
+        "the gateway to route every Ready resource",
+        || async {
+            for case in &tokens {
+                if matches!(case.expect, Expect::Stack { .. }) && !send(client, gateway_addr, case).await.ok {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let mut answers = Vec::new();
+    for case in &cases {
+        answers.push(send(client, gateway_addr, case).await);
+    }
+    let header = [
+        "REQUEST",
+        "STATUS",
+        "CHECK",
+        "ANSWERED BY",
+        "IDENTITY IT RECEIVED",
+    ];
+    let cells: Vec<[String; 5]> = cases
+        .iter()
+        .zip(&answers)
+        .map(|(case, answer)| {
+            [
+                case.label.clone(),
+                answer.status.to_string(),
+                if answer.ok { "ok" } else { "FAILED" }.to_owned(),
+                answer.answered_by.clone(),
+                answer.received.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let render = |cols: [&str; 5]| {
+        let mut out = String::new();
+        for (i, (col, w)) in cols.iter().zip(widths).enumerate() {
+            if i + 1 == cols.len() {
+                out.push_str(col);
+            } else {
+                out.push_str(&format!("{col:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    say("");
+    say(format!(
+        "Requests through the gateway Service (http://{gateway_addr}):"
+    ));
+    say("");
+    say(render(header));
+    for row in &cells {
+        say(render([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
+    let failed: Vec<&str> = cases
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| !a.ok)
+        .map(|(c, _)| c.label.as_str())
+        .collect();
+    say("");
+    if failed.is_empty() {
+        let mut shown = Vec::new();
+        if cases.iter().any(|c| matches!(c.expect, Expect::Stack { .. })) {
+            shown.push(
+                "each Ready resource's token reached a pod of its own namespace only, with one set of identity \
+                 headers"
+                    .to_owned(),
+            );
+        }
+        if cases.iter().any(|c| !c.headers.is_empty()) {
+            shown.push("spoofed identity headers changed nothing".to_owned());
+        }
+        let mut refused = vec!["no token"];
+        if rows.iter().any(|r| !routable(r, rows)) {
+            refused.push("the tokens of resources that are not Ready");
+        }
+        refused.push("an unknown org");
+        let last = refused.pop().unwrap_or_default();
+        shown.push(format!("{} and {last} were refused", refused.join(", ")));
+        say(format!(
+            "All {} requests answered as expected: {}.",
+            cases.len(),
+            shown.join("; ")
+        ));
+    } else {
+        say(format!("Unexpected answers: {}.", failed.join("; ")));
+    }
+    Ok(failed.is_empty())
+}
+
+/// One probe from inside a stack pod.
+#[derive(Debug)]
+struct Probe {
+    from: String,
+    to: String,
+    target: String,
+    reachable: bool,
+}
+
+/// The first running stack pod of `namespace`.
+async fn stack_pod(client: &kube::Client, namespace: &str) -> Option<String> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&kube::api::ListParams::default())
         .await
-        .map_err(|e| format!("creating namespace {}: {e}", ADMIN_SECRET.0))?;
-    let dsn = pg.dsn(SUPERUSER, pg.superuser_password(), SHARED_DB);
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": ADMIN_SECRET.1, "namespace": ADMIN_SECRET.0},
-        "stringData": {"dsn": format!("{dsn}?sslmode=disable")}
-    }))
-    .map_err(|e| e.to_string())?;
-    Api::<Secret>::namespaced(client.clone(), ADMIN_SECRET.0)
-        .create(&PostParams::default(), &secret)
-        .await
-        .map_err(|e| format!("creating the admin Secret: {e}"))?;
+        .ok()?;
+    pods.items
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .and_then(|p| p.metadata.name)
+}
+
+/// What the stacks themselves may reach, probed from inside their pods with the stack's own `probe`: another
+/// Tenant's stack by its DNS name (the name resolves: DNS is allowed; the connection is not), and PostgreSQL
+/// from a stack with a database (allowed) and from one without (not). Prints a table; returns whether every
+/// probe ended as the policies say.
+async fn egress(
+    cluster: &Cluster,
+    client: &kube::Client,
+    rows: &[table::Row],
+    postgres: Option<SocketAddr>,
+) -> Result<bool, SandboxError> {
+    let ready: Vec<&table::Row> = rows.iter().filter(|r| routable(r, rows)).collect();
+    let with_db = ready.iter().find(|r| r.database == "Provisioned");
+    let without_db = ready.iter().find(|r| r.database.is_empty());
+    let mut probes = Vec::new();
+    if let Some(from) = ready.first()
+        && let Some(other) = ready
+            .iter()
+            .find(|r| r.kind == "Tenant" && r.name != from.name && r.name != from.tenant)
+    {
+        let port = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &other.namespace)
+            .get_opt("stack")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.spec?.ports?.first().map(|p| p.port))
+            .unwrap_or(8080);
+        probes.push(Probe {
+            from: from.namespace.clone(),
+            to: format!("{}'s stack", other.name),
+            target: format!("stack.{}.svc:{port}", other.namespace),
+            reachable: false,
+        });
+    }
+    if let Some(pg) = postgres {
+        for (row, reachable) in [(with_db, true), (without_db, false)] {
+            if let Some(row) = row {
+                probes.push(Probe {
+                    from: row.namespace.clone(),
+                    to: "PostgreSQL".into(),
+                    target: pg.to_string(),
+                    reachable,
+                });
+            }
+        }
+    }
+    if probes.is_empty() {
+        return Ok(true);
+    }
+    let header = ["FROM A STACK POD IN", "TO", "RESULT", "CHECK"];
+    let mut cells: Vec<[String; 4]> = Vec::new();
+    let mut all_ok = true;
+    for probe in &probes {
+        let Some(pod) = stack_pod(client, &probe.from).await else {
+            all_ok = false;
+            cells.push([
+                probe.from.clone(),
+                probe.target.clone(),
+                "no running stack pod".into(),
+                "FAILED".into(),
+            ]);
+            continue;
+        };
+        let (_, out) = cluster
+            .exec(
+                &probe.from,
+                &pod,
+                &["/bulkhead-stack", "probe", &probe.target, "--timeout-ms", "3000"],
+            )
+            .await?;
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+        let result = report["result"].as_str().unwrap_or("error");
+        let detail = report["detail"].as_str().unwrap_or_default();
+        // A name that resolved is one the DNS policy let through: the probe got as far as connecting.
+        let resolved = result == "connected" || detail.starts_with("connecting to");
+        let ok = (result == "connected") == probe.reachable && resolved;
+        all_ok &= ok;
+        let shown = if result == "connected" {
+            format!("connected ({detail})")
+        } else {
+            format!("{result}: {detail}")
+        };
+        cells.push([
+            format!("{}/{pod}", probe.from),
+            format!("{} ({})", probe.to, probe.target),
+            shown,
+            if ok { "ok" } else { "FAILED" }.into(),
+        ]);
+    }
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let render = |cols: [&str; 4]| {
+        cols.iter()
+            .zip(widths)
+            .map(|(col, w)| format!("{col:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    say("");
+    say("What the stacks themselves may reach (probes inside their pods; every other egress is denied):");
+    say("");
+    say(render(header));
+    for row in &cells {
+        say(render([&row[0], &row[1], &row[2], &row[3]]));
+    }
+    Ok(all_ok)
+}
+
+/// Where to look further: kubectl, logs, tokens, the database catalog.
+async fn print_places(
+    cluster: &Cluster,
+    pg: Option<&Postgres>,
+    gateway: &Path,
+    issuer: &Issuer,
+    gateway_addr: SocketAddr,
+    rows: &[table::Row],
+) -> Result<(), SandboxError> {
+    let kubeconfig = cluster.plane().kubeconfig_path().display().to_string();
+    say(format!(
+        "kubectl:       KUBECONFIG={kubeconfig} kubectl get tenants,customers,pods -A"
+    ));
+    say(format!(
+        "logs:          KUBECONFIG={kubeconfig} kubectl -n {ns} logs deploy/{op}   (the gateway's audit: deploy/{gw})",
+        ns = install::NAMESPACE,
+        op = install::OPERATOR,
+        gw = install::GATEWAY,
+    ));
+    if let Some(row) = rows.iter().find(|r| routable(r, rows)) {
+        say(format!(
+            "try:           curl -H \"Authorization: Bearer $({})\" http://{gateway_addr}/",
+            issuer.token_command(gateway, &row.org)
+        ));
+    }
+    if let Some(pg) = pg {
+        print_catalog(pg).await;
+        // The password goes into a file only root can read, never onto the screen.
+        let pgpass = cluster.dir().join("pgpass");
+        std::fs::write(
+            &pgpass,
+            format!(
+                "127.0.0.1:{}:*:{SUPERUSER}:{}\n",
+                pg.port(),
+                pg.superuser_password()
+            ),
+        )
+        .and_then(|()| std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| SandboxError::Setup(format!("writing {}: {e}", pgpass.display())))?;
+        say(format!(
+            "psql:          PGPASSFILE={} psql -h 127.0.0.1 -p {} -U {SUPERUSER} {SHARED_DB}   (throwaway superuser)",
+            pgpass.display(),
+            pg.port()
+        ));
+    }
+    say(format!(
+        "files:         cluster {}{}",
+        cluster.dir().display(),
+        pg.map(|pg| format!(", PostgreSQL {}", pg.dir().display()))
+            .unwrap_or_default()
+    ));
     Ok(())
 }
 
 /// Lists the schemas and databases the operator made, straight from the catalog.
-async fn print_places(pg: &Postgres) {
+async fn print_catalog(pg: &Postgres) {
     let Ok(admin) = pg.connect_as(SUPERUSER, pg.superuser_password(), SHARED_DB).await else {
         return;
     };
@@ -310,127 +1104,13 @@ async fn print_places(pg: &Postgres) {
     let schemas = list("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'bk\\_%' ORDER BY 1").await;
     let databases =
         list("SELECT datname::text FROM pg_database WHERE datname LIKE 'bk\\_%' ORDER BY 1").await;
-    println!("schemas:       {} (in database {SHARED_DB})", or_none(&schemas));
-    println!("databases:     {}", or_none(&databases));
+    say(format!(
+        "schemas:       {} (in database {SHARED_DB})",
+        or_none(&schemas)
+    ));
+    say(format!("databases:     {}", or_none(&databases)));
 }
 
 fn or_none(list: &str) -> &str {
     if list.is_empty() { "none" } else { list }
-}
-
-/// The operator's database flags for the sandbox's server.
-fn postgres_flags(pg: &Postgres) -> Vec<String> {
-    vec![
-        "--postgres-admin-secret".into(),
-        format!("{}/{}", ADMIN_SECRET.0, ADMIN_SECRET.1),
-        "--postgres-cidr".into(),
-        "127.0.0.1/32".into(),
-        "--postgres-port".into(),
-        pg.port().to_string(),
-    ]
-}
-
-async fn start_operator(
-    args: &Args,
-    plane: &ControlPlane,
-    pg: Option<&Postgres>,
-    log_path: &std::path::Path,
-) -> Result<Operator, String> {
-    let binary = sibling_binary(args.operator_bin.clone(), "bulkhead-operator");
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("choosing a port for the operator's admin endpoints: {e}"))?
-        .port();
-    match binary {
-        Some(binary) => {
-            let log = std::fs::File::create(log_path)
-                .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-            let child = Command::new(&binary)
-                .args([
-                    "run",
-                    "--log-format",
-                    "plain",
-                    "--admin-addr",
-                    &format!("127.0.0.1:{admin_port}"),
-                ])
-                .arg("--kubeconfig")
-                .arg(plane.kubeconfig_path())
-                .args(pg.map(postgres_flags).unwrap_or_default())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-            println!(
-                "Operator {} running (pid {}); metrics on http://127.0.0.1:{admin_port}/metrics",
-                binary.display(),
-                child.id()
-            );
-            Ok(Operator::Process(child))
-        }
-        None => {
-            let client = plane.admin().await.map_err(|e| e.to_string())?;
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", admin_port))
-                .await
-                .map_err(|e| format!("binding the operator's admin port: {e}"))?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let mut options = bulkhead_operator::Options::default();
-            if let Some(pg) = pg {
-                let secret = format!("{}/{}", ADMIN_SECRET.0, ADMIN_SECRET.1);
-                let mut database = bulkhead_operator::settings::DatabaseSettings::new(
-                    secret.parse().map_err(|e: String| e)?,
-                );
-                database.port = Some(pg.port());
-                options.settings.database = Some(database);
-                options.settings.postgres = Some(bulkhead_operator::settings::PostgresEndpoint {
-                    cidr: "127.0.0.1/32".into(),
-                    port: pg.port(),
-                });
-            }
-            let handle = tokio::spawn(bulkhead_operator::run(client, listener, options, async move {
-                let _ = rx.await;
-            }));
-            println!(
-                "No bulkhead-operator binary next to this one (build it with `cargo build -p bulkhead-operator`); running the operator in-process. Metrics on http://127.0.0.1:{admin_port}/metrics"
-            );
-            Ok(Operator::InProcess(tx, handle))
-        }
-    }
-}
-
-async fn stop_operator(operator: Operator) {
-    match operator {
-        Operator::Process(mut child) => {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            for _ in 0..100 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        Operator::InProcess(stop, handle) => {
-            let _ = stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -23,7 +23,7 @@ const HIDDEN_HEADERS: [&str; 2] = ["authorization", "cookie"];
 /// How long connections may take to finish their requests after the shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Where the server runs, as the downward API tells it.
+/// Where the server runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     pub namespace: String,
@@ -31,13 +31,42 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Reads `POD_NAMESPACE` and `POD_NAME`; unset variables give empty strings.
+    /// Reads `POD_NAMESPACE` and `POD_NAME` (the downward API). A pod whose spec sets neither (a Deployment the
+    /// stack does not control, such as the one Bulkhead's operator makes) still names itself: the kubelet sets
+    /// the pod's hostname to its name and puts `<namespace>.svc.<cluster domain>` first in its DNS search path.
+    /// What cannot be found is an empty string.
     pub fn from_env() -> Self {
+        let from_var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Self {
-            namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
-            pod: std::env::var("POD_NAME").unwrap_or_default(),
+            namespace: from_var("POD_NAMESPACE")
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/resolv.conf")
+                        .ok()
+                        .and_then(|text| namespace_from_resolv_conf(&text))
+                })
+                .unwrap_or_default(),
+            pod: from_var("POD_NAME")
+                .or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                        .filter(|h| !h.is_empty())
+                })
+                .unwrap_or_default(),
         }
     }
+}
+
+/// The namespace of a pod's `resolv.conf` as the kubelet writes it for the `ClusterFirst` DNS policy:
+/// `search <namespace>.svc.<cluster domain> svc.<cluster domain> <cluster domain> …`.
+pub fn namespace_from_resolv_conf(text: &str) -> Option<String> {
+    let mut search = text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("search")).then_some(words)
+    })?;
+    let first = search.next()?;
+    let (namespace, rest) = first.split_once('.')?;
+    (rest.starts_with("svc.") && !namespace.is_empty()).then(|| namespace.to_owned())
 }
 
 /// The body of every answer except `GET /healthz`.
@@ -173,6 +202,20 @@ mod tests {
         assert!(echo["headers"].get("authorization").is_none());
         assert!(echo["headers"].get("cookie").is_none());
         assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+    }
+
+    #[test]
+    fn the_namespace_comes_from_the_pods_dns_search_path() {
+        let kubelet = "search bk-acme.svc.cluster.local svc.cluster.local cluster.local\nnameserver 198.19.0.10\noptions ndots:5\n";
+        assert_eq!(namespace_from_resolv_conf(kubelet).as_deref(), Some("bk-acme"));
+        for other in [
+            "nameserver 1.1.1.1\n",
+            "search example.com\n",
+            "search svc.cluster.local cluster.local\n",
+            "search\n",
+        ] {
+            assert_eq!(namespace_from_resolv_conf(other), None, "{other}");
+        }
     }
 
     #[test]
