@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The gateway benchmark of issue 5, in one run, printing one table:
+# The gateway benchmark, in one run, printing one table:
 #   nginx as a plain reverse proxy (no auth: the floor), HAProxy 2.6 verifying RS256/ES256 and routing by the
 #   claim (the hardened config of anchors-gateway.md §1.4), and bulkhead-gateway; each with (a) a few hot tokens
 #   and (b) a distinct token on every request (a wrk Lua script walking a file of pre-minted tokens). One more
