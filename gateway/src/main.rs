@@ -207,6 +207,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
     } else {
         None
     };
+    // Installed before the gateway announces it is listening, so an early stop request is honoured.
+    let stop = bulkhead_process::shutdown::signal();
     let audit = Arc::new(StdoutAudit::start().map_err(|e| format!("starting the audit writer: {e}"))?);
     let running = server::start(
         settings,
@@ -217,16 +219,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    shutdown_signal().await;
+    stop.await;
+    info!("shutdown requested; finishing in-flight requests");
     running.shutdown().await;
     // Every decision taken is in the audit log before the process ends.
     audit.flush();
     info!("gateway stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    bulkhead_process::shutdown::signal().await;
-    info!("shutdown requested; finishing in-flight requests");
 }

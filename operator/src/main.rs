@@ -229,13 +229,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding the admin address {}: {e}", args.admin_addr))?;
     info!(admin = %args.admin_addr, "serving /metrics, /livez, /readyz");
-    bulkhead_operator::run(client, admin, run_options, shutdown_signal())
+    let stop = bulkhead_process::shutdown::signal();
+    let stop = async move {
+        stop.await;
+        info!("shutdown requested; finishing in-flight reconciles");
+    };
+    bulkhead_operator::run(client, admin, run_options, stop)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    bulkhead_process::shutdown::signal().await;
-    info!("shutdown requested; finishing in-flight reconciles");
 }
