@@ -1,5 +1,6 @@
-//! The admin endpoints: `/metrics` (OpenMetrics), `/livez` and `/readyz` (ready once every controller's cache
-//! has synced).
+//! The admin endpoints: `/metrics` (OpenMetrics), `/livez` (the process serves) and `/readyz`. The leader is
+//! ready once every controller's cache has synced; a standby (with `--leader-elect`) once the CRDs are
+//! established and it can see the leader lease, so every healthy replica of a Deployment counts as available.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,7 +21,7 @@ use crate::metrics::Metrics;
 /// What the admin endpoints report.
 #[derive(Debug)]
 pub struct AdminState {
-    /// Set once every controller's cache has synced.
+    /// Set once every controller's cache has synced (the leader) or the leader lease could be read (a standby).
     pub ready: AtomicBool,
     /// The metrics served on `/metrics`.
     pub metrics: Arc<Metrics>,
@@ -74,7 +75,10 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>>
     match req.uri().path() {
         "/livez" => text(StatusCode::OK, "ok\n"),
         "/readyz" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ok\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet\n"),
+        "/readyz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the CRDs, the leader lease or the caches\n",
+        ),
         "/metrics" => match state.metrics.encode() {
             Ok(body) => {
                 let mut response = text(StatusCode::OK, body);

@@ -1,8 +1,11 @@
 //! Server-side apply of a [`Desired`] set under one field manager, skipping objects that already match, and
-//! pruning objects that carry the subject's labels but are no longer desired.
+//! pruning objects that carry the subject's labels but are no longer desired. NetworkPolicies are pruned by
+//! namespace instead of by label: the subject's namespace keeps exactly the desired policies, and one that
+//! someone else made there is deleted like any other.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use bulkhead_crds::labels;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,6 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tracing::warn;
 
 use crate::build::{Desired, Subject};
 use crate::diff;
@@ -84,12 +88,15 @@ pub struct Report {
     pub reverted: Vec<ObjectReference>,
     /// Objects that were no longer desired and were deleted.
     pub pruned: Vec<ObjectReference>,
+    /// Objects that Bulkhead did not make, found in the subject's namespace where only Bulkhead's may be, and
+    /// deleted (NetworkPolicies).
+    pub removed: Vec<ObjectReference>,
 }
 
 impl Report {
     /// Number of writes made.
     pub fn writes(&self) -> usize {
-        self.created.len() + self.updated.len() + self.reverted.len() + self.pruned.len()
+        self.created.len() + self.updated.len() + self.reverted.len() + self.pruned.len() + self.removed.len()
     }
 }
 
@@ -177,7 +184,7 @@ pub async fn apply(
     )
     .await?;
 
-    prune(
+    prune_policies(
         client,
         &stores.network_policies,
         subject,
@@ -363,6 +370,89 @@ fn owned_by<K: Resource>(object: &K, subject: &Subject<'_>, namespace: &str) -> 
         && l.get(labels::CUSTOMER).map(String::as_str) == subject.customer
 }
 
+/// Why a NetworkPolicy in the subject's namespace is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stray {
+    /// Bulkhead made it for this subject (it carries the subject's labels) and it is no longer desired.
+    NoLongerDesired,
+    /// Someone else made it: it lacks the subject's labels.
+    Foreign,
+}
+
+impl Stray {
+    /// A fixed category for logs and Event reasons.
+    pub fn category(self) -> &'static str {
+        match self {
+            Stray::NoLongerDesired => "no_longer_desired",
+            Stray::Foreign => "foreign",
+        }
+    }
+}
+
+/// The NetworkPolicies in `namespace` that must go, and why (pure): every one that is not in `keep`, whoever
+/// made it, with or without labels. Policies in any other namespace are never chosen.
+pub fn stray_policies<'a>(
+    policies: &'a [Arc<NetworkPolicy>],
+    subject: &Subject<'_>,
+    namespace: &str,
+    keep: &BTreeSet<String>,
+) -> Vec<(&'a NetworkPolicy, Stray)> {
+    policies
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|p| !keep.contains(&p.name_any()))
+        .map(|p| {
+            let why = if owned_by(p, subject, namespace) {
+                Stray::NoLongerDesired
+            } else {
+                Stray::Foreign
+            };
+            (p, why)
+        })
+        .collect()
+}
+
+/// Deletes every NetworkPolicy in the subject's namespace that is not desired (see [`stray_policies`]).
+async fn prune_policies(
+    client: &Client,
+    store: &Store<NetworkPolicy>,
+    subject: &Subject<'_>,
+    namespace: &str,
+    keep: &BTreeSet<String>,
+    report: &mut Report,
+) -> Result<(), ApplyError> {
+    let cached = store.state();
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
+    for (policy, why) in stray_policies(&cached, subject, namespace, keep) {
+        let name = policy.name_any();
+        if why == Stray::Foreign {
+            warn!(
+                namespace,
+                name = %name,
+                category = why.category(),
+                "deleting a NetworkPolicy that Bulkhead did not make from a namespace it manages"
+            );
+        }
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => match why {
+                Stray::NoLongerDesired => report.pruned.push(policy.object_ref(&())),
+                Stray::Foreign => report.removed.push(policy.object_ref(&())),
+            },
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(ApplyError::Prune {
+                    kind: "NetworkPolicy".into(),
+                    namespace: namespace.to_owned(),
+                    name,
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn prune<K>(
     client: &Client,
     store: &Store<K>,
@@ -402,4 +492,138 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_crds::v1alpha1::{QuotaSpec, StackSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn stack() -> StackSpec {
+        serde_json::from_value(serde_json::json!({"image": "registry.example.com/p:1"})).unwrap()
+    }
+
+    fn subject<'a>(stack: &'a StackSpec, quota: &'a QuotaSpec, customer: Option<&'a str>) -> Subject<'a> {
+        Subject {
+            tenant: "acme",
+            customer,
+            uid: "uid-1",
+            stack,
+            quota,
+            egress: &[],
+            database_enabled: false,
+            credentials_revision: None,
+            retired: false,
+        }
+    }
+
+    fn policy(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Arc<NetworkPolicy> {
+        Arc::new(NetworkPolicy {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                labels: (!labels.is_empty()).then(|| {
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect()
+                }),
+                ..ObjectMeta::default()
+            },
+            ..NetworkPolicy::default()
+        })
+    }
+
+    fn strays(
+        policies: &[Arc<NetworkPolicy>],
+        subject: &Subject<'_>,
+        keep: &[&str],
+    ) -> Vec<(String, String, Stray)> {
+        let keep = keep.iter().map(|k| (*k).to_owned()).collect();
+        stray_policies(policies, subject, &subject.namespace(), &keep)
+            .into_iter()
+            .map(|(p, why)| (p.namespace().unwrap_or_default(), p.name_any(), why))
+            .collect()
+    }
+
+    #[test]
+    fn every_undesired_policy_in_the_subjects_namespace_goes_whoever_made_it() {
+        let (stack, quota) = (stack(), QuotaSpec::default());
+        let acme = subject(&stack, &quota, None);
+        let ours = [(labels::MANAGED_BY, "bulkhead"), (labels::TENANT, "acme")];
+        let policies = [
+            policy("bk-acme", "bulkhead-default-deny", &ours),
+            policy("bk-acme", "bulkhead-allow-postgres", &ours),
+            policy("bk-acme", "open-to-b", &[]),
+            // Forged labels naming another Tenant do not protect a policy in acme's namespace.
+            policy("bk-acme", "forged", &[(labels::TENANT, "globex")]),
+            // Other namespaces are never touched, whatever their policies' labels say.
+            policy("bk-globex", "open-to-acme", &[]),
+            policy("bk-acme-dental", "bulkhead-allow-postgres", &ours),
+            policy("default", "hand-made", &ours),
+        ];
+        assert_eq!(
+            strays(&policies, &acme, &["bulkhead-default-deny"]),
+            [
+                (
+                    "bk-acme".into(),
+                    "bulkhead-allow-postgres".into(),
+                    Stray::NoLongerDesired
+                ),
+                ("bk-acme".into(), "open-to-b".into(), Stray::Foreign),
+                ("bk-acme".into(), "forged".into(), Stray::Foreign),
+            ]
+        );
+        assert_eq!(Stray::Foreign.category(), "foreign");
+        assert_eq!(Stray::NoLongerDesired.category(), "no_longer_desired");
+    }
+
+    #[test]
+    fn a_customer_keeps_its_own_policies_and_loses_its_tenants_labelled_ones() {
+        let (stack, quota) = (stack(), QuotaSpec::default());
+        let dental = subject(&stack, &quota, Some("dental"));
+        let mine = [
+            (labels::MANAGED_BY, "bulkhead"),
+            (labels::TENANT, "acme"),
+            (labels::CUSTOMER, "dental"),
+        ];
+        let tenants = [(labels::MANAGED_BY, "bulkhead"), (labels::TENANT, "acme")];
+        let policies = [
+            policy("bk-acme-dental", "bulkhead-default-deny", &mine),
+            policy("bk-acme-dental", "bulkhead-allow-egress", &mine),
+            policy("bk-acme-dental", "copied-from-tenant", &tenants),
+            policy("bk-acme", "bulkhead-allow-egress", &tenants),
+        ];
+        assert_eq!(
+            strays(&policies, &dental, &["bulkhead-default-deny"]),
+            [
+                (
+                    "bk-acme-dental".into(),
+                    "bulkhead-allow-egress".into(),
+                    Stray::NoLongerDesired
+                ),
+                (
+                    "bk-acme-dental".into(),
+                    "copied-from-tenant".into(),
+                    Stray::Foreign
+                ),
+            ]
+        );
+        let all_desired = [
+            "bulkhead-default-deny",
+            "bulkhead-allow-egress",
+            "copied-from-tenant",
+        ];
+        assert!(strays(&policies, &dental, &all_desired).is_empty());
+    }
+
+    #[test]
+    fn a_removal_counts_as_a_write() {
+        let report = Report {
+            removed: vec![ObjectReference::default()],
+            ..Report::default()
+        };
+        assert_eq!(report.writes(), 1);
+    }
 }

@@ -30,6 +30,14 @@ impl CrdWaitError {
     }
 }
 
+/// Whether the API server serves a CRD: its condition `Established` is `True` (pure).
+pub fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+}
+
 /// Returns once every Bulkhead CRD exists with condition `Established=True`. Polls every two seconds and logs
 /// what it is waiting for.
 pub async fn wait_established(client: &Client) -> Result<(), CrdWaitError> {
@@ -43,11 +51,7 @@ pub async fn wait_established(client: &Client) -> Result<(), CrdWaitError> {
                 name: name.into(),
                 source,
             })?;
-            let established = crd
-                .and_then(|c| c.status)
-                .and_then(|s| s.conditions)
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-            if !established {
+            if !crd.as_ref().is_some_and(is_established) {
                 missing.push(name);
             }
         }

@@ -10,6 +10,7 @@ pub mod build;
 pub mod cleanup;
 pub mod conditions;
 pub mod conflicts;
+pub mod crd_apply;
 pub mod crd_wait;
 pub mod database;
 pub mod diff;

@@ -1,15 +1,17 @@
-//! `bulkhead-operator`: run the operator, or print the CRDs.
+//! `bulkhead-operator`: run the operator, print or apply the CRDs, print the RBAC.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use tracing::info;
 
 use bulkhead_operator::Options;
+use bulkhead_operator::crd_apply;
 use bulkhead_operator::leader::LeaseConfig;
 use bulkhead_operator::postgres::connect::AdminSecretRef;
 use bulkhead_operator::settings::{DatabaseSettings, PeerPods, PostgresEndpoint, Settings, parse_labels};
@@ -31,29 +33,69 @@ enum Command {
     /// Run the operator against the cluster from --kubeconfig, $KUBECONFIG, ~/.kube/config or the in-cluster
     /// service account.
     Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinitions as YAML (pipe into `kubectl apply -f -`).
-    Crds,
+    /// Print the CustomResourceDefinitions as YAML (pipe into `kubectl apply -f -`), or install and upgrade
+    /// them with `crds apply`.
+    Crds(CrdsArgs),
     /// Print the operator's RBAC as the chart ships it (Helm template).
     Rbac,
 }
 
 #[derive(Debug, clap::Args)]
-struct RunArgs {
+struct CrdsArgs {
+    #[command(subcommand)]
+    action: Option<CrdsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CrdsAction {
+    /// Server-side apply the CRDs built into this binary (field manager `bulkhead-crds`), wait until they are
+    /// established, and print one line per CRD. A CRD applied by a newer Bulkhead is left alone.
+    Apply(CrdsApplyArgs),
+}
+
+/// Which cluster to talk to.
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
     /// Kubeconfig file to use instead of the usual lookup.
     #[arg(long, env = "BULKHEAD_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: the current context).
     #[arg(long, env = "BULKHEAD_CONTEXT")]
     context: Option<String>,
-    /// Address for /metrics, /livez and /readyz.
-    #[arg(long, env = "BULKHEAD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
-    admin_addr: SocketAddr,
+}
+
+/// How to log.
+#[derive(Debug, clap::Args)]
+struct LogArgs {
     /// Log line format.
     #[arg(long, env = "BULKHEAD_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
     /// Log filter in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
     log: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct CrdsApplyArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    logging: LogArgs,
+    /// Seconds to wait in all for the CRDs to be applied and established.
+    #[arg(long, env = "BULKHEAD_CRDS_TIMEOUT_SECONDS", default_value = "60",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout_seconds: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Address for /metrics, /livez and /readyz.
+    #[arg(long, env = "BULKHEAD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    admin_addr: SocketAddr,
+    #[command(flatten)]
+    logging: LogArgs,
     /// Namespace of the gateway's pods: the only source allowed to reach a stack.
     #[arg(long, env = "BULKHEAD_GATEWAY_NAMESPACE", default_value = "bulkhead-system")]
     gateway_namespace: String,
@@ -176,10 +218,18 @@ fn default_identity() -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crds => print_generated(bulkhead_crds::generate::crds_yaml().map_err(|e| e.to_string())),
+        Command::Crds(CrdsArgs { action: None }) => {
+            print_generated(bulkhead_crds::generate::crds_yaml().map_err(|e| e.to_string()))
+        }
+        Command::Crds(CrdsArgs {
+            action: Some(CrdsAction::Apply(args)),
+        }) => {
+            let (format, filter) = (args.logging.log_format, args.logging.log.clone());
+            bulkhead_process::serve("bulkhead-operator crds apply", format, &filter, crds_apply(args))
+        }
         Command::Rbac => print_generated(bulkhead_operator::rbac::chart_yaml().map_err(|e| e.to_string())),
         Command::Run(args) => {
-            let (format, filter) = (args.log_format, args.log.clone());
+            let (format, filter) = (args.logging.log_format, args.logging.log.clone());
             bulkhead_process::serve("bulkhead-operator", format, &filter, run(*args))
         }
     }
@@ -198,33 +248,83 @@ fn print_generated(result: Result<String, String>) -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> Result<(), String> {
-    let run_options = args.options()?;
+/// Errors while connecting to the cluster.
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    /// The kubeconfig file named by --kubeconfig could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: KubeconfigError,
+    },
+    /// The kubeconfig does not give a usable configuration (say, the context does not exist).
+    #[error("loading the kubeconfig: {0}")]
+    Kubeconfig(#[source] KubeconfigError),
+    /// Neither a kubeconfig nor the in-cluster service account was found.
+    #[error("finding the cluster: {0}")]
+    Infer(#[source] InferConfigError),
+    /// The client could not be built from the configuration.
+    #[error("building the API client: {0}")]
+    Build(#[source] kube::Error),
+}
+
+impl ClientError {
+    /// A fixed category for logs and exit messages.
+    fn category(&self) -> &'static str {
+        match self {
+            ClientError::Read { .. } | ClientError::Kubeconfig(_) | ClientError::Infer(_) => "kubeconfig",
+            ClientError::Build(_) => "client",
+        }
+    }
+}
+
+/// The API client from --kubeconfig and --context, $KUBECONFIG, ~/.kube/config or the in-cluster account.
+async fn client(args: &ClusterArgs) -> Result<Client, ClientError> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kubeconfig =
-                Kubeconfig::read_from(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-            let options = KubeConfigOptions {
-                context: args.context.clone(),
-                ..Default::default()
-            };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|source| ClientError::Read {
+                path: path.clone(),
+                source,
+            })?;
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(ClientError::Kubeconfig)?
         }
-        None if args.context.is_some() => {
-            let options = KubeConfigOptions {
-                context: args.context.clone(),
-                ..Default::default()
-            };
-            Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => Config::infer().await.map_err(|e| e.to_string())?,
+        None if args.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(ClientError::Kubeconfig)?,
+        None => Config::infer().await.map_err(ClientError::Infer)?,
     };
     info!(server = %config.cluster_url, "connecting");
-    let client = Client::try_from(config).map_err(|e| format!("building the API client: {e}"))?;
+    Client::try_from(config).map_err(ClientError::Build)
+}
+
+async fn crds_apply(args: CrdsApplyArgs) -> Result<(), String> {
+    let client = client(&args.cluster)
+        .await
+        .map_err(|e| format!("{}: {e}", e.category()))?;
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    let applied = crd_apply::apply(&client, timeout)
+        .await
+        .map_err(|e| format!("{}: {e}", e.category()))?;
+    for crd in applied {
+        println!("{crd}");
+    }
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let run_options = args.options()?;
+    let client = client(&args.cluster)
+        .await
+        .map_err(|e| format!("{}: {e}", e.category()))?;
     let admin = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .map_err(|e| format!("binding the admin address {}: {e}", args.admin_addr))?;

@@ -1,7 +1,12 @@
 //! Watching the objects Bulkhead manages. One reflector per kind (selected by the managed-by label) keeps a
 //! cache used to skip writes when nothing changed, and turns every change, including a hand deletion, into a
 //! reconcile of the Tenant or Customer the object belongs to.
+//!
+//! NetworkPolicies are the exception: every one in the cluster is watched, because a Bulkhead namespace holds
+//! Bulkhead's policies and nothing else. A policy someone else made in such a namespace carries none of
+//! Bulkhead's labels; the namespace's labels name its owner, which is reconciled and deletes it.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use bulkhead_crds::labels;
@@ -20,9 +25,9 @@ use tracing::warn;
 /// Caches of every managed kind.
 #[derive(Clone)]
 pub struct Stores {
-    /// Managed namespaces.
+    /// Every namespace: Bulkhead's, and foreign ones that may be in the way.
     pub namespaces: Store<Namespace>,
-    /// Managed NetworkPolicies.
+    /// Every NetworkPolicy in the cluster, Bulkhead's and others'.
     pub network_policies: Store<NetworkPolicy>,
     /// Managed ResourceQuotas.
     pub resource_quotas: Store<ResourceQuota>,
@@ -52,14 +57,60 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    /// Triggers the owner named by an object's labels.
-    fn owner_of(&self, object_labels: &std::collections::BTreeMap<String, String>) {
-        if let Some(customer) = object_labels.get(labels::CUSTOMER) {
-            let _ = self.customers.unbounded_send(ObjectRef::new(customer));
-        } else if let Some(tenant) = object_labels.get(labels::TENANT) {
-            let _ = self.tenants.unbounded_send(ObjectRef::new(tenant));
+    /// Asks for a reconcile of `owner`.
+    fn send(&self, owner: Owner) {
+        match owner {
+            Owner::Tenant(name) => {
+                let _ = self.tenants.unbounded_send(ObjectRef::new(&name));
+            }
+            Owner::Customer(name) => {
+                let _ = self.customers.unbounded_send(ObjectRef::new(&name));
+            }
         }
     }
+}
+
+/// The Tenant or Customer an object or a namespace belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    /// A Tenant, by name.
+    Tenant(String),
+    /// A Customer, by name.
+    Customer(String),
+}
+
+/// The owner named by an object's labels (pure).
+pub fn owner_by_labels(object_labels: &BTreeMap<String, String>) -> Option<Owner> {
+    if let Some(customer) = object_labels.get(labels::CUSTOMER) {
+        Some(Owner::Customer(customer.clone()))
+    } else {
+        object_labels
+            .get(labels::TENANT)
+            .map(|tenant| Owner::Tenant(tenant.clone()))
+    }
+}
+
+/// The owner of a namespace that Bulkhead manages, from the namespace's labels (pure). A namespace without the
+/// managed-by label has none: Bulkhead never touches what is in it.
+pub fn namespace_owner(namespace: &Namespace) -> Option<Owner> {
+    let l = namespace.labels();
+    if l.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::MANAGED_BY_VALUE) {
+        return None;
+    }
+    owner_by_labels(l)
+}
+
+/// Who to reconcile when a NetworkPolicy changes (pure): the owner of the Bulkhead namespace it lives in,
+/// whoever made the policy, and the owner its own labels name (the same one for Bulkhead's policies).
+pub fn policy_owners(policy_labels: &BTreeMap<String, String>, namespace: Option<&Namespace>) -> Vec<Owner> {
+    let mut owners: Vec<Owner> = namespace
+        .and_then(namespace_owner)
+        .into_iter()
+        .chain(owner_by_labels(policy_labels))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    owners
 }
 
 /// The futures that keep the caches filled; run them until shutdown.
@@ -70,38 +121,74 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
     let mut watches: Watches = Vec::new();
     let mut watch = |w| watches.push(w);
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    // All namespaces, not only managed ones: a foreign namespace in the way must be seen to be refused.
+    let namespaces = reflect::<Namespace>(Api::all(client.clone()), None, triggers, by_labels, &mut watch);
+    // All NetworkPolicies: one that Bulkhead did not make in a namespace it manages is found and deleted.
+    let namespace_cache = namespaces.clone();
+    let network_policies = reflect::<NetworkPolicy>(
+        Api::all(client.clone()),
+        None,
+        triggers,
+        move |policy: &NetworkPolicy| {
+            let namespace = policy
+                .namespace()
+                .and_then(|ns| namespace_cache.get(&ObjectRef::new(&ns)));
+            policy_owners(policy.labels(), namespace.as_deref())
+        },
+        &mut watch,
+    );
     let stores = Stores {
-        // All namespaces, not only managed ones: a foreign namespace in the way must be seen to be refused.
-        namespaces: reflect::<Namespace>(Api::all(client.clone()), None, triggers, &mut watch),
-        network_policies: reflect::<NetworkPolicy>(
-            Api::all(client.clone()),
-            Some(&managed),
-            triggers,
-            &mut watch,
-        ),
+        namespaces,
+        network_policies,
         resource_quotas: reflect::<ResourceQuota>(
             Api::all(client.clone()),
             Some(&managed),
             triggers,
+            by_labels,
             &mut watch,
         ),
-        limit_ranges: reflect::<LimitRange>(Api::all(client.clone()), Some(&managed), triggers, &mut watch),
+        limit_ranges: reflect::<LimitRange>(
+            Api::all(client.clone()),
+            Some(&managed),
+            triggers,
+            by_labels,
+            &mut watch,
+        ),
         service_accounts: reflect::<ServiceAccount>(
             Api::all(client.clone()),
             Some(&managed),
             triggers,
+            by_labels,
             &mut watch,
         ),
-        deployments: reflect::<Deployment>(Api::all(client.clone()), Some(&managed), triggers, &mut watch),
-        services: reflect::<Service>(Api::all(client.clone()), Some(&managed), triggers, &mut watch),
+        deployments: reflect::<Deployment>(
+            Api::all(client.clone()),
+            Some(&managed),
+            triggers,
+            by_labels,
+            &mut watch,
+        ),
+        services: reflect::<Service>(
+            Api::all(client.clone()),
+            Some(&managed),
+            triggers,
+            by_labels,
+            &mut watch,
+        ),
     };
     (stores, watches)
+}
+
+/// The owner an object's own labels name.
+fn by_labels<K: Resource>(object: &K) -> Vec<Owner> {
+    owner_by_labels(object.labels()).into_iter().collect()
 }
 
 fn reflect<K>(
     api: Api<K>,
     selector: Option<&str>,
     triggers: &Triggers,
+    owners: impl Fn(&K) -> Vec<Owner> + Send + 'static,
     watch: &mut impl FnMut(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
 ) -> Store<K>
 where
@@ -119,11 +206,11 @@ where
         .reflect(writer)
         .touched_objects();
     let triggers = triggers.clone();
-    watch(Box::pin(drive(stream, triggers)));
+    watch(Box::pin(drive(stream, triggers, owners)));
     reader
 }
 
-async fn drive<K, S>(stream: S, triggers: Triggers)
+async fn drive<K, S>(stream: S, triggers: Triggers, owners: impl Fn(&K) -> Vec<Owner>)
 where
     K: Resource<DynamicType = ()> + Send,
     S: Stream<Item = Result<K, watcher::Error>> + Send,
@@ -131,7 +218,7 @@ where
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(object) => triggers.owner_of(object.labels()),
+            Ok(object) => owners(&object).into_iter().for_each(|owner| triggers.send(owner)),
             Err(err) => warn!(kind = %K::kind(&()), error = %err, "watch error; retrying"),
         }
     }
@@ -146,4 +233,88 @@ pub async fn synced(stores: &Stores) {
     crate::run::synced(&stores.service_accounts).await;
     crate::run::synced(&stores.deployments).await;
     crate::run::synced(&stores.services).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn namespace(pairs: &[(&str, &str)]) -> Namespace {
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some("bk-acme".into()),
+                labels: Some(map(pairs)),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        }
+    }
+
+    #[test]
+    fn labels_name_a_customer_before_its_tenant() {
+        assert_eq!(
+            owner_by_labels(&map(&[(labels::TENANT, "acme"), (labels::CUSTOMER, "dental")])),
+            Some(Owner::Customer("dental".into()))
+        );
+        assert_eq!(
+            owner_by_labels(&map(&[(labels::TENANT, "acme")])),
+            Some(Owner::Tenant("acme".into()))
+        );
+        assert_eq!(owner_by_labels(&map(&[("app", "x")])), None);
+    }
+
+    #[test]
+    fn only_a_namespace_bulkhead_manages_has_an_owner() {
+        let managed = (labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+        assert_eq!(
+            namespace_owner(&namespace(&[managed, (labels::TENANT, "acme")])),
+            Some(Owner::Tenant("acme".into()))
+        );
+        assert_eq!(
+            namespace_owner(&namespace(&[
+                managed,
+                (labels::TENANT, "acme"),
+                (labels::CUSTOMER, "dental")
+            ])),
+            Some(Owner::Customer("dental".into()))
+        );
+        assert_eq!(namespace_owner(&namespace(&[(labels::TENANT, "acme")])), None);
+        assert_eq!(namespace_owner(&namespace(&[managed])), None);
+    }
+
+    #[test]
+    fn a_policy_without_labels_in_a_bulkhead_namespace_triggers_the_namespaces_owner() {
+        let managed = (labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+        let acme = namespace(&[managed, (labels::TENANT, "acme")]);
+        assert_eq!(
+            policy_owners(&BTreeMap::new(), Some(&acme)),
+            [Owner::Tenant("acme".into())]
+        );
+        // Bulkhead's own policy: one trigger, not two.
+        assert_eq!(
+            policy_owners(&map(&[managed, (labels::TENANT, "acme")]), Some(&acme)),
+            [Owner::Tenant("acme".into())]
+        );
+        // Labels naming someone else do not hide a policy from its namespace's owner.
+        assert_eq!(
+            policy_owners(&map(&[(labels::TENANT, "globex")]), Some(&acme)),
+            [Owner::Tenant("acme".into()), Owner::Tenant("globex".into())]
+        );
+        // Outside Bulkhead's namespaces (or with the namespace not cached yet) only the policy's labels count.
+        let foreign = namespace(&[("team", "payments")]);
+        assert!(policy_owners(&BTreeMap::new(), Some(&foreign)).is_empty());
+        assert!(policy_owners(&BTreeMap::new(), None).is_empty());
+        assert_eq!(
+            policy_owners(&map(&[(labels::TENANT, "acme")]), None),
+            [Owner::Tenant("acme".into())]
+        );
+    }
 }

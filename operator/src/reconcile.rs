@@ -277,9 +277,11 @@ async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous
         updated = %apply::describe(&report.updated),
         reverted = %apply::describe(&report.reverted),
         pruned = %apply::describe(&report.pruned),
+        removed = %apply::describe(&report.removed),
         "applied"
     );
-    let drift = report.reverted.len() + if was_provisioned { report.created.len() } else { 0 };
+    let drift =
+        report.reverted.len() + report.removed.len() + if was_provisioned { report.created.len() } else { 0 };
     if drift > 0 {
         ctx.metrics.drift_repaired(K::CONTROLLER, drift);
     }
@@ -298,7 +300,7 @@ async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous
     }
     // Repairs and changes name each object, so each keeps its own event instead of folding into a series.
     let recreated: &[ObjectReference] = if was_provisioned { &report.created } else { &[] };
-    let groups: [(&[ObjectReference], EventType, &str, &str, &str); 4] = [
+    let groups: [(&[ObjectReference], EventType, &str, &str, &str); 5] = [
         (
             recreated,
             EventType::Warning,
@@ -312,6 +314,13 @@ async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous
             "DriftReverted",
             "Repair",
             "was edited by hand and has been set back",
+        ),
+        (
+            &report.removed,
+            EventType::Warning,
+            "DriftRemoved",
+            "Repair",
+            "was not made by Bulkhead and was deleted: a Bulkhead namespace holds Bulkhead's policies only",
         ),
         (
             &report.updated,

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bulkhead_crds::v1alpha1::{Customer, Tenant};
@@ -110,11 +110,9 @@ pub async fn run(
         .clone()
         .map(|config| Elector::new(client.clone(), config));
     if let Some(elector) = &elector {
-        // A standby is healthy and ready: it serves as a warm spare.
-        state.ready.store(true, Ordering::Release);
         info!(lease = %elector.config().name, identity = %elector.config().identity, "waiting to lead");
         let acquired = tokio::select! {
-            () = acquire(elector) => true,
+            () = acquire(elector, &state.ready) => true,
             () = stopped() => false,
         };
         if !acquired {
@@ -246,12 +244,18 @@ pub async fn run(
     Ok(())
 }
 
-async fn acquire(elector: &Elector) {
+/// Tries for the lease until this replica holds it. Meanwhile the replica is a standby: ready (a warm spare, so
+/// a Deployment of several replicas is fully available and a PodDisruptionBudget counts it) for as long as its
+/// last look at the lease succeeded.
+async fn acquire(elector: &Elector, ready: &AtomicBool) {
     loop {
         match elector.try_lead().await {
             Ok(true) => return,
-            Ok(false) => {}
-            Err(err) => warn!(error = %err, "trying to acquire the leader lease failed"),
+            Ok(false) => ready.store(true, Ordering::Release),
+            Err(err) => {
+                ready.store(false, Ordering::Release);
+                warn!(error = %err, "trying to acquire the leader lease failed");
+            }
         }
         tokio::time::sleep(elector.config().retry).await;
     }

@@ -100,6 +100,31 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
         &[&lease_args[..], &["--identity", "replica-b"]].concat(),
     );
 
+    // The standby is live and ready while it waits: a two-replica Deployment is fully available, and a
+    // PodDisruptionBudget counts both replicas.
+    wait::until(
+        Duration::from_secs(30),
+        "the standby's /readyz to answer 200",
+        || async { (b.get("/readyz").await.0 == 200).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.get("/livez").await, (200, "ok\n".to_owned()));
+    assert_eq!(
+        holder(&admin).await.as_deref(),
+        Some("replica-a"),
+        "b is a standby"
+    );
+    // The leader is ready once its caches have synced.
+    wait::until(
+        Duration::from_secs(30),
+        "the leader's /readyz to answer 200",
+        || async { (a.get("/readyz").await.0 == 200).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.get("/livez").await, (200, "ok\n".to_owned()));
+
     let tenants: Api<Tenant> = Api::all(admin.clone());
     for name in ["one", "two"] {
         tenants
@@ -144,6 +169,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
         .unwrap();
     all_provisioned(&admin, &["three".into()], &[]).await;
     assert!(metric(&b.metrics().await, "bulkhead_operator_reconciles_total") > 0.0);
+    assert_eq!(b.get("/readyz").await.0, 200, "the new leader is ready");
     drop(a);
 }
 

@@ -65,10 +65,14 @@ impl OperatorProcess {
     }
 
     pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.1
+    }
+
+    /// GETs a path from its admin endpoint: the status code (0 when it does not answer) and the body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.admin_port));
-        bulkhead_e2e::operator::http_get(addr, "/metrics")
+        bulkhead_e2e::operator::http_get(addr, path)
             .await
-            .map(|(_, body)| body)
             .unwrap_or_default()
     }
 }
