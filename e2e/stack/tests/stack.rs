@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use bulkhead_stack::probe::{self, Outcome, ProbeOptions};
+use bulkhead_stack::probe::{self, HttpOptions, Outcome, ProbeOptions};
 use bulkhead_stack::server::{self, Identity};
 
 /// A generous bound so a broken test fails instead of hanging; never an expectation on speed.
@@ -119,9 +119,11 @@ async fn the_server_keeps_connections_alive_and_answers_healthz() {
 }
 
 fn options(http: bool) -> ProbeOptions {
-    ProbeOptions {
-        timeout: Duration::from_secs(10),
-        http,
+    let timeout = Duration::from_secs(10);
+    if http {
+        ProbeOptions::http(timeout, HttpOptions::default())
+    } else {
+        ProbeOptions::tcp(timeout)
     }
 }
 
@@ -136,13 +138,13 @@ async fn closed_port() -> SocketAddr {
 #[tokio::test]
 async fn the_probe_connects_to_a_listening_port_and_is_refused_by_a_closed_one() {
     let server = start().await;
-    let connected = probe::probe(&server.address.to_string(), options(false)).await;
+    let connected = probe::probe(&server.address.to_string(), &options(false)).await;
     assert_eq!(connected.result, Outcome::Connected, "{}", connected.detail);
     assert_eq!(connected.detail, server.address.to_string());
     assert!(connected.succeeded());
     assert!(connected.answer.is_none());
 
-    let answered = probe::probe(&format!("localhost:{}", server.address.port()), options(true)).await;
+    let answered = probe::probe(&format!("localhost:{}", server.address.port()), &options(true)).await;
     assert_eq!(answered.result, Outcome::Connected, "{}", answered.detail);
     assert_eq!(answered.status, Some(200));
     let answer = answered.answer.unwrap();
@@ -150,7 +152,7 @@ async fn the_probe_connects_to_a_listening_port_and_is_refused_by_a_closed_one()
     assert_eq!(answer["pod"], "stack-7d9f-abcde");
 
     let closed = closed_port().await;
-    let refused = probe::probe(&closed.to_string(), options(false)).await;
+    let refused = probe::probe(&closed.to_string(), &options(false)).await;
     assert_eq!(refused.result, Outcome::Refused, "{}", refused.detail);
     assert!(!refused.succeeded());
     server.stop().await;
