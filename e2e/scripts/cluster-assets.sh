@@ -6,6 +6,8 @@
 #                                kube-scheduler, kubelet, kube-proxy, kubectl, etcd, coredns, kube-router, agnhost
 #                                and pause, built once and cached
 #   cluster-assets.sh netpol     the above plus `netpol.test`, the upstream "[sig-network] Netpol" e2e tests
+#   cluster-assets.sh helm       only the Helm CLI (HELM_VERSION): prints the path of the `helm` binary itself,
+#                                cached in $BULKHEAD_CACHE_DIR/helm/<version>/bin/helm; needs Go, nothing else
 #
 # Versions come from e2e/cluster/versions.env, the only place they are written. Go components are built from the
 # Go module proxy through throwaway wrapper modules: Kubernetes' own go.mod maps its staging modules (k8s.io/api,
@@ -20,19 +22,66 @@ versions_file="$here/../cluster/versions.env"
 . "$versions_file"
 
 want_netpol=0
+want_helm=0
 case "${1:-}" in
   "") ;;
   netpol) want_netpol=1 ;;
-  *) echo "usage: $0 [netpol]" >&2; exit 2 ;;
+  helm) want_helm=1 ;;
+  *) echo "usage: $0 [netpol|helm]" >&2; exit 2 ;;
 esac
 
 log() { echo "cluster-assets: $*" >&2; }
 
 CACHE_ROOT="${BULKHEAD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bulkhead}"
+
+# --- Helm --------------------------------------------------------------------------------------------------------
+# Its own cache, keyed by its version only. Built like upstream's release: the version stamped in, and the default
+# Kubernetes version for `helm template`/`helm lint` taken from the client-go it is built with.
+if [ "$want_helm" = 1 ]; then
+  helm_dir="$CACHE_ROOT/helm/$HELM_VERSION/bin"
+  if [ -x "$helm_dir/helm" ]; then
+    echo "$helm_dir/helm"
+    exit 0
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    log "building Helm v$HELM_VERSION needs a Go toolchain (1.26 or newer); none is on PATH."
+    exit 1
+  fi
+  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+  work=$(mktemp -d "${TMPDIR:-/tmp}/bulkhead-helm-build.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  printf 'module local/bulkhead-helm-build\ngo 1.26\n' >"$work/go.mod"
+  log "building helm v$HELM_VERSION (a few minutes on 2 cores)"
+  (cd "$work" && go get "helm.sh/helm/v3@v$HELM_VERSION" >&2)
+  client_go=$(cd "$work" && go list -m -f '{{.Version}}' k8s.io/client-go)
+  kube_major=$(($(echo "$client_go" | sed -E 's/^v([0-9]+)\..*/\1/') + 1))
+  kube_minor=$(echo "$client_go" | sed -E 's/^v[0-9]+\.([0-9]+)\..*/\1/')
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION"
+  ldflags="$ldflags -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ldflags="$ldflags -X $pkg.k8sVersionMajor=$kube_major -X $pkg.k8sVersionMinor=$kube_minor"
+  done
+  mkdir -p "$helm_dir"
+  # Written under a name of its own first, so a concurrent or interrupted build never leaves half a binary.
+  (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$helm_dir/helm.partial.$$" helm.sh/helm/v3/cmd/helm >&2)
+  mv -f "$helm_dir/helm.partial.$$" "$helm_dir/helm"
+  log "cached in $helm_dir"
+  echo "$helm_dir/helm"
+  exit 0
+fi
+
+# --- The cluster's cache key -------------------------------------------------------------------------------------
 # Bump when the way the components are built changes, so caches of the old recipe are rebuilt.
 RECIPE=1
+# The hash covers the versions file up to its "--- Tools outside the cluster" section (blank lines before that
+# section left out), so pinning another tool there never rebuilds the cluster.
+cluster_pins() {
+  awk '/^# --- Tools outside the cluster/ { exit }
+       /^$/ { blank++; next }
+       { while (blank > 0) { print ""; blank-- } print }' "$versions_file"
+}
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-coredns-$COREDNS_VERSION-kube-router-$KUBE_ROUTER_VERSION-agnhost-$AGNHOST_VERSION"
-key="$key-r$RECIPE-$(sha256sum <"$versions_file" | cut -c1-8)"
+key="$key-r$RECIPE-$(cluster_pins | sha256sum | cut -c1-8)"
 CACHE_DIR="$CACHE_ROOT/cluster/$key"
 BIN="$CACHE_DIR/bin"
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns kube-router agnhost pause)

@@ -73,45 +73,85 @@ pub async fn apply_objects(
     client: &Client,
     objects: Vec<(String, Vec<DynamicObject>)>,
 ) -> Result<Vec<Applied>, HarnessError> {
-    let discovery = Discovery::new(client.clone())
+    let discovery = discover(client).await?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::new();
+    for (origin, list) in objects {
+        for object in list {
+            let (api, applied_as) = resolve(client, &discovery, &origin, &object)?;
+            api.patch(&applied_as.name, &params, &Patch::Apply(&object))
+                .await
+                .map_err(|source| HarnessError::Api {
+                    what: format!("applying {} {}", applied_as.kind, applied_as.name),
+                    source,
+                })?;
+            applied.push(applied_as);
+        }
+    }
+    Ok(applied)
+}
+
+/// Server-side applies each object with `dryRun=All`: the API server validates, defaults and admits it (Pod
+/// Security and RBAC escalation checks included) and stores nothing. Returns every object's outcome, so one
+/// refusal does not hide the next; an object whose kind the server does not know is an error.
+pub async fn dry_run_objects(
+    client: &Client,
+    origin: &str,
+    objects: &[DynamicObject],
+) -> Result<Vec<(Applied, Result<(), kube::Error>)>, HarnessError> {
+    let discovery = discover(client).await?;
+    let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    let mut outcomes = Vec::new();
+    for object in objects {
+        let (api, applied_as) = resolve(client, &discovery, origin, object)?;
+        let outcome = api
+            .patch(&applied_as.name, &params, &Patch::Apply(object))
+            .await
+            .map(drop);
+        outcomes.push((applied_as, outcome));
+    }
+    Ok(outcomes)
+}
+
+async fn discover(client: &Client) -> Result<Discovery, HarnessError> {
+    Discovery::new(client.clone())
         .run()
         .await
         .map_err(|source| HarnessError::Api {
             what: "API discovery".into(),
             source,
-        })?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut applied = Vec::new();
-    for (origin, list) in objects {
-        for object in list {
-            let types = object.types.clone().ok_or_else(|| {
-                HarnessError::Manifest(format!("{origin}: an object has no apiVersion/kind"))
-            })?;
-            let gvk = kube::api::GroupVersionKind::try_from(&types)
-                .map_err(|e| HarnessError::Manifest(format!("{origin}: {e}")))?;
-            let (resource, capabilities) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
-                HarnessError::Manifest(format!("{origin}: the server does not know {}", types.kind))
-            })?;
-            let name = object.name_any();
-            let api: Api<DynamicObject> = match capabilities.scope {
-                Scope::Cluster => Api::all_with(client.clone(), &resource),
-                Scope::Namespaced => Api::namespaced_with(
-                    client.clone(),
-                    object.metadata.namespace.as_deref().unwrap_or("default"),
-                    &resource,
-                ),
-            };
-            api.patch(&name, &params, &Patch::Apply(&object))
-                .await
-                .map_err(|source| HarnessError::Api {
-                    what: format!("applying {} {name}", types.kind),
-                    source,
-                })?;
-            applied.push(Applied {
-                kind: types.kind,
-                name,
-            });
-        }
-    }
-    Ok(applied)
+        })
+}
+
+/// The API for `object`'s kind and scope, and what it is.
+fn resolve(
+    client: &Client,
+    discovery: &Discovery,
+    origin: &str,
+    object: &DynamicObject,
+) -> Result<(Api<DynamicObject>, Applied), HarnessError> {
+    let types = object
+        .types
+        .clone()
+        .ok_or_else(|| HarnessError::Manifest(format!("{origin}: an object has no apiVersion/kind")))?;
+    let gvk = kube::api::GroupVersionKind::try_from(&types)
+        .map_err(|e| HarnessError::Manifest(format!("{origin}: {e}")))?;
+    let (resource, capabilities) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
+        HarnessError::Manifest(format!("{origin}: the server does not know {}", types.kind))
+    })?;
+    let api: Api<DynamicObject> = match capabilities.scope {
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+        Scope::Namespaced => Api::namespaced_with(
+            client.clone(),
+            object.metadata.namespace.as_deref().unwrap_or("default"),
+            &resource,
+        ),
+    };
+    Ok((
+        api,
+        Applied {
+            kind: types.kind,
+            name: object.name_any(),
+        },
+    ))
 }
