@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres sandbox bench bench-postgres bench-gateway images
+.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres sandbox bench bench-postgres bench-gateway images isolation kind-test
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
@@ -15,6 +15,8 @@ help:
 	@echo "make cluster        start the local one-node cluster, print its KUBECONFIG, Ctrl-C to stop and clean up"
 	@echo "make netpol-e2e     upstream [sig-network] Netpol e2e tests on the local cluster (records docs/netpol-e2e.md)"
 	@echo "make bench-cluster  cluster start-up, pod start and NetworkPolicy latency (records BENCHMARKS.md)"
+	@echo "make isolation      the isolation suite on the local cluster: helm install, traffic matrix, drift window"
+	@echo "make kind-test      the same isolation suite on a kind cluster (needs docker, kind, kubectl, helm)"
 
 # Provides the local cluster's components up front (Debian packages, and the Go components built once from the
 # Go module proxy and cached by version), so a cold build is not charged to a test.
@@ -29,6 +31,14 @@ netpol-e2e: assets
 	@bash e2e/scripts/cluster-assets.sh netpol >/dev/null
 	$(CARGO) build -q --release -p bulkhead-e2e --bin netpol-e2e
 	./target/release/netpol-e2e --write docs/netpol-e2e.md
+
+# The isolation suite binary against the local cluster, its output shown (it is also part of `make test`).
+isolation: assets postgres images
+	$(CARGO) test --locked -p bulkhead-e2e --test isolation_suite -- --nocapture
+
+# The same suite on kind, for users' CI (e2e/kind/README.md).
+kind-test:
+	e2e/kind/run.sh
 
 bench-cluster: assets
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-cluster

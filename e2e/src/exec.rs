@@ -15,8 +15,22 @@ pub async fn exec(
     pod: &str,
     command: &[&str],
 ) -> Result<(i32, String), HarnessError> {
+    exec_in(client, namespace, pod, None, command).await
+}
+
+/// Like [`exec`], in the named container of the pod (an ephemeral one too).
+pub async fn exec_in(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    command: &[&str],
+) -> Result<(i32, String), HarnessError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let params = AttachParams::default().stdin(false).stdout(true).stderr(false);
+    let mut params = AttachParams::default().stdin(false).stdout(true).stderr(false);
+    if let Some(container) = container {
+        params = params.container(container);
+    }
     let mut attached = pods
         .exec(pod, command.iter().copied(), &params)
         .await
