@@ -6,11 +6,10 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::Value;
-use sha2::Digest as _;
 
 use super::deploy::{GATEWAY, Issuer, TokenKind, Topology};
 use super::probes::{Pods, ProbePod, deployment_selector};
-use super::{Check, Config};
+use super::{Check, Config, sha256_hex};
 use crate::HarnessError;
 
 /// The credentials Secret the operator writes in every namespace with a database.
@@ -156,13 +155,6 @@ struct Request {
     answered_by: Option<String>,
     /// Identity headers the answering pod must see, with their values.
     identity: Vec<(&'static str, String)>,
-}
-
-fn sha256_hex(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn bearer(token: &str) -> String {

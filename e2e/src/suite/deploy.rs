@@ -162,8 +162,9 @@ pub struct Installed {
     pub issuer: Issuer,
 }
 
-/// The chart values the suite installs with (JSON is YAML).
-pub fn values(config: &Config) -> Value {
+/// The chart values the suite installs with (JSON is YAML). `issuer_key` is the issuer's public key: its digest
+/// is a pod annotation of the gateway, so that a new key rolls the gateway's pods.
+pub fn values(config: &Config, issuer_key: &str) -> Value {
     let image = |reference: &str| {
         let (repository, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
         json!({"repository": repository, "tag": tag, "pullPolicy": config.images.pull_policy})
@@ -176,6 +177,7 @@ pub fn values(config: &Config) -> Value {
         "gateway": {
             "image": image(&config.images.gateway),
             "logFormat": "plain",
+            "podAnnotations": {"bulkhead.dev/suite-issuer-key": crate::suite::sha256_hex(issuer_key)},
             "issuers": [{
                 "issuer": "https://suite.bulkhead.local",
                 "algorithms": ["ES256"],
@@ -338,7 +340,7 @@ pub async fn install(client: &Client, config: &Config) -> Result<Installed, Harn
         source,
     })?;
     let values_file = dir.path().join("values.json");
-    std::fs::write(&values_file, values(config).to_string()).map_err(|source| HarnessError::Io {
+    std::fs::write(&values_file, values(config, &issuer.public_pem).to_string()).map_err(|source| HarnessError::Io {
         what: "writing the chart values".into(),
         source,
     })?;
@@ -543,7 +545,8 @@ pub fn probe_pod(config: &Config, namespace: &str, name: &str, labels: &BTreeMap
                 "image": config.images.stack,
                 "imagePullPolicy": config.images.pull_policy,
                 "env": [{"name": "PORT", "value": STACK_PORT.to_string()}],
-                "ports": [{"containerPort": STACK_PORT}],
+                // Named like the stack's, which its Service targets by name.
+                "ports": [{"name": "http", "containerPort": STACK_PORT}],
                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": STACK_PORT}, "periodSeconds": 1},
                 "resources": {
                     "requests": {"cpu": "10m", "memory": "16Mi"},

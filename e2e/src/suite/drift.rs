@@ -452,6 +452,19 @@ pub async fn retained(
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     deploy::apply(&pod_api, deploy::probe_pod(config, &namespace, name, &labels)).await?;
     let ip = crate::wait::pod_ready_ip(&pod_api, name, Duration::from_secs(120)).await?;
+    // Ready is not yet routed: wait until the Service sends connections to the new pod.
+    let standing_in = ProbePod {
+        namespace: namespace.clone(),
+        pod: name.into(),
+        container: None,
+        ip: ip.clone(),
+    };
+    let (routed, _) = repeat_until(client, &standing_in, &pods.stack_services[i], "connected", Duration::from_secs(60)).await?;
+    if routed.is_none() {
+        return Err(HarnessError::Manifest(format!(
+            "the Service in {namespace} did not route to {name} within 60 s"
+        )));
+    }
     let mut with_probe = pods.clone();
     with_probe.stacks[i] = ProbePod {
         namespace: namespace.clone(),

@@ -146,6 +146,15 @@ impl fmt::Display for Check {
     }
 }
 
+/// The SHA-256 of `text`, in lowercase hex.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Prints a line at once (the suite's output is read as it runs).
 pub fn say(line: impl AsRef<str>) {
     use std::io::Write as _;
