@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres sandbox bench bench-postgres bench-gateway images isolation kind-test
+.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
@@ -15,6 +15,7 @@ help:
 	@echo "make cluster        start the local one-node cluster, print its KUBECONFIG, Ctrl-C to stop and clean up"
 	@echo "make netpol-e2e     upstream [sig-network] Netpol e2e tests on the local cluster (records docs/netpol-e2e.md)"
 	@echo "make bench-cluster  cluster start-up, pod start and NetworkPolicy latency (records BENCHMARKS.md)"
+	@echo "make bench-gateway-cluster  requests through the gateway Service vs the stack Service, on the local cluster"
 	@echo "make isolation      the isolation suite on the local cluster: helm install, traffic matrix, drift window"
 	@echo "make kind-test      the same isolation suite on a kind cluster (needs docker, kind, kubectl, helm)"
 
@@ -39,6 +40,10 @@ isolation: assets postgres images
 # The same suite on kind, for users' CI (e2e/kind/README.md).
 kind-test:
 	e2e/kind/run.sh
+
+bench-gateway-cluster: assets images
+	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-gateway-cluster
+	./target/release/bench-gateway-cluster --write BENCHMARKS.md
 
 bench-cluster: assets
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-cluster

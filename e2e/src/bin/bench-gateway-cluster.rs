@@ -192,7 +192,7 @@ async fn run(args: Args) -> Result<(), String> {
         "Local one-node cluster (Kubernetes {}), Bulkhead installed by its chart (2 gateway replicas), one Tenant \
          with one stack pod (`bulkhead-stack`, 1 CPU limit). `bulkhead-stack load` in a pod (1 CPU limit) sends \
          `GET /` on {} keep-alive connections for {} s after 1 s of warm-up: from an unmanaged namespace to the \
-         gateway's Service with a valid token, then from the Tenant's namespace to its stack's Service. Measured {} \
+         gateway's Service with one valid token (so its verification is cached after the first request), then from the Tenant's namespace to its stack's Service. Measured {} \
          on this project's 2-core machine, load generator, gateway and stack sharing the cores.\n\n\
          | path | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors |\n|---|---:|---:|---:|---:|---:|---:|\n",
         bulkhead_e2e::versions::get("KUBERNETES_VERSION").unwrap_or_default(),

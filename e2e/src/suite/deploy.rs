@@ -247,6 +247,46 @@ fn helm_upgrade(config: &Config, chart: &Path, values_file: &Path) -> Result<(),
     .map(drop)
 }
 
+/// `helm install` with one wrong value fails, naming it, and installs nothing.
+fn wrong_value_refused(config: &Config, values_file: &Path) -> Result<Check, HarnessError> {
+    let release = format!("{}-wrong-value", config.release);
+    let mut command = std::process::Command::new(&config.helm);
+    command
+        .args(["install", &release])
+        .arg(&config.chart)
+        .args(["--namespace", &config.namespace, "--values"])
+        .arg(values_file)
+        .args(["--set", "gateway.replicas=0"])
+        .stdin(std::process::Stdio::null());
+    if let Some(kubeconfig) = &config.kubeconfig {
+        command.arg("--kubeconfig").arg(kubeconfig);
+    }
+    if let Some(context) = &config.context {
+        command.args(["--kube-context", context]);
+    }
+    let output = command.output().map_err(|source| HarnessError::Io {
+        what: format!("running {}", config.helm.display()),
+        source,
+    })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let named = stderr
+        .lines()
+        .find(|l| l.contains("/gateway/replicas"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let installed = helm(config, &["status", &release, "--namespace", &config.namespace]).is_ok();
+    Ok(Check::new(
+        "helm install with a wrong value fails naming it",
+        !output.status.success() && !named.is_empty() && !installed,
+        format!(
+            "gateway.replicas=0: {}; release {release} {}",
+            if named.is_empty() { "not named".to_owned() } else { named },
+            if installed { "EXISTS" } else { "not installed" }
+        ),
+    ))
+}
+
 /// The release's chart version, from `helm list`.
 fn release_chart(config: &Config) -> Result<String, HarnessError> {
     let out = helm(
@@ -368,6 +408,7 @@ pub async fn install(client: &Client, config: &Config) -> Result<Installed, Harn
         ));
     }
 
+    checks.push(wrong_value_refused(config, &values_file)?);
     let started = Instant::now();
     helm_upgrade(config, &config.chart, &values_file)?;
     let version = release_chart(config)?;
