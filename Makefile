@@ -33,9 +33,10 @@ netpol-e2e: assets
 	$(CARGO) build -q --release -p bulkhead-e2e --bin netpol-e2e
 	./target/release/netpol-e2e --write docs/netpol-e2e.md
 
-# The isolation suite binary against the local cluster, its output shown (it is also part of `make test`).
+# The isolation suite binary against the local cluster, its output shown and recorded in docs/isolation-suite.md
+# (it is also part of `make test`).
 isolation: assets postgres images
-	$(CARGO) test --locked -p bulkhead-e2e --test isolation_suite -- --nocapture
+	BULKHEAD_SUITE_RECORD=docs/isolation-suite.md $(CARGO) test --locked -p bulkhead-e2e --test isolation_suite -- --nocapture
 
 # The same suite on kind, for users' CI (e2e/kind/README.md).
 kind-test:

@@ -114,6 +114,12 @@ async fn the_suite_proves_isolation_on_the_local_cluster_and_sees_it_broken() {
     std::fs::write(&dsn_file, format!("{dsn}?sslmode=disable")).unwrap();
     let outside = outside_listener();
     let kubeconfig = cluster.plane().kubeconfig_path().to_path_buf();
+    // `make isolation` records both runs in docs/isolation-suite.md.
+    let record: Vec<String> = match std::env::var("BULKHEAD_SUITE_RECORD") {
+        Ok(path) if !path.is_empty() => vec!["--record".into(), repo().join(path).display().to_string()],
+        _ => Vec::new(),
+    };
+    let record: Vec<&str> = record.iter().map(String::as_str).collect();
     let previous = repo().join("e2e/fixtures/charts/bulkhead-0.1.0");
 
     // Broken on purpose: the suite must see it, and the operator must repair it once it is back.
@@ -122,7 +128,11 @@ async fn the_suite_proves_isolation_on_the_local_cluster_and_sees_it_broken() {
         &dsn_file,
         pg.port(),
         &outside,
-        &["--previous-chart", &previous.display().to_string(), "--sabotage"],
+        &[
+            &["--previous-chart", &previous.display().to_string(), "--sabotage"],
+            record.as_slice(),
+        ]
+        .concat(),
     );
     assert_eq!(sabotaged.code, Some(0), "the suite did not see the sabotage");
     assert!(sabotaged.output.contains("helm upgrade to this chart"));
@@ -135,7 +145,7 @@ async fn the_suite_proves_isolation_on_the_local_cluster_and_sees_it_broken() {
     assert!(sabotaged.output.contains("isolation holds again"));
 
     // The whole suite.
-    let run = suite(&kubeconfig, &dsn_file, pg.port(), &outside, &[]);
+    let run = suite(&kubeconfig, &dsn_file, pg.port(), &outside, &record);
     let counts = counts_line(&run.output, "== Traffic matrix\n");
     assert!(counts.ends_with("differing: 0"), "{counts}");
     assert!(!run.output.contains("FAILED"), "a check failed");

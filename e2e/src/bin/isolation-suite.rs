@@ -72,9 +72,13 @@ struct Args {
     /// Break isolation on purpose and expect the suite to see it (exit 0 only if it does).
     #[arg(long)]
     sabotage: bool,
+    /// Record the run's output in this Markdown file (between `isolation-suite` markers, or
+    /// `isolation-suite-sabotage` ones with --sabotage).
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
-fn config(args: Args) -> Result<Config, String> {
+fn config(args: &Args) -> Result<Config, String> {
     let admin_dsn = match (
         &args.postgres_admin_dsn_file,
         std::env::var("BULKHEAD_POSTGRES_ADMIN_DSN"),
@@ -90,7 +94,7 @@ fn config(args: Args) -> Result<Config, String> {
             );
         }
     };
-    let cidr = match args.postgres_cidr {
+    let cidr = match args.postgres_cidr.clone() {
         Some(cidr) => cidr,
         None => match args.postgres_host.parse::<std::net::Ipv4Addr>() {
             Ok(ip) => format!("{ip}/32"),
@@ -100,33 +104,60 @@ fn config(args: Args) -> Result<Config, String> {
         },
     };
     Ok(Config {
-        kubeconfig: args.kubeconfig,
-        context: args.context,
-        helm: args.helm,
-        chart: args.chart,
-        previous_chart: args.previous_chart,
-        namespace: args.namespace,
-        release: args.release,
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        helm: args.helm.clone(),
+        chart: args.chart.clone(),
+        previous_chart: args.previous_chart.clone(),
+        namespace: args.namespace.clone(),
+        release: args.release.clone(),
         images: Images {
-            operator: args.operator_image,
-            gateway: args.gateway_image,
-            stack: args.stack_image,
-            pull_policy: args.pull_policy,
+            operator: args.operator_image.clone(),
+            gateway: args.gateway_image.clone(),
+            stack: args.stack_image.clone(),
+            pull_policy: args.pull_policy.clone(),
         },
         postgres: Some(PostgresTarget {
-            host: args.postgres_host,
+            host: args.postgres_host.clone(),
             port: args.postgres_port,
             cidr,
             admin_dsn,
         }),
-        outside: args.outside,
+        outside: args.outside.clone(),
         probe_timeout: Duration::from_millis(args.probe_timeout_ms),
         sabotage: args.sabotage,
     })
 }
 
+/// Writes what the suite printed into `path`, with the date and what it ran against.
+fn record(path: &std::path::Path, sabotage: bool, passed: bool) -> Result<(), String> {
+    let (marker, heading) = if sabotage {
+        (
+            "isolation-suite-sabotage",
+            "## A sabotaged run: isolation broken on purpose",
+        )
+    } else {
+        ("isolation-suite", "## A recorded run")
+    };
+    let body = format!(
+        "Recorded {} by `isolation-suite{}`: {}.\n\n```text\n{}```\n",
+        bulkhead_e2e::report::today(),
+        if sabotage { " --sabotage" } else { "" },
+        match (sabotage, passed) {
+            (false, true) => "every cell and check as the contract says",
+            (false, false) => "FAILED",
+            (true, true) => "the suite saw the sabotage, and the operator repaired it",
+            (true, false) => "the suite did NOT see the sabotage",
+        },
+        bulkhead_e2e::suite::transcript()
+    );
+    bulkhead_e2e::report::replace_marked(path, marker, heading, &body)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
 fn main() -> ExitCode {
-    let config = match config(Args::parse()) {
+    let args = Args::parse();
+    let config = match config(&args) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("isolation-suite: {err}");
@@ -140,7 +171,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(suite::run(&config)) {
+    let result = runtime.block_on(suite::run(&config));
+    if let (Ok(passed), Some(path)) = (&result, &args.record)
+        && let Err(err) = record(path, config.sabotage, *passed)
+    {
+        eprintln!("isolation-suite: {err}");
+        return ExitCode::from(2);
+    }
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {

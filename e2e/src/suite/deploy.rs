@@ -281,7 +281,11 @@ fn wrong_value_refused(config: &Config, values_file: &Path) -> Result<Check, Har
         !output.status.success() && !named.is_empty() && !installed,
         format!(
             "gateway.replicas=0: {}; release {release} {}",
-            if named.is_empty() { "not named".to_owned() } else { named },
+            if named.is_empty() {
+                "not named".to_owned()
+            } else {
+                named
+            },
             if installed { "EXISTS" } else { "not installed" }
         ),
     ))
@@ -380,9 +384,11 @@ pub async fn install(client: &Client, config: &Config) -> Result<Installed, Harn
         source,
     })?;
     let values_file = dir.path().join("values.json");
-    std::fs::write(&values_file, values(config, &issuer.public_pem).to_string()).map_err(|source| HarnessError::Io {
-        what: "writing the chart values".into(),
-        source,
+    std::fs::write(&values_file, values(config, &issuer.public_pem).to_string()).map_err(|source| {
+        HarnessError::Io {
+            what: "writing the chart values".into(),
+            source,
+        }
     })?;
 
     if let Some(previous) = &config.previous_chart {

@@ -459,7 +459,14 @@ pub async fn retained(
         container: None,
         ip: ip.clone(),
     };
-    let (routed, _) = repeat_until(client, &standing_in, &pods.stack_services[i], "connected", Duration::from_secs(60)).await?;
+    let (routed, _) = repeat_until(
+        client,
+        &standing_in,
+        &pods.stack_services[i],
+        "connected",
+        Duration::from_secs(60),
+    )
+    .await?;
     if routed.is_none() {
         return Err(HarnessError::Manifest(format!(
             "the Service in {namespace} did not route to {name} within 60 s"

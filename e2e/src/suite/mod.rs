@@ -155,12 +155,24 @@ pub fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
+/// Everything the suite printed, for `--record`.
+static TRANSCRIPT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
 /// Prints a line at once (the suite's output is read as it runs).
 pub fn say(line: impl AsRef<str>) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", line.as_ref());
     let _ = out.flush();
+    if let Ok(mut transcript) = TRANSCRIPT.lock() {
+        transcript.push_str(line.as_ref());
+        transcript.push('\n');
+    }
+}
+
+/// What [`say`] printed so far.
+pub fn transcript() -> String {
+    TRANSCRIPT.lock().map(|t| t.clone()).unwrap_or_default()
 }
 
 fn print_checks(title: &str, checks: &[Check]) -> bool {
