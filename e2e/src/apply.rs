@@ -9,6 +9,30 @@ use kube::{Client, ResourceExt};
 use crate::HarnessError;
 use crate::control_plane::FIELD_MANAGER;
 
+/// Server-side applies `value` (a JSON object of kind `K`) as field manager `manager`, forcing conflicts, and
+/// returns the object as stored.
+pub async fn value_as<K>(api: &Api<K>, value: serde_json::Value, manager: &str) -> Result<K, HarnessError>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).map_err(|e| HarnessError::Manifest(e.to_string()))?;
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .map_err(|source| HarnessError::Api {
+        what: format!("applying {} {name}", K::kind(&())),
+        source,
+    })
+}
+
 /// One object that was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, LogParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -122,19 +122,7 @@ async fn apply<K>(api: &Api<K>, value: serde_json::Value) -> Result<(), HarnessE
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    let object: K = serde_json::from_value(value).map_err(|e| HarnessError::Manifest(e.to_string()))?;
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map(drop)
-    .map_err(|source| HarnessError::Api {
-        what: format!("applying {} {name}", K::kind(&())),
-        source,
-    })
+    crate::apply::value_as(api, value, FIELD_MANAGER).await.map(drop)
 }
 
 fn component_labels(component: &str) -> serde_json::Value {

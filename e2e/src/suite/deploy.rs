@@ -9,7 +9,7 @@ use bulkhead_crds::v1alpha1::{Customer, Tenant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,15 +51,7 @@ pub async fn apply<K>(api: &Api<K>, value: Value) -> Result<K, HarnessError>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
-    let object: K = serde_json::from_value(value).map_err(|e| HarnessError::Manifest(e.to_string()))?;
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(api_error(format!("applying {} {name}", K::kind(&()))))
+    crate::apply::value_as(api, value, FIELD_MANAGER).await
 }
 
 /// A token issuer the gateway trusts (its public key is in [`ISSUER_SECRET`]) and one it does not.
@@ -200,7 +192,8 @@ pub fn values(config: &Config, issuer_key: &str) -> Value {
     values
 }
 
-fn helm(config: &Config, args: &[&str]) -> Result<String, HarnessError> {
+/// Runs helm with `args` against the configured cluster.
+fn helm_output(config: &Config, args: &[&str]) -> Result<std::process::Output, HarnessError> {
     let mut command = std::process::Command::new(&config.helm);
     command.args(args).stdin(std::process::Stdio::null());
     if let Some(kubeconfig) = &config.kubeconfig {
@@ -209,10 +202,15 @@ fn helm(config: &Config, args: &[&str]) -> Result<String, HarnessError> {
     if let Some(context) = &config.context {
         command.args(["--kube-context", context]);
     }
-    let output = command.output().map_err(|source| HarnessError::Io {
+    command.output().map_err(|source| HarnessError::Io {
         what: format!("running {}", config.helm.display()),
         source,
-    })?;
+    })
+}
+
+/// Runs helm with `args`; its standard output, or an error with its standard error.
+fn helm(config: &Config, args: &[&str]) -> Result<String, HarnessError> {
+    let output = helm_output(config, args)?;
     if !output.status.success() {
         return Err(HarnessError::Manifest(format!(
             "helm {} failed ({}): {}",
@@ -250,24 +248,22 @@ fn helm_upgrade(config: &Config, chart: &Path, values_file: &Path) -> Result<(),
 /// `helm install` with one wrong value fails, naming it, and installs nothing.
 fn wrong_value_refused(config: &Config, values_file: &Path) -> Result<Check, HarnessError> {
     let release = format!("{}-wrong-value", config.release);
-    let mut command = std::process::Command::new(&config.helm);
-    command
-        .args(["install", &release])
-        .arg(&config.chart)
-        .args(["--namespace", &config.namespace, "--values"])
-        .arg(values_file)
-        .args(["--set", "gateway.replicas=0"])
-        .stdin(std::process::Stdio::null());
-    if let Some(kubeconfig) = &config.kubeconfig {
-        command.arg("--kubeconfig").arg(kubeconfig);
-    }
-    if let Some(context) = &config.context {
-        command.args(["--kube-context", context]);
-    }
-    let output = command.output().map_err(|source| HarnessError::Io {
-        what: format!("running {}", config.helm.display()),
-        source,
-    })?;
+    let chart = config.chart.display().to_string();
+    let values = values_file.display().to_string();
+    let output = helm_output(
+        config,
+        &[
+            "install",
+            &release,
+            &chart,
+            "--namespace",
+            &config.namespace,
+            "--values",
+            &values,
+            "--set",
+            "gateway.replicas=0",
+        ],
+    )?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let named = stderr
         .lines()

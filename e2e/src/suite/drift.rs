@@ -510,26 +510,28 @@ pub async fn sabotage(
         deploy::apply(&api, opening(SABOTAGE, &stack.namespace, None, true, true)).await?;
     }
     // Wait until the dataplane has opened: a cross-tenant connection goes through.
+    cross_tenant_until(client, topology, pods, "connected")
+        .await?
+        .ok_or_else(|| {
+            HarnessError::Manifest("the sabotage did not open a cross-tenant connection within 30 s".into())
+        })
+}
+
+/// Probes from the second Tenant's stack pod to the first's until the outcome is `until` (at most 30 s).
+async fn cross_tenant_until(
+    client: &Client,
+    topology: &Topology,
+    pods: &Pods,
+    until: &str,
+) -> Result<Option<()>, HarnessError> {
     let b = topology
         .stacks
         .iter()
         .position(|s| s.tenant != topology.stacks[0].tenant)
-        .unwrap_or(0);
+        .ok_or_else(|| HarnessError::Manifest("the topology has no second Tenant".into()))?;
     let target = format!("{}:{STACK_PORT}", pods.stacks[0].ip);
-    let (opened, _) = repeat_until(
-        client,
-        &pods.stacks[b],
-        &target,
-        "connected",
-        Duration::from_secs(30),
-    )
-    .await?;
-    if opened.is_none() {
-        return Err(HarnessError::Manifest(
-            "the sabotage did not open a cross-tenant connection within 30 s".into(),
-        ));
-    }
-    Ok(())
+    let (matched, _) = repeat_until(client, &pods.stacks[b], &target, until, Duration::from_secs(30)).await?;
+    Ok(matched.map(drop))
 }
 
 /// Starts the operator again and waits until it has removed the sabotage and isolation is back.
@@ -554,25 +556,11 @@ pub async fn restore(
         )
         .await?;
     }
-    let b = topology
-        .stacks
-        .iter()
-        .position(|s| s.tenant != topology.stacks[0].tenant)
-        .unwrap_or(0);
-    let target = format!("{}:{STACK_PORT}", pods.stacks[0].ip);
-    let (closed, _) = repeat_until(
-        client,
-        &pods.stacks[b],
-        &target,
-        "refused",
-        Duration::from_secs(30),
-    )
-    .await?;
-    if closed.is_none() {
-        return Err(HarnessError::Manifest(
-            "isolation did not come back within 30 s of the operator's restart".into(),
-        ));
-    }
+    cross_tenant_until(client, topology, pods, "refused")
+        .await?
+        .ok_or_else(|| {
+            HarnessError::Manifest("isolation did not come back within 30 s of the operator's restart".into())
+        })?;
     say("The operator is back and has repaired every namespace; isolation holds again.");
     Ok(())
 }

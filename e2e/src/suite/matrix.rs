@@ -505,9 +505,10 @@ mod tests {
                 .any(|f| f.contains("b → a:pod") && f.contains("tenant to other tenant"))
         );
         assert!(m.render().contains("A!"));
+        // a → b and a1 → b as the contract says; b → a not.
         assert_eq!(
             m.by_class()[&("tenant to other tenant", Verdict::Refused)],
-            (1, 1)
+            (2, 1)
         );
     }
 
