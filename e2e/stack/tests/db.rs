@@ -5,9 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
+mod common;
+
 use std::process::Output;
 use std::str::FromStr as _;
-use std::time::Duration;
 
 use bulkhead_e2e::postgres::Postgres;
 use bulkhead_operator::postgres::credentials::{Location, database_url};
@@ -16,10 +17,11 @@ use bulkhead_operator::postgres::provision;
 use postgres_protocol::password::scram_sha_256;
 use tokio_postgres::Client;
 
+use common::{closed_port, output_lines, stack};
+
 /// The shared database of Schema isolation.
 const SHARED: &str = "app";
 const LIMIT: i32 = 5;
-const HANG_GUARD: Duration = Duration::from_secs(60);
 
 struct Tenant {
     names: Names,
@@ -91,25 +93,12 @@ async fn setup() -> Setup {
 
 /// Runs `bulkhead-stack db ARGS` with `DATABASE_URL` (when given) and returns its output and JSON lines.
 async fn db(database_url: Option<&str>, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bulkhead-stack"));
-    command
-        .arg("db")
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .kill_on_drop(true);
+    let mut command = stack();
+    command.arg("db").args(args).env_remove("DATABASE_URL");
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
-    let output = tokio::time::timeout(HANG_GUARD, command.output())
-        .await
-        .expect("the checks end within their timeouts")
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    let lines = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line:?}")))
-        .collect();
-    (output, lines)
+    output_lines(&mut command).await
 }
 
 /// Fails unless neither stdout nor stderr mentions the tenant's password or URL.
@@ -295,10 +284,7 @@ async fn failures_to_log_in_and_missing_schemas_are_reported() {
     assert_eq!(lines[0]["sqlstate"], "3F000");
 
     // Nothing listening: no SQLSTATE, still a line.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = closed_port().await.port();
     let nowhere = format!("postgres://u:NowherePassword0000000000000000000007@127.0.0.1:{closed}/app");
     let (output, lines) = db(Some(&nowhere), &["--own", "--timeout-ms", "2000"]).await;
     assert_eq!(output.status.code(), Some(1), "{lines:?}");

@@ -4,11 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -16,35 +17,18 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::process::Command;
 
 use bulkhead_stack::server::{self, Identity};
+use common::{closed_port, output_lines, stack};
 
-/// A generous bound so a broken test fails instead of hanging; never an expectation on speed.
-const HANG_GUARD: Duration = Duration::from_secs(60);
 /// A bearer token as the gateway would get it; must never show up in the generator's output.
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJsb2FkIn0.c2lnbmF0dXJlLWxvYWQ";
 
+/// Runs `bulkhead-stack load ARGS` and returns its output and its one JSON line, if it printed one.
 async fn run(args: &[&str]) -> (Output, Option<serde_json::Value>) {
-    let output = tokio::time::timeout(
-        HANG_GUARD,
-        Command::new(env!("CARGO_BIN_EXE_bulkhead-stack"))
-            .arg("load")
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the run ends after its warmup and duration")
-    .unwrap();
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    let line = match lines.as_slice() {
-        [] => None,
-        [line] => Some(serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line:?}"))),
-        more => panic!("at most one line: {more:?}"),
-    };
-    (output, line)
+    let (output, mut lines) = output_lines(stack().arg("load").args(args)).await;
+    assert!(lines.len() <= 1, "at most one line: {lines:?}");
+    (output, lines.pop())
 }
 
 fn count(line: &serde_json::Value, field: &str) -> u64 {
@@ -57,14 +41,6 @@ fn latency(line: &serde_json::Value, field: &str) -> f64 {
     line["latency_ms"][field]
         .as_f64()
         .unwrap_or_else(|| panic!("latency_ms.{field} is a number: {line}"))
-}
-
-/// A port on which nothing listens: bound, then released.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    address
 }
 
 #[tokio::test]

@@ -3,44 +3,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
 
-/// A generous bound so a broken test fails instead of hanging; never an expectation on speed.
-const HANG_GUARD: Duration = Duration::from_secs(60);
+use common::{HANG_GUARD, closed_port, output_lines, stack};
+
 /// A bearer token as the gateway would get it; must never show up in the probe's output.
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJlLXNlY3JldA";
 
-fn stack() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bulkhead-stack"));
-    command.kill_on_drop(true);
-    command
-}
-
+/// Runs `bulkhead-stack probe ARGS` and returns its output and JSON lines.
 async fn run(args: &[&str]) -> (Output, Vec<serde_json::Value>) {
-    let output = tokio::time::timeout(HANG_GUARD, stack().arg("probe").args(args).output())
-        .await
-        .expect("the probe ends within its own timeouts")
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    let lines = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line:?}")))
-        .collect();
-    (output, lines)
-}
-
-/// A port on which nothing listens: bound, then released.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    address
+    output_lines(stack().arg("probe").args(args)).await
 }
 
 /// Accepts connections and closes them at once, until the task is aborted (which closes the listener).

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Output;
 use std::time::Duration;
@@ -12,9 +14,7 @@ use tokio::sync::oneshot;
 
 use bulkhead_stack::probe::{self, HttpOptions, Outcome, ProbeOptions};
 use bulkhead_stack::server::{self, Identity};
-
-/// A generous bound so a broken test fails instead of hanging; never an expectation on speed.
-const HANG_GUARD: Duration = Duration::from_secs(30);
+use common::{HANG_GUARD, closed_port, output_lines, stack};
 
 struct Running {
     address: SocketAddr,
@@ -127,14 +127,6 @@ fn options(http: bool) -> ProbeOptions {
     }
 }
 
-/// A port on which nothing listens: bound, then released.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    address
-}
-
 #[tokio::test]
 async fn the_probe_connects_to_a_listening_port_and_is_refused_by_a_closed_one() {
     let server = start().await;
@@ -158,20 +150,10 @@ async fn the_probe_connects_to_a_listening_port_and_is_refused_by_a_closed_one()
     server.stop().await;
 }
 
+/// Runs `bulkhead-stack probe ARGS` and returns its output and its one JSON line.
 async fn run_probe(args: &[&str]) -> (Output, serde_json::Value) {
-    let output = tokio::time::timeout(
-        HANG_GUARD,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_bulkhead-stack"))
-            .arg("probe")
-            .args(args)
-            .output(),
-    )
-    .await
-    .expect("the probe ends within its own timeout")
-    .unwrap();
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout:?}");
-    let line = serde_json::from_str(&stdout).unwrap();
+    let (output, lines) = output_lines(stack().arg("probe").args(args)).await;
+    let [line] = <[_; 1]>::try_from(lines).unwrap_or_else(|lines| panic!("exactly one line: {lines:?}"));
     (output, line)
 }
 
