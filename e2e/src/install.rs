@@ -113,6 +113,8 @@ pub fn operator_args(database: Option<&Database>) -> Vec<String> {
             db.host.to_string(),
             "--postgres-port".into(),
             db.port.to_string(),
+            "--postgres-connection-reserve".into(),
+            bulkhead_operator::settings::DEFAULT_CONNECTION_RESERVE.to_string(),
         ]);
     }
     args

@@ -147,7 +147,7 @@ pub struct Postgres {
     /// Whether `port` is held in [`PORTS_IN_USE`] by this server.
     port_reserved: bool,
     password: String,
-    /// Extra `-c name=value` settings for the server (TLS).
+    /// Extra `-c name=value` settings for the server (TLS, [`Postgres::start_with_settings`]).
     settings: Vec<String>,
     /// The addresses the server listens on: loopback, and the one of [`Postgres::start_reachable`].
     listen: Vec<Ipv4Addr>,
@@ -168,7 +168,7 @@ impl fmt::Debug for Postgres {
 impl Postgres {
     /// Runs `initdb`, starts the server on a free 127.0.0.1 port and waits until the superuser can log in.
     pub async fn start() -> Result<Self, PostgresError> {
-        Self::start_with(None, None).await
+        Self::start_with(None, None, &[]).await
     }
 
     /// Like [`Postgres::start`], and also listening on `address` (which must be an address of this machine, e.g.
@@ -176,18 +176,25 @@ impl Postgres {
     /// log in with a SCRAM password. Loopback works as always. Fails unless the superuser can log in through
     /// `address`.
     pub async fn start_reachable(address: Ipv4Addr, clients: &[&str]) -> Result<Self, PostgresError> {
-        Self::start_with(None, Some((address, clients))).await
+        Self::start_with(None, Some((address, clients)), &[]).await
     }
 
     /// Like [`Postgres::start`], with TLS on: the server presents `cert_pem` (signed for 127.0.0.1 or
     /// `localhost`) with `key_pem`, and plain connections keep working too.
     pub async fn start_with_tls(cert_pem: &str, key_pem: &str) -> Result<Self, PostgresError> {
-        Self::start_with(Some((cert_pem, key_pem)), None).await
+        Self::start_with(Some((cert_pem, key_pem)), None, &[]).await
+    }
+
+    /// Like [`Postgres::start`], with extra `name=value` server settings passed as `-c` options (they win over
+    /// the harness's own, e.g. `max_connections=20`).
+    pub async fn start_with_settings(settings: &[&str]) -> Result<Self, PostgresError> {
+        Self::start_with(None, None, settings).await
     }
 
     async fn start_with(
         tls: Option<(&str, &str)>,
         reachable: Option<(Ipv4Addr, &[&str])>,
+        extra: &[&str],
     ) -> Result<Self, PostgresError> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
@@ -208,6 +215,7 @@ impl Postgres {
         if let Some((cert, key)) = tls {
             pg.install_tls(cert, key).await?;
         }
+        pg.settings.extend(extra.iter().map(|s| (*s).to_owned()));
         if let Some((address, clients)) = reachable {
             // This machine's own connections through the address come from the address itself.
             pg.allow_clients(&[&format!("{address}/32")])?;

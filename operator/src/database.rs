@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::events;
 use crate::managed::{Managed, Plan};
+use crate::postgres::capacity;
 use crate::postgres::connect::{ConnectError, Failure, Server, describe};
 use crate::postgres::credentials::{self, Location, PasswordPlan};
 use crate::postgres::naming::{self, Names};
@@ -34,6 +35,8 @@ pub mod reasons {
     pub const NOT_CONFIGURED: &str = "NotConfigured";
     /// A role, schema or database with Bulkhead's name exists and is not Bulkhead's.
     pub const NAME_CONFLICT: &str = "NameConflict";
+    /// Creating the login role, or raising its limit, would hand out more connections than the server has.
+    pub const CONNECTION_CAPACITY_EXCEEDED: &str = "ConnectionCapacityExceeded";
 }
 
 /// The operator's handle on the server: configuration, the connection (made when first needed, dropped after
@@ -46,6 +49,9 @@ pub struct Database {
     /// reconcile wait for its own connect timeout in turn.
     last_failure: std::sync::Mutex<Option<(std::time::Instant, Failure, String)>>,
     locks: DdlLocks,
+    /// Held from the capacity check until the login role is created or changed, so two resources (in
+    /// different databases, under different DDL locks) never both take the last connections.
+    capacity: tokio::sync::Mutex<()>,
 }
 
 /// How long a failure to connect is reported without trying again.
@@ -59,6 +65,7 @@ impl Database {
             server: tokio::sync::Mutex::new(None),
             last_failure: std::sync::Mutex::new(None),
             locks: DdlLocks::default(),
+            capacity: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -339,6 +346,29 @@ pub async fn ensure<K: Managed>(
             reason: reasons::NAME_CONFLICT,
             message,
         }),
+        Err(Problem::Capacity(exceeded)) => {
+            let message = format!(
+                "Login role {} was not created or changed: {exceeded}. Lower spec.database.connectionLimit, \
+                 free connections (delete or lower other tenants), raise max_connections or lower \
+                 --postgres-connection-reserve; retried on every resync.",
+                names.login
+            );
+            warn!(role = %names.login, capacity = exceeded.capacity, reserve = exceeded.reserve,
+                  allotted = exceeded.allotted, wanted = exceeded.wanted, "connection capacity exceeded");
+            events::publish(
+                &ctx.recorder,
+                object,
+                EventType::Warning,
+                reasons::CONNECTION_CAPACITY_EXCEEDED,
+                "Provision",
+                message.clone(),
+            )
+            .await;
+            Ok(DatabaseState::NotReady {
+                reason: reasons::CONNECTION_CAPACITY_EXCEEDED,
+                message,
+            })
+        }
         Err(Problem::Connect(err)) => Ok(not_ready(database, &err).await),
     }
 }
@@ -369,6 +399,7 @@ async fn not_ready(database: &Database, err: &ConnectError) -> DatabaseState {
 
 enum Problem {
     Conflict(String),
+    Capacity(capacity::Exceeded),
     Connect(ConnectError),
 }
 
@@ -403,9 +434,13 @@ async fn provision<K: Managed>(
         .connection_limit
         .unwrap_or(bulkhead_crds::v1alpha1::DEFAULT_CONNECTION_LIMIT);
     let verifier = scram_sha_256(password.as_bytes());
-    let roles = provision::ensure_roles(&admin, names, &verifier, limit)
-        .await
-        .map_err(db("creating the roles"))?;
+    let roles = {
+        let _capacity = database.capacity.lock().await;
+        check_capacity(&admin, names, limit, database.settings.connection_reserve).await?;
+        provision::ensure_roles(&admin, names, &verifier, limit)
+            .await
+            .map_err(db("creating the roles"))?
+    };
     if fresh && !roles.login_created {
         provision::set_password(&admin, names, &verifier)
             .await
@@ -508,6 +543,30 @@ async fn login_works(server: &Server, db_name: &str, names: &Names, password: &s
             !refused
         }
     }
+}
+
+/// Refuses to create the login role, or to raise its limit, when the server has no room for it (see
+/// [`capacity`]). A role whose limit stays the same or goes down is not checked.
+async fn check_capacity(
+    admin: &tokio_postgres::Client,
+    names: &Names,
+    limit: i32,
+    reserve: u32,
+) -> Result<(), Problem> {
+    let current = provision::role_row(admin, &names.login)
+        .await
+        .map_err(db("looking up roles"))?
+        .map(|row| row.connection_limit);
+    if !capacity::needs_check(current, limit) {
+        return Ok(());
+    }
+    let server = capacity::server_limits(admin)
+        .await
+        .map_err(db("reading the connection settings"))?;
+    let others = capacity::other_limits(admin, &names.login)
+        .await
+        .map_err(db("reading the connection limits"))?;
+    capacity::check(&server, reserve, &others, limit).map_err(Problem::Capacity)
 }
 
 /// Refuses to touch roles, a schema or a database with Bulkhead's names that Bulkhead did not create.

@@ -134,6 +134,12 @@ struct RunArgs {
     #[arg(long, env = "BULKHEAD_DATABASE_RESYNC_SECONDS", default_value = "60",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     database_resync_seconds: u64,
+    /// Connections of the Postgres server kept free when handing out connection limits (for the admin, the
+    /// operator itself and maintenance). A login role is created, or its limit raised, only while the limits
+    /// of Bulkhead's login roles plus this fit in max_connections minus the server's reserved connections.
+    #[arg(long, env = "BULKHEAD_POSTGRES_CONNECTION_RESERVE",
+          default_value_t = bulkhead_operator::settings::DEFAULT_CONNECTION_RESERVE)]
+    postgres_connection_reserve: u32,
     /// Run several replicas: only the holder of the Lease reconciles.
     #[arg(long, env = "BULKHEAD_LEADER_ELECT")]
     leader_elect: bool,
@@ -185,6 +191,7 @@ impl RunArgs {
                     port: self.postgres_port,
                     url_params: self.postgres_url_params.clone(),
                     resync: std::time::Duration::from_secs(self.database_resync_seconds),
+                    connection_reserve: self.postgres_connection_reserve,
                 }),
                 None => None,
             },

@@ -34,10 +34,17 @@ pub struct DatabaseSettings {
     pub url_params: Option<String>,
     /// How often the catalog is checked for drift (password, attributes, grants), which no watch reports.
     pub resync: std::time::Duration,
+    /// Connections kept free when handing out connection limits (for the admin, the operator itself and
+    /// maintenance): a login role is created, or its limit raised, only while the Bulkhead roles' limits plus
+    /// this fit in the server's capacity.
+    pub connection_reserve: u32,
 }
 
+/// The default of [`DatabaseSettings::connection_reserve`].
+pub const DEFAULT_CONNECTION_RESERVE: u32 = 10;
+
 impl DatabaseSettings {
-    /// Settings with the defaults: addresses from the DSN, a check every minute.
+    /// Settings with the defaults: addresses from the DSN, a check every minute, a reserve of 10 connections.
     pub fn new(admin_secret: crate::postgres::connect::AdminSecretRef) -> Self {
         DatabaseSettings {
             admin_secret,
@@ -45,6 +52,7 @@ impl DatabaseSettings {
             port: None,
             url_params: None,
             resync: std::time::Duration::from_secs(60),
+            connection_reserve: DEFAULT_CONNECTION_RESERVE,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Per-tenant places in the shared PostgreSQL server: deterministic names, the pure SQL that provisions,
 //! hardens and removes them, the credentials Secret's pure parts, and the connection to the server.
 
+pub mod capacity;
 pub mod connect;
 pub mod credentials;
 pub mod naming;
