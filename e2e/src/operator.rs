@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -34,6 +34,38 @@ where
         what: format!("applying {name}"),
         source,
     })
+}
+
+/// Creates `database` on `pg` and stores the superuser's DSN to it (plain TCP) in the Secret `name` in
+/// [`OPERATOR_NAMESPACE`], under the key `dsn`: what the operator's `--postgres-admin-secret` points at.
+pub async fn postgres_admin_secret(
+    client: &Client,
+    pg: &crate::postgres::Postgres,
+    name: &str,
+    database: &str,
+) -> Result<(), HarnessError> {
+    let manifest =
+        |e: &dyn std::fmt::Display| HarnessError::Manifest(format!("creating database {database}: {e}"));
+    pg.admin()
+        .await
+        .map_err(|e| manifest(&e))?
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .map_err(|e| manifest(&e))?;
+    let dsn = pg.dsn(crate::postgres::SUPERUSER, pg.superuser_password(), database);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": OPERATOR_NAMESPACE},
+        "stringData": {"dsn": format!("{dsn}?sslmode=disable")}
+    }))
+    .map_err(|e| HarnessError::Manifest(e.to_string()))?;
+    Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .map(drop)
+        .map_err(|source| HarnessError::Api {
+            what: format!("creating Secret {OPERATOR_NAMESPACE}/{name}"),
+            source,
+        })
 }
 
 /// Creates the operator's namespace and binds the chart's ClusterRole and lease Role to the operator user.

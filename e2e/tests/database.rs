@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bulkhead_crds::v1alpha1::{ResourceStatus, Tenant};
-use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac};
+use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
 use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
 use bulkhead_e2e::{ControlPlane, wait};
 use bulkhead_operator::postgres::naming::{self, Names};
@@ -37,22 +37,9 @@ impl Fixture {
         bulkhead_e2e::init_test_logging();
         let (plane, pg) = tokio::join!(ControlPlane::start_with_crds(), Postgres::start());
         let (plane, pg) = (plane.expect("control plane"), pg.expect("postgres"));
-        pg.admin()
-            .await
-            .unwrap()
-            .batch_execute(&format!("CREATE DATABASE {SHARED_DB}"))
-            .await
-            .unwrap();
         install_rbac(&plane).await.unwrap();
         let admin = plane.admin().await.unwrap();
-        let dsn = pg.dsn(SUPERUSER, pg.superuser_password(), SHARED_DB);
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": ADMIN_SECRET, "namespace": OPERATOR_NAMESPACE},
-            "stringData": {"dsn": format!("{dsn}?sslmode=disable")}
-        }))
-        .unwrap();
-        Api::<Secret>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-            .create(&PostParams::default(), &secret)
+        postgres_admin_secret(&admin, &pg, ADMIN_SECRET, SHARED_DB)
             .await
             .unwrap();
         let mut settings = Settings::default();

@@ -7,13 +7,12 @@
 use std::time::Duration;
 
 use bulkhead_crds::v1alpha1::{ResourceStatus, Tenant};
-use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac};
-use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
+use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
+use bulkhead_e2e::postgres::Postgres;
 use bulkhead_e2e::{ControlPlane, wait};
 use bulkhead_operator::database::reasons;
 use bulkhead_operator::postgres::naming;
 use bulkhead_operator::settings::{DatabaseSettings, Settings};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
@@ -50,22 +49,9 @@ async fn start() -> Fixture {
         Postgres::start_with_settings(&SERVER_SETTINGS)
     );
     let (plane, pg) = (plane.expect("control plane"), pg.expect("postgres"));
-    pg.admin()
-        .await
-        .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {SHARED_DB}"))
-        .await
-        .unwrap();
     install_rbac(&plane).await.unwrap();
     let admin = plane.admin().await.unwrap();
-    let dsn = pg.dsn(SUPERUSER, pg.superuser_password(), SHARED_DB);
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": ADMIN_SECRET, "namespace": OPERATOR_NAMESPACE},
-        "stringData": {"dsn": format!("{dsn}?sslmode=disable")}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-        .create(&PostParams::default(), &secret)
+    postgres_admin_secret(&admin, &pg, ADMIN_SECRET, SHARED_DB)
         .await
         .unwrap();
     let mut database = DatabaseSettings::new(format!("{OPERATOR_NAMESPACE}/{ADMIN_SECRET}").parse().unwrap());
