@@ -19,11 +19,13 @@ use tracing::{debug, info, warn};
 
 use crate::events;
 use crate::managed::{Managed, Plan};
+use crate::observe::{Owner, Triggers};
 use crate::postgres::capacity;
 use crate::postgres::connect::{ConnectError, Failure, Server, describe};
 use crate::postgres::credentials::{self, Location, PasswordPlan};
 use crate::postgres::naming::{self, Names};
 use crate::postgres::provision::{self, DbError, DdlLocks};
+use crate::postgres::sql;
 use crate::reconcile::Context;
 use crate::settings::DatabaseSettings;
 
@@ -52,6 +54,8 @@ pub struct Database {
     /// Held from the capacity check until the login role is created or changed, so two resources (in
     /// different databases, under different DDL locks) never both take the last connections.
     capacity: tokio::sync::Mutex<()>,
+    /// The Tenant or Customer of each Bulkhead role with a schema in the shared database, for the grant sweep.
+    owners: std::sync::Mutex<BTreeMap<String, Owner>>,
 }
 
 /// How long a failure to connect is reported without trying again.
@@ -66,12 +70,44 @@ impl Database {
             last_failure: std::sync::Mutex::new(None),
             locks: DdlLocks::default(),
             capacity: tokio::sync::Mutex::new(()),
+            owners: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
     /// The settings.
     pub fn settings(&self) -> &DatabaseSettings {
         &self.settings
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Owner>> {
+        self.owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One scan of the shared database for grants that cross a tenant's boundary, on the server this operator
+    /// is already connected to (none yet: nothing to scan). Returns whom they belong to, once each.
+    pub async fn sweep(&self) -> Result<Vec<Owner>, ConnectError> {
+        let Some(server) = self.server.lock().await.clone() else {
+            return Ok(Vec::new());
+        };
+        let owners = self.owners().clone();
+        if owners.is_empty() {
+            return Ok(Vec::new());
+        }
+        let admin = server.admin().await?;
+        let roles: Vec<String> = owners.keys().cloned().collect();
+        let rows = admin
+            .query(sql::FOREIGN_GRANTS_QUERY, &[&roles])
+            .await
+            .map_err(|e| ConnectError::server("scanning grants", &e))?;
+        let mut found: Vec<Owner> = rows
+            .iter()
+            .filter_map(|row| owners.get(row.get::<_, &str>(6)).cloned())
+            .collect();
+        found.sort();
+        found.dedup();
+        Ok(found)
     }
 
     /// The connected server; on first use reads the admin Secret and hardens the server.
@@ -115,6 +151,17 @@ impl Database {
         provision::harden(&admin, server.shared_database())
             .await
             .map_err(|e| from_db("hardening the server", e))?;
+        let open = provision::statistics_open(&admin)
+            .await
+            .map_err(|e| from_db("hardening the server", e))?;
+        if !open.is_empty() {
+            warn!(
+                views = %open.join(", "),
+                "PUBLIC can still read these statistics views in the shared database (the admin is not a \
+                 superuser); a table a tenant grants to PUBLIC shows its statistics to other tenants until the \
+                 grant sweep takes the grant back"
+            );
+        }
         info!(
             database = server.shared_database(),
             host = server.host(),
@@ -429,6 +476,15 @@ async fn provision<K: Managed>(
     let _lock = database.locks.lock(db_name).await;
     let admin = server.admin().await?;
     check_conflicts(&admin, names, plan.database.isolation).await?;
+    if plan.database.isolation == DatabaseIsolation::Schema {
+        let owner = match K::KIND {
+            "Customer" => Owner::Customer(object.name_any()),
+            _ => Owner::Tenant(object.name_any()),
+        };
+        let mut owners = database.owners();
+        owners.insert(names.owner.clone(), owner.clone());
+        owners.insert(names.login.clone(), owner);
+    }
     let limit = plan
         .database
         .connection_limit
@@ -483,12 +539,23 @@ async fn provision<K: Managed>(
     let extra = provision::extra_grants(catalog, names, db_name)
         .await
         .map_err(db("reading grants"))?;
-    if !extra.is_empty() {
+    // Grants on the tenant's own objects that cross its boundary, whoever made them.
+    let foreign = provision::foreign_grants(catalog, names)
+        .await
+        .map_err(db("reading grants on the tenant's objects"))?;
+    if !extra.is_empty() || !foreign.is_empty() {
         provision::revoke(catalog, &extra)
             .await
             .map_err(db("revoking grants"))?;
-        let list: Vec<String> = extra.iter().map(ToString::to_string).collect();
-        ctx.metrics.drift_repaired(K::CONTROLLER, extra.len());
+        provision::revoke_foreign(catalog, &foreign)
+            .await
+            .map_err(db("revoking grants on the tenant's objects"))?;
+        let list: Vec<String> = extra
+            .iter()
+            .map(ToString::to_string)
+            .chain(foreign.iter().map(ToString::to_string))
+            .collect();
+        ctx.metrics.drift_repaired(K::CONTROLLER, list.len());
         events::publish(
             &ctx.recorder,
             object,
@@ -496,7 +563,7 @@ async fn provision<K: Managed>(
             "DatabaseGrantsRevoked",
             "Repair",
             format!(
-                "Privileges granted out of band were revoked: {}.",
+                "Privileges that crossed the tenant's boundary were revoked: {}.",
                 list.join("; ")
             ),
         )
@@ -718,13 +785,41 @@ pub async fn teardown(
     }
     .await;
     match result {
-        Ok(()) => Teardown::Done,
+        Ok(()) => {
+            let mut owners = database.owners();
+            owners.remove(&names.owner);
+            owners.remove(&names.login);
+            Teardown::Done
+        }
         Err(err) => {
             let state = not_ready(database, &err).await;
             let message = match state {
                 DatabaseState::NotReady { message, .. } | DatabaseState::Ready(message) => message,
             };
             Teardown::Waiting(format!("Deletion waits to drop the database: {message}"))
+        }
+    }
+}
+
+/// Scans the shared database every `grant_sweep` for grants that cross a tenant's boundary and asks for the
+/// repair of each tenant concerned, so a grant made between two resyncs lives seconds, not a resync interval.
+/// The repair itself (revoke, Event, metric) is the reconcile's.
+pub async fn sweep_grants(ctx: Arc<Context>, triggers: Triggers) {
+    let Some(database) = ctx.database.as_ref() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(database.settings.grant_sweep);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match database.sweep().await {
+            Ok(found) => {
+                for owner in found {
+                    info!(?owner, "a grant crosses a tenant's boundary; repairing");
+                    triggers.send(owner);
+                }
+            }
+            Err(err) => debug!(error = %err, category = err.category(), "grant sweep failed"),
         }
     }
 }

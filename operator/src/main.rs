@@ -140,6 +140,11 @@ struct RunArgs {
     #[arg(long, env = "BULKHEAD_POSTGRES_CONNECTION_RESERVE",
           default_value_t = bulkhead_operator::settings::DEFAULT_CONNECTION_RESERVE)]
     postgres_connection_reserve: u32,
+    /// Seconds between scans of the shared database for grants that cross a tenant's boundary; a find is
+    /// repaired (and reported) at once rather than at the tenant's next resync.
+    #[arg(long, env = "BULKHEAD_GRANT_SWEEP_SECONDS", default_value = "5",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    grant_sweep_seconds: u64,
     /// Run several replicas: only the holder of the Lease reconciles.
     #[arg(long, env = "BULKHEAD_LEADER_ELECT")]
     leader_elect: bool,
@@ -192,6 +197,7 @@ impl RunArgs {
                     url_params: self.postgres_url_params.clone(),
                     resync: std::time::Duration::from_secs(self.database_resync_seconds),
                     connection_reserve: self.postgres_connection_reserve,
+                    grant_sweep: std::time::Duration::from_secs(self.grant_sweep_seconds),
                 }),
                 None => None,
             },

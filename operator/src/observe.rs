@@ -58,7 +58,7 @@ pub struct Triggers {
 
 impl Triggers {
     /// Asks for a reconcile of `owner`.
-    fn send(&self, owner: Owner) {
+    pub fn send(&self, owner: Owner) {
         match owner {
             Owner::Tenant(name) => {
                 let _ = self.tenants.unbounded_send(ObjectRef::new(&name));

@@ -153,13 +153,11 @@ pub async fn run(
 
     let (tenant_tx, tenant_rx) = mpsc::unbounded();
     let (customer_tx, customer_rx) = mpsc::unbounded();
-    let (stores, watches) = observe::start(
-        &client,
-        &Triggers {
-            tenants: tenant_tx,
-            customers: customer_tx,
-        },
-    );
+    let triggers = Triggers {
+        tenants: tenant_tx,
+        customers: customer_tx,
+    };
+    let (stores, watches) = observe::start(&client, &triggers);
 
     let config = watcher::Config::default().any_semantic();
     let tenants = Controller::new(Api::<Tenant>::all(client.clone()), config.clone()).reconcile_on(tenant_rx);
@@ -217,11 +215,13 @@ pub async fn run(
         }
     });
     info!("managed objects cached; starting controllers");
+    let sweeper = tokio::spawn(crate::database::sweep_grants(ctx.clone(), triggers));
     tokio::join!(
         drive(tenants, ctx.clone(), stopped()),
         drive(customers, ctx, stopped())
     );
     readiness.abort();
+    sweeper.abort();
     for task in watch_tasks {
         task.abort();
     }

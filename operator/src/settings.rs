@@ -38,13 +38,21 @@ pub struct DatabaseSettings {
     /// maintenance): a login role is created, or its limit raised, only while the Bulkhead roles' limits plus
     /// this fit in the server's capacity.
     pub connection_reserve: u32,
+    /// How often the shared database is scanned for grants that cross a tenant's boundary (a tenant granting
+    /// its objects to PUBLIC or to another tenant's role); a find triggers that tenant's repair at once instead
+    /// of at its next resync.
+    pub grant_sweep: std::time::Duration,
 }
+
+/// The default of [`DatabaseSettings::grant_sweep`].
+pub const DEFAULT_GRANT_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The default of [`DatabaseSettings::connection_reserve`].
 pub const DEFAULT_CONNECTION_RESERVE: u32 = 10;
 
 impl DatabaseSettings {
-    /// Settings with the defaults: addresses from the DSN, a check every minute, a reserve of 10 connections.
+    /// Settings with the defaults: addresses from the DSN, a check every minute, a reserve of 10 connections, a
+    /// grant sweep every 5 seconds.
     pub fn new(admin_secret: crate::postgres::connect::AdminSecretRef) -> Self {
         DatabaseSettings {
             admin_secret,
@@ -53,6 +61,7 @@ impl DatabaseSettings {
             url_params: None,
             resync: std::time::Duration::from_secs(60),
             connection_reserve: DEFAULT_CONNECTION_RESERVE,
+            grant_sweep: DEFAULT_GRANT_SWEEP,
         }
     }
 }

@@ -230,7 +230,69 @@ pub async fn ensure_roles(
         }
         Some(_) => {}
     }
+    ensure_admin_membership(client, &[&names.owner, &names.login]).await?;
     Ok(report)
+}
+
+/// What the administrator is.
+struct Admin {
+    superuser: bool,
+    /// `server_version_num`, e.g. 160004.
+    server_version: i32,
+}
+
+async fn admin(client: &Client) -> Result<Admin, DbError> {
+    let row = client
+        .query_one(
+            "SELECT rolsuper, current_setting('server_version_num')::int FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|source| DbError::Server {
+            what: "reading the administrator's role",
+            source,
+        })?;
+    Ok(Admin {
+        superuser: row.get(0),
+        server_version: row.get(1),
+    })
+}
+
+/// An administrator that is not a superuser (CREATEROLE and CREATEDB, as on managed services) acts on a
+/// tenant's objects through membership in its roles: creating the schema or database for the owner role,
+/// changing the roles' default privileges, taking back a grant as its grantor, dropping what they own. Since
+/// PostgreSQL 16 the creator of a role only gets ADMIN OPTION on it; this grants the membership with INHERIT and
+/// SET (before 16, plain membership carries both). A superuser needs none of it.
+async fn ensure_admin_membership(client: &Client, roles: &[&str]) -> Result<(), DbError> {
+    let admin = admin(client).await?;
+    if admin.superuser {
+        return Ok(());
+    }
+    let modern = admin.server_version >= 160_000;
+    let check = if modern {
+        "SELECT pg_has_role(current_user, $1::text, 'USAGE') AND pg_has_role(current_user, $1::text, 'SET')"
+    } else {
+        "SELECT pg_has_role(current_user, $1::text, 'USAGE')"
+    };
+    for role in roles {
+        let member: bool = client
+            .query_one(check, &[role])
+            .await
+            .map_err(|source| DbError::Server {
+                what: "checking the administrator's membership",
+                source,
+            })?
+            .get(0);
+        if !member {
+            run(
+                client,
+                "granting the administrator membership in a tenant role",
+                &sql::grant_to_admin(role, modern)?,
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Sets the login role's password.
@@ -294,6 +356,49 @@ pub async fn revoke(client: &Client, grants: &[sql::ExtraGrant]) -> Result<(), D
         run(client, "revoking a grant", &grant.revoke()?).await?;
     }
     Ok(())
+}
+
+/// Grants on objects the tenant's roles own, in the connected database, to PUBLIC or to roles outside the
+/// tenant (whoever made them: a migration, the tenant's own `GRANT`, an administrator).
+pub async fn foreign_grants(client: &Client, names: &Names) -> Result<Vec<sql::ForeignGrant>, DbError> {
+    let roles = vec![names.owner.clone(), names.login.clone()];
+    let rows = client
+        .query(sql::FOREIGN_GRANTS_QUERY, &[&roles])
+        .await
+        .map_err(|source| DbError::Server {
+            what: "reading grants on the tenant's objects",
+            source,
+        })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| sql::foreign_grant(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect())
+}
+
+/// Takes back grants found by [`foreign_grants`].
+pub async fn revoke_foreign(client: &Client, grants: &[sql::ForeignGrant]) -> Result<(), DbError> {
+    for grant in grants {
+        run(
+            client,
+            "revoking a grant on the tenant's objects",
+            &grant.revoke()?,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The statistics views PUBLIC can still read in the connected database: the hardening closes them, but only a
+/// superuser administrator can (a non-superuser's REVOKE is a no-op with a warning).
+pub async fn statistics_open(client: &Client) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(sql::STATISTICS_VIEWS_OPEN_QUERY, &[])
+        .await
+        .map_err(|source| DbError::Server {
+            what: "checking the statistics views",
+            source,
+        })?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
 /// Removes PUBLIC's default rights (run once per server, connected to the shared database).

@@ -49,10 +49,27 @@ pub fn harden_server(shared_database: &str) -> Result<Vec<String>, SqlError> {
         ));
     }
     out.push("REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_owned());
+    // The planner statistics views check column privileges only: a table a tenant granted to PUBLIC would show
+    // its most common values to every other tenant, although its schema is closed to them. Closed for PUBLIC in
+    // the shared database; the planner reads `pg_statistic` directly and is unaffected.
+    out.push(format!("REVOKE SELECT ON {STATISTICS_VIEWS} FROM PUBLIC"));
     // The shared database name comes from configuration; check it like any other identifier.
     ident(shared_database)?;
     Ok(out)
 }
+
+/// The statistics views closed to PUBLIC in the shared database.
+pub const STATISTICS_VIEWS: &str =
+    "pg_catalog.pg_stats, pg_catalog.pg_stats_ext, pg_catalog.pg_stats_ext_exprs";
+
+/// Which of [`STATISTICS_VIEWS`] PUBLIC may still read in the connected database (a non-superuser admin cannot
+/// revoke it: the views belong to the bootstrap superuser).
+pub const STATISTICS_VIEWS_OPEN_QUERY: &str = "\
+SELECT c.relname::text FROM pg_class c
+  WHERE c.oid IN ('pg_catalog.pg_stats'::regclass, 'pg_catalog.pg_stats_ext'::regclass,
+                  'pg_catalog.pg_stats_ext_exprs'::regclass)
+    AND has_table_privilege('public', c.oid, 'SELECT')
+  ORDER BY 1";
 
 /// Creates the NOLOGIN role that owns a tenant's objects.
 pub fn create_owner_role(owner: &str) -> Result<String, SqlError> {
@@ -108,6 +125,17 @@ pub fn reset_owner_attributes(owner: &str) -> Result<String, SqlError> {
         "ALTER ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT",
         ident(owner)?
     ))
+}
+
+/// Makes the (non-superuser) administrator a member of a tenant role, with INHERIT and SET where the server
+/// distinguishes them (PostgreSQL 16 and later).
+pub fn grant_to_admin(role: &str, with_options: bool) -> Result<String, SqlError> {
+    let options = if with_options {
+        " WITH INHERIT TRUE, SET TRUE"
+    } else {
+        ""
+    };
+    Ok(format!("GRANT {} TO CURRENT_USER{options}", ident(role)?))
 }
 
 /// Sets a login role's password, as a SCRAM verifier.
@@ -258,6 +286,258 @@ pub fn extra_grant(kind: &str, object: String, name: String, grantee: String) ->
     }
 }
 
+/// An object a tenant's roles own, as named in a grant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owned {
+    /// A table, view, materialized view, foreign or partitioned table (column grants are taken back with it).
+    Table {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        name: String,
+    },
+    /// A sequence.
+    Sequence {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        name: String,
+    },
+    /// A schema.
+    Schema {
+        /// Its name.
+        name: String,
+    },
+    /// A database.
+    Database {
+        /// Its name.
+        name: String,
+    },
+    /// A function, procedure or aggregate.
+    Routine {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        name: String,
+        /// Its argument types, as `pg_get_function_identity_arguments` prints them.
+        args: String,
+    },
+    /// A type, domain, enum, range or standalone composite type.
+    Type {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        name: String,
+    },
+    /// A large object.
+    LargeObject {
+        /// Its OID.
+        oid: u32,
+    },
+    /// The default privileges of a role for new objects of one kind, everywhere or in one schema.
+    Defaults {
+        /// The role whose new objects they apply to.
+        role: String,
+        /// The schema, or none for the role's defaults everywhere.
+        schema: Option<String>,
+        /// The kind of objects: `TABLES`, `SEQUENCES`, `FUNCTIONS`, `TYPES`, `SCHEMAS` or `LARGE OBJECTS`.
+        objects: &'static str,
+    },
+}
+
+/// A grant on an object a tenant's roles own, to PUBLIC or to a role outside the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ForeignGrant {
+    /// What was granted on.
+    pub object: Owned,
+    /// The role that made the grant; only it can take it back.
+    pub grantor: String,
+    /// Who received it; none for PUBLIC.
+    pub grantee: Option<String>,
+}
+
+/// The keyword of a `pg_default_acl.defaclobjtype`.
+fn default_objects(objtype: &str) -> Option<&'static str> {
+    Some(match objtype {
+        "r" => "TABLES",
+        "S" => "SEQUENCES",
+        "f" => "FUNCTIONS",
+        "T" => "TYPES",
+        "n" => "SCHEMAS",
+        "L" => "LARGE OBJECTS",
+        _ => return None,
+    })
+}
+
+impl ForeignGrant {
+    /// The statement that takes it back: run as the grantor (the only role whose grant it is), with CASCADE
+    /// so that whatever the grantee passed on with a grant option goes too. Default privileges are changed for
+    /// their role directly.
+    pub fn revoke(&self) -> Result<String, SqlError> {
+        let q = |n: &str| escape_identifier(n);
+        let grantee = self.grantee.as_deref().map_or_else(|| "PUBLIC".to_owned(), q);
+        let on = match &self.object {
+            Owned::Defaults {
+                role,
+                schema,
+                objects,
+            } => {
+                let within = schema
+                    .as_deref()
+                    .map(|s| format!(" IN SCHEMA {}", q(s)))
+                    .unwrap_or_default();
+                return Ok(format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {}{within} REVOKE ALL ON {objects} FROM {grantee}",
+                    ident(role)?
+                ));
+            }
+            Owned::Table { schema, name } => format!("TABLE {}.{}", q(schema), q(name)),
+            Owned::Sequence { schema, name } => format!("SEQUENCE {}.{}", q(schema), q(name)),
+            Owned::Schema { name } => format!("SCHEMA {}", q(name)),
+            Owned::Database { name } => format!("DATABASE {}", q(name)),
+            // The argument list comes from the server's own formatting of the catalog, not from a tenant string.
+            Owned::Routine { schema, name, args } => format!("ROUTINE {}.{}({args})", q(schema), q(name)),
+            Owned::Type { schema, name } => format!("TYPE {}.{}", q(schema), q(name)),
+            Owned::LargeObject { oid } => format!("LARGE OBJECT {oid}"),
+        };
+        Ok(format!(
+            "SET ROLE {}; REVOKE ALL ON {on} FROM {grantee} CASCADE; RESET ROLE",
+            ident(&self.grantor)?
+        ))
+    }
+}
+
+impl std::fmt::Display for Owned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owned::Table { schema, name } => write!(f, "table {schema}.{name}"),
+            Owned::Sequence { schema, name } => write!(f, "sequence {schema}.{name}"),
+            Owned::Schema { name } => write!(f, "schema {name}"),
+            Owned::Database { name } => write!(f, "database {name}"),
+            Owned::Routine { schema, name, args } => write!(f, "function {schema}.{name}({args})"),
+            Owned::Type { schema, name } => write!(f, "type {schema}.{name}"),
+            Owned::LargeObject { oid } => write!(f, "large object {oid}"),
+            Owned::Defaults {
+                role,
+                schema,
+                objects,
+            } => {
+                write!(f, "default privileges of {role} on {}", objects.to_lowercase())?;
+                match schema {
+                    Some(s) => write!(f, " in schema {s}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ForeignGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} to {}",
+            self.object,
+            self.grantee.as_deref().unwrap_or("PUBLIC")
+        )
+    }
+}
+
+/// Finds, in the connected database, every grant on an object owned by one of `$1` (a tenant's role names) to
+/// PUBLIC or to a role not in `$1`: tables, views and sequences (and their columns), schemas, databases,
+/// functions, types, large objects and default privileges. Implicit grants count: a function's or type's
+/// default ACL (no explicit one yet) gives PUBLIC EXECUTE or USAGE, a database's gives PUBLIC CONNECT and TEMP,
+/// and a role without its own function or type defaults hands PUBLIC those rights on every new object.
+/// Array types and table row types are left out (their privileges are their element's or table's).
+/// Columns: kind, schema, name, argument types, grantor, grantee (NULL for PUBLIC), the object's owner.
+pub const FOREIGN_GRANTS_QUERY: &str = "\
+WITH t AS (SELECT oid FROM pg_roles WHERE rolname = ANY($1::text[])),
+acl(kind, schema, name, args, grantor, grantee, owner) AS (
+  SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END, n.nspname, c.relname, '', e.grantor, e.grantee,
+         c.relowner
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) e
+    WHERE c.relowner IN (SELECT oid FROM t)
+  UNION ALL
+  SELECT 'table', n.nspname, c.relname, '', e.grantor, e.grantee, c.relowner
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL aclexplode(a.attacl) e
+    WHERE a.attacl IS NOT NULL AND c.relowner IN (SELECT oid FROM t)
+  UNION ALL
+  SELECT 'schema', '', n.nspname, '', e.grantor, e.grantee, n.nspowner
+    FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) e
+    WHERE n.nspowner IN (SELECT oid FROM t)
+  UNION ALL
+  SELECT 'database', '', d.datname, '', e.grantor, e.grantee, d.datdba
+    FROM pg_database d CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) e
+    WHERE d.datdba IN (SELECT oid FROM t)
+  UNION ALL
+  SELECT 'routine', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), e.grantor, e.grantee,
+         p.proowner
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) e
+    WHERE p.proowner IN (SELECT oid FROM t)
+  UNION ALL
+  SELECT 'type', n.nspname, y.typname, '', e.grantor, e.grantee, y.typowner
+    FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace
+    LEFT JOIN pg_class r ON r.oid = y.typrelid
+    CROSS JOIN LATERAL aclexplode(coalesce(y.typacl, acldefault('T', y.typowner))) e
+    WHERE y.typowner IN (SELECT oid FROM t) AND y.typtype IN ('c', 'd', 'e', 'r', 'm')
+      AND (y.typrelid = 0 OR r.relkind = 'c')
+  UNION ALL
+  SELECT 'large object', '', l.oid::text, '', e.grantor, e.grantee, l.lomowner
+    FROM pg_largeobject_metadata l CROSS JOIN LATERAL aclexplode(l.lomacl) e
+    WHERE l.lomowner IN (SELECT oid FROM t)
+  UNION ALL
+  SELECT 'defaults ' || d.defaclobjtype::text, coalesce(n.nspname, ''), pg_get_userbyid(d.defaclrole), '',
+         e.grantor, e.grantee, d.defaclrole
+    FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+    CROSS JOIN LATERAL aclexplode(d.defaclacl) e
+    WHERE d.defaclrole IN (SELECT oid FROM t)
+  UNION ALL
+  SELECT 'defaults ' || o.objtype, '', r.rolname, '', r.oid, 0::oid, r.oid
+    FROM pg_roles r CROSS JOIN (VALUES ('f'), ('T')) o(objtype)
+    WHERE r.oid IN (SELECT oid FROM t) AND NOT EXISTS (
+      SELECT 1 FROM pg_default_acl d
+        WHERE d.defaclrole = r.oid AND d.defaclnamespace = 0 AND d.defaclobjtype::text = o.objtype)
+)
+SELECT DISTINCT kind, schema::text, name::text, args, pg_get_userbyid(grantor)::text,
+       CASE WHEN grantee = 0 THEN NULL ELSE pg_get_userbyid(grantee)::text END, pg_get_userbyid(owner)::text
+  FROM acl WHERE grantee = 0 OR grantee NOT IN (SELECT oid FROM t)
+  ORDER BY 1, 2, 3, 4";
+
+/// Turns a row of [`FOREIGN_GRANTS_QUERY`] into a [`ForeignGrant`]; `None` for a kind this version of Bulkhead
+/// does not know.
+pub fn foreign_grant(
+    kind: &str,
+    schema: String,
+    name: String,
+    args: String,
+    grantor: String,
+    grantee: Option<String>,
+) -> Option<ForeignGrant> {
+    let object = match kind {
+        "table" => Owned::Table { schema, name },
+        "sequence" => Owned::Sequence { schema, name },
+        "schema" => Owned::Schema { name },
+        "database" => Owned::Database { name },
+        "routine" => Owned::Routine { schema, name, args },
+        "type" => Owned::Type { schema, name },
+        "large object" => Owned::LargeObject {
+            oid: name.parse().ok()?,
+        },
+        other => Owned::Defaults {
+            objects: default_objects(other.strip_prefix("defaults ")?)?,
+            schema: (!schema.is_empty()).then_some(schema),
+            role: name,
+        },
+    };
+    Some(ForeignGrant {
+        object,
+        grantor,
+        grantee,
+    })
+}
+
 /// Schema isolation: the schema, owned by the owner role; the login role gets USAGE and DML on it and on
 /// everything the owner creates in it later; its search_path is pinned to it in the shared database.
 pub fn schema_grants(
@@ -282,6 +562,12 @@ pub fn schema_grants(
             "ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {l}"
         ),
         format!("ALTER ROLE {l} IN DATABASE {db} SET search_path = {s}"),
+        // New functions and types start without PUBLIC's implicit EXECUTE and USAGE (the grant sweep would
+        // take them back anyway); the login role keeps the use of what the owner role makes.
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o}, {l} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o}, {l} REVOKE USAGE ON TYPES FROM PUBLIC"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o} GRANT EXECUTE ON FUNCTIONS TO {l}"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o} GRANT USAGE ON TYPES TO {l}"),
     ])
 }
 
@@ -453,8 +739,111 @@ mod tests {
                 "REVOKE ALL ON DATABASE \"app\" FROM PUBLIC",
                 "REVOKE ALL ON DATABASE \"postgres\" FROM PUBLIC",
                 "REVOKE ALL ON DATABASE \"template1\" FROM PUBLIC",
-                "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                "REVOKE SELECT ON pg_catalog.pg_stats, pg_catalog.pg_stats_ext, pg_catalog.pg_stats_ext_exprs \
+                 FROM PUBLIC"
             ]
+        );
+    }
+
+    fn row(kind: &str, schema: &str, name: &str, args: &str, grantee: Option<&str>) -> Option<ForeignGrant> {
+        foreign_grant(
+            kind,
+            schema.into(),
+            name.into(),
+            args.into(),
+            "bk_a_login".into(),
+            grantee.map(str::to_owned),
+        )
+    }
+
+    #[test]
+    fn foreign_grants_are_revoked_as_their_grantor_with_cascade() {
+        let table = row("table", "bk_a", "pa\"tients", "", None).unwrap();
+        assert_eq!(table.to_string(), "table bk_a.pa\"tients to PUBLIC");
+        assert_eq!(
+            table.revoke().unwrap(),
+            "SET ROLE \"bk_a_login\"; REVOKE ALL ON TABLE \"bk_a\".\"pa\"\"tients\" FROM PUBLIC CASCADE; RESET ROLE"
+        );
+        let sequence = row("sequence", "bk_a", "ids", "", Some("bk_b_login")).unwrap();
+        assert_eq!(
+            sequence.revoke().unwrap(),
+            "SET ROLE \"bk_a_login\"; REVOKE ALL ON SEQUENCE \"bk_a\".\"ids\" FROM \"bk_b_login\" CASCADE; RESET ROLE"
+        );
+        let routine = row("routine", "bk_a", "total", "integer, text", None).unwrap();
+        assert_eq!(
+            routine.to_string(),
+            "function bk_a.total(integer, text) to PUBLIC"
+        );
+        assert!(
+            routine
+                .revoke()
+                .unwrap()
+                .contains("REVOKE ALL ON ROUTINE \"bk_a\".\"total\"(integer, text) FROM PUBLIC CASCADE")
+        );
+        let large_object = row("large object", "", "16395", "", Some("bk_b_login")).unwrap();
+        assert_eq!(large_object.to_string(), "large object 16395 to bk_b_login");
+        assert!(
+            large_object
+                .revoke()
+                .unwrap()
+                .contains("REVOKE ALL ON LARGE OBJECT 16395 FROM")
+        );
+        assert_eq!(row("large object", "", "not-an-oid", "", None), None);
+        for (kind, on) in [("type", "TYPE"), ("schema", "SCHEMA"), ("database", "DATABASE")] {
+            let grant = row(kind, "bk_a", "x", "", None).unwrap();
+            assert!(
+                grant.revoke().unwrap().contains(&format!("REVOKE ALL ON {on} ")),
+                "{kind}"
+            );
+        }
+        assert_eq!(row("publication", "", "x", "", None), None);
+    }
+
+    #[test]
+    fn foreign_default_privileges_are_revoked_for_their_role() {
+        let everywhere = row("defaults f", "", "bk_a_login", "", None).unwrap();
+        assert_eq!(
+            everywhere.to_string(),
+            "default privileges of bk_a_login on functions to PUBLIC"
+        );
+        assert_eq!(
+            everywhere.revoke().unwrap(),
+            "ALTER DEFAULT PRIVILEGES FOR ROLE \"bk_a_login\" REVOKE ALL ON FUNCTIONS FROM PUBLIC"
+        );
+        let in_schema = row("defaults r", "bk_a", "bk_a_login", "", Some("bk_b_login")).unwrap();
+        assert_eq!(
+            in_schema.revoke().unwrap(),
+            "ALTER DEFAULT PRIVILEGES FOR ROLE \"bk_a_login\" IN SCHEMA \"bk_a\" REVOKE ALL ON TABLES FROM \"bk_b_login\""
+        );
+        for (code, objects) in [
+            ("S", "SEQUENCES"),
+            ("T", "TYPES"),
+            ("n", "SCHEMAS"),
+            ("L", "LARGE OBJECTS"),
+        ] {
+            let grant = row(&format!("defaults {code}"), "", "bk_a_login", "", None).unwrap();
+            assert!(
+                grant.revoke().unwrap().contains(&format!(" ON {objects} FROM")),
+                "{code}"
+            );
+        }
+        assert_eq!(row("defaults x", "", "bk_a_login", "", None), None);
+        // Bulkhead's own names are checked: a role over the limit is refused, not truncated.
+        let long = "a".repeat(64);
+        let bad = row("defaults f", "", &long, "", None).unwrap();
+        assert_eq!(bad.revoke(), Err(SqlError::IdentifierLength(long)));
+    }
+
+    #[test]
+    fn the_admin_is_granted_set_and_inherit_where_the_server_distinguishes_them() {
+        assert_eq!(
+            grant_to_admin("bk_a_owner", true).unwrap(),
+            "GRANT \"bk_a_owner\" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE"
+        );
+        assert_eq!(
+            grant_to_admin("bk_a_owner", false).unwrap(),
+            "GRANT \"bk_a_owner\" TO CURRENT_USER"
         );
     }
 }

@@ -1,0 +1,431 @@
+//! A tenant's own grants must not reach past the schema guard. Tenant A (its login role, as its stack or a
+//! buggy migration would) grants its objects to PUBLIC or to tenant B's role; each case first shows what B
+//! could do with that grant, then runs the operator's grant repair and shows that B is refused and that the
+//! repair named the object. Against a real PostgreSQL; the last test runs the operator itself, whose grant
+//! sweep finds such a grant long before the next resync.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
+
+use std::time::Duration;
+
+use bulkhead_crds::v1alpha1::Tenant as TenantResource;
+use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
+use bulkhead_e2e::postgres::Postgres;
+use bulkhead_e2e::{ControlPlane, wait};
+use bulkhead_operator::postgres::naming::{Names, names};
+use bulkhead_operator::postgres::provision;
+use bulkhead_operator::settings::{DatabaseSettings, Settings};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use postgres_protocol::password::scram_sha_256;
+use tokio_postgres::Client;
+
+const DB: &str = "app";
+const LIMIT: i32 = 3;
+
+struct Tenant {
+    names: Names,
+    client: Client,
+}
+
+struct Setup {
+    _pg: Postgres,
+    admin: Client,
+    a: Tenant,
+    b: Tenant,
+}
+
+async fn setup() -> Setup {
+    let pg = Postgres::start().await.expect("postgres");
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("CREATE DATABASE {DB}"))
+        .await
+        .unwrap();
+    let admin = pg
+        .connect_as("postgres", pg.superuser_password(), DB)
+        .await
+        .unwrap();
+    provision::harden(&admin, DB).await.unwrap();
+    let mut tenants = Vec::new();
+    for (name, password) in [("tenant-a", "pw-a-51c9"), ("tenant-b", "pw-b-0d3e")] {
+        let n = names(name, None);
+        provision::provision_schema(&admin, DB, &n, &scram_sha_256(password.as_bytes()), LIMIT)
+            .await
+            .unwrap();
+        let client = pg.connect_as(&n.login, password, DB).await.unwrap();
+        tenants.push(Tenant { names: n, client });
+    }
+    let b = tenants.pop().unwrap();
+    let a = tenants.pop().unwrap();
+    Setup { _pg: pg, admin, a, b }
+}
+
+/// The operator's grant repair for `tenant`, as a resync runs it; returns what it reported.
+async fn repair(admin: &Client, tenant: &Names) -> Vec<String> {
+    let found = provision::foreign_grants(admin, tenant).await.unwrap();
+    provision::revoke_foreign(admin, &found).await.unwrap();
+    found.iter().map(ToString::to_string).collect()
+}
+
+fn q(ident: &str) -> String {
+    postgres_protocol::escape::escape_identifier(ident)
+}
+
+/// Fails the test unless `sql` is refused for lack of privilege (SQLSTATE 42501).
+async fn refused(client: &Client, sql: &str) {
+    match client.batch_execute(sql).await {
+        Ok(()) => panic!("tenant B was allowed to run: {sql}"),
+        Err(e) => {
+            let db = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("{sql}: not a server error: {e}"));
+            assert_eq!(
+                db.code(),
+                &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+                "{sql}: {}",
+                db.message()
+            );
+        }
+    }
+}
+
+fn mentions(report: &[String], what: &str) {
+    assert!(
+        report.iter().any(|r| r.contains(what)),
+        "the repair did not report {what}: {report:?}"
+    );
+}
+
+/// What B can read of A's table through `pg_stats`: the most common values of its column `secret`, or
+/// nothing when the view shows no row or is closed to B.
+async fn stats_seen_by_b(s: &Setup) -> Option<String> {
+    let rows = s
+        .b
+        .client
+        .query(
+            "SELECT most_common_vals::text FROM pg_stats WHERE schemaname = $1 AND tablename = 'patients' \
+             AND attname = 'secret'",
+            &[&s.a.names.place],
+        )
+        .await;
+    match rows {
+        Ok(rows) => rows.first().and_then(|r| r.get(0)),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => None,
+        Err(e) => panic!("reading pg_stats: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_granted_to_public_does_not_leak_its_statistics() {
+    let s = setup().await;
+    let a = &s.a.client;
+    a.batch_execute(
+        "CREATE TABLE patients (id int, secret text); \
+         INSERT INTO patients SELECT g, 'diagnosis-' || (g % 3) FROM generate_series(1, 300) g; \
+         ANALYZE patients; \
+         GRANT SELECT ON patients TO PUBLIC",
+    )
+    .await
+    .unwrap();
+    // B cannot read the table itself: A's schema is closed to it.
+    let table = format!("{}.patients", q(&s.a.names.place));
+    refused(&s.b.client, &format!("SELECT * FROM {table}")).await;
+
+    let report = repair(&s.admin, &s.a.names).await;
+    mentions(&report, "patients");
+    assert_eq!(
+        stats_seen_by_b(&s).await,
+        None,
+        "B reads A's most common values from pg_stats"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_granted_to_another_tenant_does_not_leak_its_statistics() {
+    let s = setup().await;
+    s.a.client
+        .batch_execute(&format!(
+            "CREATE TABLE patients (id int, secret text); \
+             INSERT INTO patients SELECT g, 'diagnosis-' || (g % 3) FROM generate_series(1, 300) g; \
+             ANALYZE patients; \
+             GRANT SELECT (secret) ON patients TO {}",
+            q(&s.b.names.login)
+        ))
+        .await
+        .unwrap();
+
+    let report = repair(&s.admin, &s.a.names).await;
+    mentions(&report, "patients");
+    assert_eq!(stats_seen_by_b(&s).await, None);
+    let acl: Option<String> = s
+        .admin
+        .query_one(
+            "SELECT attacl::text FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = 'secret'",
+            &[&format!("{}.patients", q(&s.a.names.place))],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !acl.unwrap_or_default().contains(&s.b.names.login),
+        "the column grant to B is still there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_granted_to_public_or_to_another_tenant_is_taken_back() {
+    let s = setup().await;
+    let mut oids = Vec::new();
+    for grantee in ["PUBLIC".to_owned(), q(&s.b.names.login)] {
+        let oid: u32 =
+            s.a.client
+                .query_one("SELECT lo_from_bytea(0, 'a-private-scan'::bytea)", &[])
+                .await
+                .unwrap()
+                .get(0);
+        s.a.client
+            .batch_execute(&format!("GRANT SELECT ON LARGE OBJECT {oid} TO {grantee}"))
+            .await
+            .unwrap();
+        oids.push(oid);
+    }
+    // The attack works: large objects belong to no schema.
+    for oid in &oids {
+        let data: Vec<u8> =
+            s.b.client
+                .query_one(&format!("SELECT lo_get({oid})"), &[])
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(data, b"a-private-scan");
+    }
+
+    let report = repair(&s.admin, &s.a.names).await;
+    for oid in &oids {
+        mentions(&report, &format!("large object {oid}"));
+        refused(&s.b.client, &format!("SELECT lo_get({oid})")).await;
+    }
+    // A still reads its own.
+    s.a.client
+        .query_one(&format!("SELECT lo_get({})", oids[0]), &[])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_granted_to_public_cannot_be_advanced_by_another_tenant() {
+    let s = setup().await;
+    s.a.client
+        .batch_execute("CREATE SEQUENCE invoice_numbers; GRANT USAGE ON SEQUENCE invoice_numbers TO PUBLIC")
+        .await
+        .unwrap();
+    let oid: u32 = s
+        .admin
+        .query_one(
+            "SELECT $1::text::regclass::oid",
+            &[&format!("{}.invoice_numbers", q(&s.a.names.place))],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // The attack works: B names the sequence by OID, which needs no schema lookup.
+    let next = format!("SELECT nextval({oid}::regclass)");
+    s.b.client.batch_execute(&next).await.unwrap();
+
+    let report = repair(&s.admin, &s.a.names).await;
+    mentions(&report, "invoice_numbers");
+    refused(&s.b.client, &next).await;
+    // A's own use is untouched.
+    s.a.client
+        .batch_execute("SELECT nextval('invoice_numbers')")
+        .await
+        .unwrap();
+}
+
+/// Every ACL entry of A's objects and default privileges whose grantee is PUBLIC or B's role.
+async fn crossing_entries(s: &Setup) -> Vec<String> {
+    let sql = "\
+        WITH t AS (SELECT oid FROM pg_roles WHERE rolname = ANY($1::text[])),
+             x AS (SELECT oid FROM pg_roles WHERE rolname = ANY($2::text[]))
+        SELECT 'relation ' || c.relname || ' ' || a.privilege_type
+          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+          WHERE c.relowner IN (SELECT oid FROM t) AND (a.grantee = 0 OR a.grantee IN (SELECT oid FROM x))
+        UNION ALL
+        SELECT 'function ' || p.proname || ' ' || a.privilege_type
+          FROM pg_proc p CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+          WHERE p.proowner IN (SELECT oid FROM t) AND (a.grantee = 0 OR a.grantee IN (SELECT oid FROM x))
+        UNION ALL
+        SELECT 'type ' || y.typname || ' ' || a.privilege_type
+          FROM pg_type y CROSS JOIN LATERAL aclexplode(coalesce(y.typacl, acldefault('T', y.typowner))) a
+          WHERE y.typowner IN (SELECT oid FROM t) AND y.typtype IN ('d', 'e', 'r', 'm', 'b') AND y.typelem = 0
+            AND (a.grantee = 0 OR a.grantee IN (SELECT oid FROM x))
+        UNION ALL
+        SELECT 'default ' || d.defaclobjtype::text || ' ' || a.privilege_type
+          FROM pg_default_acl d CROSS JOIN LATERAL aclexplode(d.defaclacl) a
+          WHERE d.defaclrole IN (SELECT oid FROM t) AND (a.grantee = 0 OR a.grantee IN (SELECT oid FROM x))";
+    let mine = vec![s.a.names.owner.clone(), s.a.names.login.clone()];
+    let theirs = vec![s.b.names.owner.clone(), s.b.names.login.clone()];
+    s.admin
+        .query(sql, &[&mine, &theirs])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_functions_types_and_default_privileges_keep_no_grant_across_the_boundary() {
+    let s = setup().await;
+    let b = q(&s.b.names.login);
+    s.a.client
+        .batch_execute(&format!(
+            "CREATE TABLE orders (id int, total int); \
+             CREATE VIEW order_totals AS SELECT sum(total) FROM orders; \
+             GRANT SELECT ON order_totals TO PUBLIC; \
+             CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM orders'; \
+             GRANT EXECUTE ON FUNCTION order_count() TO {b}; \
+             CREATE TYPE order_state AS ENUM ('open', 'paid'); \
+             GRANT USAGE ON TYPE order_state TO {b}; \
+             CREATE DOMAIN amount AS int CHECK (VALUE >= 0); \
+             ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC; \
+             ALTER DEFAULT PRIVILEGES GRANT USAGE ON SEQUENCES TO {b}; \
+             ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC; \
+             CREATE FUNCTION public_by_default() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        ))
+        .await
+        .unwrap();
+    assert!(!crossing_entries(&s).await.is_empty());
+    // Bulkhead's own default privileges kept the domain `amount` from PUBLIC: only A's own grants are found.
+    let report = repair(&s.admin, &s.a.names).await;
+    for object in [
+        "table bk_tenant_a_80a707af.order_totals to PUBLIC",
+        "function bk_tenant_a_80a707af.order_count() to bk_tenant_b",
+        "type bk_tenant_a_80a707af.order_state to bk_tenant_b",
+        "function bk_tenant_a_80a707af.public_by_default() to PUBLIC",
+        "default privileges of bk_tenant_a_80a707af_login on tables to PUBLIC",
+        "default privileges of bk_tenant_a_80a707af_login on sequences to bk_tenant_b",
+        "default privileges of bk_tenant_a_80a707af_login on functions to PUBLIC",
+    ] {
+        mentions(&report, object);
+    }
+    assert_eq!(crossing_entries(&s).await, Vec::<String>::new());
+    // New objects start without a grant across the boundary.
+    s.a.client
+        .batch_execute(
+            "CREATE TABLE later (id int); CREATE SEQUENCE later_ids; \
+             CREATE FUNCTION later_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'; CREATE TYPE later_t AS (x int)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(crossing_entries(&s).await, Vec::<String>::new());
+    // A repair with nothing to do reports nothing.
+    assert_eq!(repair(&s.admin, &s.a.names).await, Vec::<String>::new());
+    // A's own use is untouched.
+    s.a.client
+        .batch_execute(
+            "INSERT INTO orders VALUES (1, 5); SELECT * FROM order_totals; SELECT order_count(); \
+             SELECT 'open'::order_state; SELECT 3::amount; INSERT INTO later VALUES (1); SELECT later_fn()",
+        )
+        .await
+        .unwrap();
+}
+
+/// The `DATABASE_URL` of a Tenant's credentials Secret, once its database is provisioned.
+async fn database_url(kube: &kube::Client, tenant: &str) -> String {
+    let tenants = Api::<TenantResource>::all(kube.clone());
+    wait::until(
+        Duration::from_secs(60),
+        &format!("Tenant {tenant} DatabaseReady"),
+        || async {
+            let status = tenants.get(tenant).await.ok()?.status?;
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "DatabaseReady" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let secret = Api::<Secret>::namespaced(kube.clone(), &format!("bk-{tenant}"))
+        .get("bulkhead-database")
+        .await
+        .unwrap();
+    String::from_utf8(secret.data.unwrap()["DATABASE_URL"].0.clone()).unwrap()
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_takes_back_a_tenant_grant_at_its_next_sweep_and_names_the_object() {
+    bulkhead_e2e::init_test_logging();
+    let (plane, pg) = tokio::join!(ControlPlane::start_with_crds(), Postgres::start());
+    let (plane, pg) = (plane.expect("control plane"), pg.expect("postgres"));
+    install_rbac(&plane).await.unwrap();
+    let kube = plane.admin().await.unwrap();
+    postgres_admin_secret(&kube, &pg, "postgres-admin", "bulkhead")
+        .await
+        .unwrap();
+    let mut database = DatabaseSettings::new(format!("{OPERATOR_NAMESPACE}/postgres-admin").parse().unwrap());
+    // No resync during the test: only the sweep can find the grant.
+    database.resync = Duration::from_secs(3600);
+    database.grant_sweep = Duration::from_secs(1);
+    let options = bulkhead_operator::Options {
+        settings: Settings {
+            database: Some(database),
+            ..Settings::default()
+        },
+        ..Default::default()
+    };
+    let operator = RunningOperator::start(plane.operator().await.unwrap(), options)
+        .await
+        .unwrap();
+    let tenants = Api::<TenantResource>::all(kube.clone());
+    for name in ["alpha", "beta"] {
+        let tenant: TenantResource = serde_json::from_value(serde_json::json!({
+            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+            "spec": {
+                "orgId": format!("org_{name}"),
+                "stack": {"image": "registry.example.com/portal:1.0", "replicas": 0},
+                "database": {"enabled": true, "isolation": "Schema", "connectionLimit": 3}
+            }
+        }))
+        .unwrap();
+        tenants.create(&PostParams::default(), &tenant).await.unwrap();
+    }
+    let alpha = connect(&database_url(&kube, "alpha").await).await;
+    let beta = connect(&database_url(&kube, "beta").await).await;
+
+    let oid: u32 = alpha
+        .query_one("SELECT lo_from_bytea(0, 'alpha-contract'::bytea)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    alpha
+        .batch_execute(&format!("GRANT SELECT ON LARGE OBJECT {oid} TO PUBLIC"))
+        .await
+        .unwrap();
+    let note = wait::until(
+        Duration::from_secs(30),
+        "an Event DatabaseGrantsRevoked naming the large object",
+        || async {
+            bulkhead_e2e::events::notes(&kube, "DatabaseGrantsRevoked")
+                .await
+                .ok()?
+                .into_iter()
+                .find(|n| n.contains(&format!("large object {oid} to PUBLIC")))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(note.contains("crossed the tenant's boundary"), "{note}");
+    refused(&beta, &format!("SELECT lo_get({oid})")).await;
+    operator.kill();
+}
