@@ -148,9 +148,16 @@ impl Database {
         let server = Arc::new(Server::from_secret(client, &self.settings.admin_secret).await?);
         let admin = server.admin().await?;
         let _lock = self.locks.lock(server.shared_database()).await;
-        provision::harden(&admin, server.shared_database())
+        let lockdown = provision::harden(&admin, server.shared_database())
             .await
             .map_err(|e| from_db("hardening the server", e))?;
+        if !lockdown.is_complete() {
+            warn!(
+                functions = %lockdown.still_open.join(", "),
+                "PUBLIC can still execute these lock-taking functions in the shared database (the admin does \
+                 not own them); a Schema-mode tenant can use them to hold locks on another tenant's relations"
+            );
+        }
         let open = provision::statistics_open(&admin)
             .await
             .map_err(|e| from_db("hardening the server", e))?;

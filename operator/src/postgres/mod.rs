@@ -4,6 +4,7 @@
 pub mod capacity;
 pub mod connect;
 pub mod credentials;
+pub mod lockdown;
 pub mod naming;
 pub mod provision;
 pub mod sql;

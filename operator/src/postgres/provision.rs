@@ -401,12 +401,13 @@ pub async fn statistics_open(client: &Client) -> Result<Vec<String>, DbError> {
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
-/// Removes PUBLIC's default rights (run once per server, connected to the shared database).
-pub async fn harden(client: &Client, shared_database: &str) -> Result<(), DbError> {
+/// Removes PUBLIC's default rights and the lock-taking functions (run once per server, connected to the shared
+/// database); returns what the lockdown found.
+pub async fn harden(client: &Client, shared_database: &str) -> Result<super::lockdown::Lockdown, DbError> {
     for statement in sql::harden_server(shared_database)? {
         run(client, "hardening the server", &statement).await?;
     }
-    Ok(())
+    super::lockdown::apply(client).await
 }
 
 /// Schema isolation: owner role, login role (with `verifier` as its password), schema and grants, in the shared
@@ -503,6 +504,7 @@ pub async fn grant_database(inside: &Client, names: &Names) -> Result<(), DbErro
     for statement in sql::schema_grants(&names.place, &names.place, &names.owner, &names.login)? {
         run(inside, "granting the schema", &statement).await?;
     }
+    super::lockdown::apply(inside).await?;
     Ok(())
 }
 
