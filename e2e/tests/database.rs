@@ -1,6 +1,8 @@
-//! The operator's database provisioning end to end: a real control plane, a real PostgreSQL 15, and the
-//! operator under its own RBAC reading the admin DSN from a Secret. A stack is stood in for by a client that
-//! knows nothing but the credentials Secret's `DATABASE_URL`.
+//! The operator's database provisioning end to end: a real control plane, a real PostgreSQL (15 unless
+//! `BULKHEAD_PG_VERSION` says otherwise), and the operator under its own RBAC reading the admin DSN from a Secret:
+//! the superuser's, or with `BULKHEAD_PG_ADMIN=createrole` a CREATEROLE CREATEDB role's that owns the shared
+//! database, as on managed services. A stack is stood in for by a client that knows nothing but the credentials
+//! Secret's `DATABASE_URL`; the superuser plays the out-of-band actor and the observer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -392,6 +394,8 @@ async fn outages_conflicts_and_delete_are_reported_and_handled() {
     f.pg.pause();
     let message = wait_condition(&f, "globex", "DatabaseReady", "Unreachable").await;
     assert!(!message.contains(f.pg.superuser_password()), "{message}");
+    let (_, admin_password) = f.pg.operator_admin().await.unwrap();
+    assert!(!message.contains(&admin_password), "{message}");
     let t = api.get("globex").await.unwrap();
     assert_eq!(
         condition(t.status.as_ref(), "Ready").unwrap().1,

@@ -1,6 +1,7 @@
-//! Connection capacity end to end: a real PostgreSQL 15 with a small `max_connections`, the real control plane
-//! and the operator under its own RBAC. The CONNECTION LIMITs it hands out must fit the server: a Tenant that
-//! would overbook it is refused (nothing created in Postgres) until another one frees its connections.
+//! Connection capacity end to end: a real PostgreSQL (15 unless `BULKHEAD_PG_VERSION` says otherwise) with a
+//! small `max_connections`, the real control plane and the operator under its own RBAC, with the admin of
+//! `BULKHEAD_PG_ADMIN`. The CONNECTION LIMITs the operator hands out must fit the server: a Tenant that would
+//! overbook it is refused (nothing created in Postgres) until another one frees its connections.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 

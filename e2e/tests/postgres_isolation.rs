@@ -1,7 +1,9 @@
-//! Schema isolation against a real PostgreSQL 15: Tenant A's login role tries what an attacker (or a bug) would
-//! try against Tenant B, and every attempt must be refused, while a superuser control succeeds. The leaks that
-//! schema mode cannot prevent are pinned as they are today, so any change is noticed; `isolation: Database`
-//! exists for tenants that cannot accept them.
+//! Schema isolation against a real PostgreSQL (15 unless `BULKHEAD_PG_VERSION` says otherwise), provisioned by
+//! the operator's admin of `BULKHEAD_PG_ADMIN` (the superuser, or a CREATEROLE CREATEDB role as on managed
+//! services): Tenant A's login role tries what an attacker (or a bug) would try against Tenant B, and every
+//! attempt must be refused, while a superuser control succeeds. The leaks that schema mode cannot prevent are
+//! pinned as they are today, so any change is noticed; `isolation: Database` exists for tenants that cannot
+//! accept them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -19,20 +21,21 @@ struct Tenant {
     password: String,
 }
 
+/// The server with the shared database `app` (owned by the operator's admin) hardened, and a connection of the
+/// operator's admin to it: what the provisioning code gets in the operator.
 async fn server() -> (Postgres, Client) {
     let pg = Postgres::start().await.expect("postgres");
-    pg.admin()
-        .await
-        .unwrap()
-        .batch_execute("CREATE DATABASE app")
-        .await
-        .unwrap();
-    let admin = pg
-        .connect_as("postgres", pg.superuser_password(), DB)
-        .await
-        .unwrap();
+    pg.create_database_for_admin(DB).await.unwrap();
+    let admin = pg.connect_operator_admin(DB).await.unwrap();
     provision::harden(&admin, DB).await.unwrap();
     (pg, admin)
+}
+
+/// A superuser connection to the shared database: the trusted observer for controls and catalog reads.
+async fn superuser(pg: &Postgres) -> Client {
+    pg.connect_as("postgres", pg.superuser_password(), DB)
+        .await
+        .unwrap()
 }
 
 async fn provision(admin: &Client, tenant: &str, customer: Option<&str>, password: &str) -> Tenant {
@@ -112,8 +115,8 @@ fn q(ident: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_a_cannot_reach_tenant_b() {
-    let (pg, admin, a, b) = setup().await;
-    attack(&pg, &admin, &a, &b).await;
+    let (pg, _admin, a, b) = setup().await;
+    attack(&pg, &superuser(&pg).await, &a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,12 +125,13 @@ async fn a_customer_cannot_reach_its_sibling_or_its_tenant() {
     let tenant = provision(&admin, "msp", None, "pw-msp").await;
     let dental = provision(&admin, "msp", Some("dental"), "pw-dental").await;
     let lawfirm = provision(&admin, "msp", Some("lawfirm"), "pw-lawfirm").await;
-    attack(&pg, &admin, &dental, &lawfirm).await;
-    attack(&pg, &admin, &lawfirm, &tenant).await;
+    let su = superuser(&pg).await;
+    attack(&pg, &su, &dental, &lawfirm).await;
+    attack(&pg, &su, &lawfirm, &tenant).await;
 }
 
-/// Everything `a` tries against `b`, each expected to be refused, with a superuser control.
-async fn attack(pg: &Postgres, admin: &Client, a: &Tenant, b: &Tenant) {
+/// Everything `a` tries against `b`, each expected to be refused, with a superuser control through `su`.
+async fn attack(pg: &Postgres, su: &Client, a: &Tenant, b: &Tenant) {
     let (bs, as_) = (q(&b.names.place), q(&a.names.place));
 
     // B's data, as B's stack would create it: a table and a large object.
@@ -226,27 +230,26 @@ async fn attack(pg: &Postgres, admin: &Client, a: &Tenant, b: &Tenant) {
     );
 
     // Superuser control: everything A was refused is possible for an administrator.
-    let secret: String = admin
+    let secret: String = su
         .query_one(&format!("SELECT v FROM {bs}.secrets"), &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(secret, "b-secret");
-    let bytes: Vec<u8> = admin
+    let bytes: Vec<u8> = su
         .query_one(&format!("SELECT lo_get({lo})"), &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(bytes, b"b-large-object");
-    let full: String = admin
+    let full: String = su
         .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&b_pid])
         .await
         .unwrap()
         .get(0);
     assert!(full.contains("b-secret-query"));
     assert!(
-        admin
-            .query_one(&format!("SELECT pg_cancel_backend({b_pid})"), &[])
+        su.query_one(&format!("SELECT pg_cancel_backend({b_pid})"), &[])
             .await
             .unwrap()
             .get::<_, bool>(0)
@@ -321,9 +324,10 @@ async fn provisioning_is_idempotent_and_teardown_leaves_nothing() {
     provision::drop_schema(&admin, &a.names)
         .await
         .expect("a second teardown is harmless");
+    let su = superuser(&pg).await;
     assert_eq!(
         count(
-            &admin,
+            &su,
             "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
             &a.names.place
         )
@@ -332,7 +336,7 @@ async fn provisioning_is_idempotent_and_teardown_leaves_nothing() {
     );
     assert_eq!(
         count(
-            &admin,
+            &su,
             "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 || '%'",
             &a.names.place
         )
@@ -340,8 +344,7 @@ async fn provisioning_is_idempotent_and_teardown_leaves_nothing() {
         0
     );
     assert_eq!(
-        admin
-            .query_one("SELECT count(*) FROM pg_largeobject_metadata", &[])
+        su.query_one("SELECT count(*) FROM pg_largeobject_metadata", &[])
             .await
             .unwrap()
             .get::<_, i64>(0),
@@ -353,7 +356,7 @@ async fn provisioning_is_idempotent_and_teardown_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_mode_closes_the_schema_mode_leaks() {
     let (pg, admin) = server().await;
-    let admin_config: tokio_postgres::Config = pg.admin_dsn().parse().unwrap();
+    let admin_config: tokio_postgres::Config = pg.operator_admin_dsn(DB).await.unwrap().parse().unwrap();
     let mut tenants = Vec::new();
     for (name, password) in [("tenant-a", "pw-a"), ("tenant-b", "pw-b")] {
         let n = names(name, None);
@@ -437,9 +440,10 @@ async fn database_mode_closes_the_schema_mode_leaks() {
     drop(b_client);
     provision::drop_database(&admin, &b.names).await.unwrap();
     provision::drop_database(&admin, &b.names).await.unwrap();
+    let su = superuser(&pg).await;
     assert_eq!(
         count(
-            &admin,
+            &su,
             "SELECT count(*) FROM pg_database WHERE datname = $1",
             &b.names.place
         )
@@ -448,7 +452,7 @@ async fn database_mode_closes_the_schema_mode_leaks() {
     );
     assert_eq!(
         count(
-            &admin,
+            &su,
             "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 || '%'",
             &b.names.place
         )
@@ -463,10 +467,7 @@ async fn many_tenants_provisioned_at_once_all_succeed() {
     let locks = std::sync::Arc::new(provision::DdlLocks::default());
     let mut tasks = Vec::new();
     for i in 0..24 {
-        let client = pg
-            .connect_as("postgres", pg.superuser_password(), DB)
-            .await
-            .unwrap();
+        let client = pg.connect_operator_admin(DB).await.unwrap();
         let locks = locks.clone();
         tasks.push(tokio::spawn(async move {
             let n = names(&format!("t{i}"), None);
