@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bulkhead_crds::v1alpha1::{ResourceStatus, Tenant};
 use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
-use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
+use bulkhead_e2e::postgres::{AdminKind, Postgres, SUPERUSER};
 use bulkhead_e2e::{ControlPlane, wait};
 use bulkhead_operator::postgres::naming::{self, Names};
 use bulkhead_operator::settings::{DatabaseSettings, Settings};
@@ -254,15 +254,29 @@ async fn a_tenant_gets_a_working_database_that_is_repaired_rotated_and_retained(
         "not regenerated"
     );
 
-    // Extra grants and attributes changed out of band: revoked and reset, with Events.
-    su.batch_execute(&format!(
-        "CREATE TABLE public.shared_secrets (x int); GRANT SELECT ON public.shared_secrets TO {l}; \
-         GRANT pg_read_all_data TO {l}; ALTER ROLE {l} CREATEDB CONNECTION LIMIT 500",
-        l = names.login
-    ))
-    .await
-    .unwrap();
-    let note = wait_event(&f, "DatabaseGrantsRevoked", "pg_read_all_data").await;
+    // Extra grants and attributes changed out of band, by someone with the admin's rights: revoked and reset,
+    // with Events. A superuser admin also takes back a predefined role; an admin that is not one can only take
+    // back what it could have granted, so the membership is in a role it made.
+    let out_of_band = f.pg.connect_operator_admin(SHARED_DB).await.unwrap();
+    let role = match f.pg.admin_kind() {
+        AdminKind::Superuser => "pg_read_all_data",
+        AdminKind::CreateRole => {
+            out_of_band
+                .batch_execute("CREATE ROLE helpdesk NOLOGIN")
+                .await
+                .unwrap();
+            "helpdesk"
+        }
+    };
+    out_of_band
+        .batch_execute(&format!(
+            "CREATE TABLE public.shared_secrets (x int); GRANT SELECT ON public.shared_secrets TO {l}; \
+             GRANT {role} TO {l}; ALTER ROLE {l} CREATEDB CONNECTION LIMIT 500",
+            l = names.login
+        ))
+        .await
+        .unwrap();
+    let note = wait_event(&f, "DatabaseGrantsRevoked", role).await;
     assert!(note.contains("public.shared_secrets"), "{note}");
     wait_event(&f, "DatabaseRoleRepaired", &names.login).await;
     let extra =

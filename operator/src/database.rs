@@ -148,25 +148,15 @@ impl Database {
         let server = Arc::new(Server::from_secret(client, &self.settings.admin_secret).await?);
         let admin = server.admin().await?;
         let _lock = self.locks.lock(server.shared_database()).await;
-        let lockdown = provision::harden(&admin, server.shared_database())
+        let hardening = provision::harden(&admin, server.shared_database())
             .await
             .map_err(|e| from_db("hardening the server", e))?;
-        if !lockdown.is_complete() {
-            warn!(
-                functions = %lockdown.still_open.join(", "),
-                "PUBLIC can still execute these lock-taking functions in the shared database (the admin does \
-                 not own them); a Schema-mode tenant can use them to hold locks on another tenant's relations"
-            );
-        }
-        let open = provision::statistics_open(&admin)
-            .await
-            .map_err(|e| from_db("hardening the server", e))?;
+        let open = hardening.left_open();
         if !open.is_empty() {
             warn!(
-                views = %open.join(", "),
-                "PUBLIC can still read these statistics views in the shared database (the admin is not a \
-                 superuser); a table a tenant grants to PUBLIC shows its statistics to other tenants until the \
-                 grant sweep takes the grant back"
+                left_open = %open.join("; "),
+                "the PostgreSQL admin is not a superuser and could not take these rights from PUBLIC; see the \
+                 README's table of what each isolation mode still shares"
             );
         }
         info!(
@@ -190,6 +180,11 @@ fn from_db(what: &'static str, err: DbError) -> ConnectError {
         DbError::Build(e) => ConnectError::Server {
             what,
             failure: Failure::Failed,
+            message: e.to_string(),
+        },
+        e @ DbError::NeedsSuperuser { .. } => ConnectError::Server {
+            what,
+            failure: Failure::PermissionDenied,
             message: e.to_string(),
         },
     }
@@ -543,26 +538,9 @@ async fn provision<K: Managed>(
     };
     // Extra grants: cluster-wide ones and, in the place's database, those on other schemas and relations.
     let catalog: &tokio_postgres::Client = inside.as_ref().unwrap_or(&admin);
-    let extra = provision::extra_grants(catalog, names, db_name)
-        .await
-        .map_err(db("reading grants"))?;
-    // Grants on the tenant's own objects that cross its boundary, whoever made them.
-    let foreign = provision::foreign_grants(catalog, names)
-        .await
-        .map_err(db("reading grants on the tenant's objects"))?;
-    if !extra.is_empty() || !foreign.is_empty() {
-        provision::revoke(catalog, &extra)
-            .await
-            .map_err(db("revoking grants"))?;
-        provision::revoke_foreign(catalog, &foreign)
-            .await
-            .map_err(db("revoking grants on the tenant's objects"))?;
-        let list: Vec<String> = extra
-            .iter()
-            .map(ToString::to_string)
-            .chain(foreign.iter().map(ToString::to_string))
-            .collect();
-        ctx.metrics.drift_repaired(K::CONTROLLER, list.len());
+    let revoked = repair_grants(catalog, names, db_name).await?;
+    if !revoked.is_empty() {
+        ctx.metrics.drift_repaired(K::CONTROLLER, revoked.len());
         events::publish(
             &ctx.recorder,
             object,
@@ -571,7 +549,7 @@ async fn provision<K: Managed>(
             "Repair",
             format!(
                 "Privileges that crossed the tenant's boundary were revoked: {}.",
-                list.join("; ")
+                revoked.join("; ")
             ),
         )
         .await;
@@ -600,6 +578,61 @@ async fn provision<K: Managed>(
         ctx.metrics.drift_repaired(K::CONTROLLER, roles.repaired.len());
     }
     Ok(())
+}
+
+/// Finds and takes back, in the place's database, the grants the tenant's roles hold outside their place and
+/// the grants on its own objects that cross its boundary; returns what was revoked. A REVOKE the admin may not
+/// make (a grant by a role it cannot act for) only warns in PostgreSQL, so the catalog is read again and what
+/// is still there is reported as a permission problem rather than as revoked.
+async fn repair_grants(
+    catalog: &tokio_postgres::Client,
+    names: &Names,
+    db_name: &str,
+) -> Result<Vec<String>, Problem> {
+    let extra = provision::extra_grants(catalog, names, db_name)
+        .await
+        .map_err(db("reading grants"))?;
+    let foreign = provision::foreign_grants(catalog, names)
+        .await
+        .map_err(db("reading grants on the tenant's objects"))?;
+    if extra.is_empty() && foreign.is_empty() {
+        return Ok(Vec::new());
+    }
+    provision::revoke(catalog, &extra)
+        .await
+        .map_err(db("revoking grants"))?;
+    provision::revoke_foreign(catalog, &foreign)
+        .await
+        .map_err(db("revoking grants on the tenant's objects"))?;
+    let found: Vec<String> = extra
+        .iter()
+        .map(ToString::to_string)
+        .chain(foreign.iter().map(ToString::to_string))
+        .collect();
+    let left: Vec<String> = provision::extra_grants(catalog, names, db_name)
+        .await
+        .map_err(db("reading grants"))?
+        .iter()
+        .map(ToString::to_string)
+        .chain(
+            provision::foreign_grants(catalog, names)
+                .await
+                .map_err(db("reading grants on the tenant's objects"))?
+                .iter()
+                .map(ToString::to_string),
+        )
+        .collect();
+    if !left.is_empty() {
+        return Err(Problem::Connect(ConnectError::Server {
+            what: "revoking grants",
+            failure: Failure::PermissionDenied,
+            message: format!(
+                "the admin may not revoke {} (granted by a role it cannot act for); a superuser must revoke it",
+                left.join("; ")
+            ),
+        }));
+    }
+    Ok(found)
 }
 
 /// Whether the Secret's password still logs in. Only a refused password counts as drift; anything else (the
@@ -822,7 +855,7 @@ pub async fn sweep_grants(ctx: Arc<Context>, triggers: Triggers) {
         match database.sweep().await {
             Ok(found) => {
                 for owner in found {
-                    info!(?owner, "a grant crosses a tenant's boundary; repairing");
+                    debug!(?owner, "a grant crosses a tenant's boundary; repairing");
                     triggers.send(owner);
                 }
             }

@@ -12,6 +12,18 @@ pub enum DbError {
     /// A statement could not be built.
     #[error(transparent)]
     Build(#[from] SqlError),
+    /// A role was given SUPERUSER, REPLICATION or BYPASSRLS out of band, and the admin, not being a superuser,
+    /// cannot take it back.
+    #[error(
+        "role {role} was given {attributes} out of band; only a superuser can take it back \
+         (ALTER ROLE {role} NOSUPERUSER NOREPLICATION NOBYPASSRLS)"
+    )]
+    NeedsSuperuser {
+        /// The role.
+        role: String,
+        /// The attributes it holds.
+        attributes: String,
+    },
     /// The server refused or failed a statement. The statement is not shown: it may carry a password verifier.
     #[error("{what}: {source}")]
     Server {
@@ -28,6 +40,7 @@ impl DbError {
     pub fn category(&self) -> &'static str {
         match self {
             DbError::Build(e) => e.category(),
+            DbError::NeedsSuperuser { .. } => "permission",
             DbError::Server { .. } => "database",
         }
     }
@@ -114,6 +127,15 @@ impl RoleRow {
     fn is_hardened_owner(&self) -> bool {
         self.flags == [false; 7]
     }
+
+    /// The attributes only a superuser can grant or take back (SUPERUSER, REPLICATION, BYPASSRLS) it holds.
+    fn superuser_attributes(&self) -> Vec<&'static str> {
+        [(0, "SUPERUSER"), (5, "REPLICATION"), (6, "BYPASSRLS")]
+            .into_iter()
+            .filter(|(i, _)| self.flags[*i])
+            .map(|(_, name)| name)
+            .collect()
+    }
 }
 
 /// Reads a role's attributes, if the role exists.
@@ -189,6 +211,18 @@ pub async fn ensure_roles(
 ) -> Result<RolesReport, DbError> {
     let mut report = RolesReport::default();
     let marker = sql::role_marker(&names.place);
+    let admin = admin(client).await?;
+    let superuser = admin.superuser;
+    let needs_superuser = |role: &str, row: &RoleRow| -> Result<(), DbError> {
+        let held = row.superuser_attributes();
+        if superuser || held.is_empty() {
+            return Ok(());
+        }
+        Err(DbError::NeedsSuperuser {
+            role: role.to_owned(),
+            attributes: held.join(", "),
+        })
+    };
     match role_row(client, &names.owner).await? {
         None => {
             run(
@@ -205,7 +239,8 @@ pub async fn ensure_roles(
             .await?;
         }
         Some(row) if !row.is_hardened_owner() => {
-            let statement = sql::reset_owner_attributes(&names.owner)?;
+            needs_superuser(&names.owner, &row)?;
+            let statement = sql::reset_owner_attributes(&names.owner, superuser)?;
             run(client, "resetting the owner role", &statement).await?;
             report.repaired.push(names.owner.clone());
         }
@@ -224,13 +259,14 @@ pub async fn ensure_roles(
             report.login_created = true;
         }
         Some(row) if !row.is_hardened_login(connection_limit) => {
-            let statement = sql::reset_login_attributes(&names.login, connection_limit)?;
+            needs_superuser(&names.login, &row)?;
+            let statement = sql::reset_login_attributes(&names.login, connection_limit, superuser)?;
             run(client, "resetting the login role", &statement).await?;
             report.repaired.push(names.login.clone());
         }
         Some(_) => {}
     }
-    ensure_admin_membership(client, &[&names.owner, &names.login]).await?;
+    ensure_admin_membership(client, &admin, &[&names.owner, &names.login]).await?;
     Ok(report)
 }
 
@@ -263,8 +299,7 @@ async fn admin(client: &Client) -> Result<Admin, DbError> {
 /// changing the roles' default privileges, taking back a grant as its grantor, dropping what they own. Since
 /// PostgreSQL 16 the creator of a role only gets ADMIN OPTION on it; this grants the membership with INHERIT and
 /// SET (before 16, plain membership carries both). A superuser needs none of it.
-async fn ensure_admin_membership(client: &Client, roles: &[&str]) -> Result<(), DbError> {
-    let admin = admin(client).await?;
+async fn ensure_admin_membership(client: &Client, admin: &Admin, roles: &[&str]) -> Result<(), DbError> {
     if admin.superuser {
         return Ok(());
     }
@@ -388,26 +423,50 @@ pub async fn revoke_foreign(client: &Client, grants: &[sql::ForeignGrant]) -> Re
     Ok(())
 }
 
-/// The statistics views PUBLIC can still read in the connected database: the hardening closes them, but only a
-/// superuser administrator can (a non-superuser's REVOKE is a no-op with a warning).
-pub async fn statistics_open(client: &Client) -> Result<Vec<String>, DbError> {
-    let rows = client
-        .query(sql::STATISTICS_VIEWS_OPEN_QUERY, &[])
-        .await
-        .map_err(|source| DbError::Server {
-            what: "checking the statistics views",
-            source,
-        })?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+/// What [`harden`] could not do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hardening {
+    /// The lock-taking functions.
+    pub lockdown: super::lockdown::Lockdown,
+    /// Rights PUBLIC kept, e.g. `PUBLIC may connect to database postgres` (none with a superuser admin).
+    pub gaps: Vec<String>,
+}
+
+impl Hardening {
+    /// Everything left open, functions included.
+    pub fn left_open(&self) -> Vec<String> {
+        let functions = self
+            .lockdown
+            .still_open
+            .iter()
+            .map(|f| format!("PUBLIC may execute {f}"));
+        self.gaps.iter().cloned().chain(functions).collect()
+    }
 }
 
 /// Removes PUBLIC's default rights and the lock-taking functions (run once per server, connected to the shared
-/// database); returns what the lockdown found.
-pub async fn harden(client: &Client, shared_database: &str) -> Result<super::lockdown::Lockdown, DbError> {
+/// database), then reads back what PUBLIC can still do.
+pub async fn harden(client: &Client, shared_database: &str) -> Result<Hardening, DbError> {
     for statement in sql::harden_server(shared_database)? {
         run(client, "hardening the server", &statement).await?;
     }
-    super::lockdown::apply(client).await
+    let lockdown = super::lockdown::apply(client).await?;
+    let databases = vec![
+        shared_database.to_owned(),
+        "postgres".to_owned(),
+        "template1".to_owned(),
+    ];
+    let gaps = client
+        .query(sql::HARDENING_GAPS_QUERY, &[&databases])
+        .await
+        .map_err(|source| DbError::Server {
+            what: "checking the hardening",
+            source,
+        })?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(Hardening { lockdown, gaps })
 }
 
 /// Schema isolation: owner role, login role (with `verifier` as its password), schema and grants, in the shared

@@ -62,14 +62,22 @@ pub fn harden_server(shared_database: &str) -> Result<Vec<String>, SqlError> {
 pub const STATISTICS_VIEWS: &str =
     "pg_catalog.pg_stats, pg_catalog.pg_stats_ext, pg_catalog.pg_stats_ext_exprs";
 
-/// Which of [`STATISTICS_VIEWS`] PUBLIC may still read in the connected database (a non-superuser admin cannot
-/// revoke it: the views belong to the bootstrap superuser).
-pub const STATISTICS_VIEWS_OPEN_QUERY: &str = "\
-SELECT c.relname::text FROM pg_class c
+/// What PUBLIC can still do after [`harden_server`], in the connected (shared) database and on the databases
+/// `$1`: each row one right the hardening meant to take away. A superuser admin leaves none; an admin that is not
+/// one (CREATEROLE and CREATEDB, as on managed services) owns neither `postgres`, `template1` and the catalog, nor,
+/// before PostgreSQL 15, schema `public`, so its REVOKEs there only warn.
+pub const HARDENING_GAPS_QUERY: &str = "\
+SELECT 'PUBLIC may connect to database ' || d.datname FROM pg_database d
+  WHERE d.datname = ANY($1::text[]) AND has_database_privilege('public', d.oid, 'CONNECT')
+UNION ALL
+SELECT 'PUBLIC may create in schema public' FROM pg_namespace n
+  WHERE n.nspname = 'public' AND has_schema_privilege('public', n.oid, 'CREATE')
+UNION ALL
+SELECT 'PUBLIC may read ' || c.relname FROM pg_class c
   WHERE c.oid IN ('pg_catalog.pg_stats'::regclass, 'pg_catalog.pg_stats_ext'::regclass,
                   'pg_catalog.pg_stats_ext_exprs'::regclass)
     AND has_table_privilege('public', c.oid, 'SELECT')
-  ORDER BY 1";
+ORDER BY 1";
 
 /// Creates the NOLOGIN role that owns a tenant's objects.
 pub fn create_owner_role(owner: &str) -> Result<String, SqlError> {
@@ -108,21 +116,31 @@ pub fn alter_login_role(login: &str, verifier: &str, connection_limit: i32) -> R
     ))
 }
 
-/// The login role's attributes without touching its password (drift repair of the attributes).
-pub fn reset_login_attributes(login: &str, connection_limit: i32) -> Result<String, SqlError> {
+/// The attributes only a superuser may name in ALTER ROLE (since PostgreSQL 16 even to turn them off).
+const SUPERUSER_ATTRIBUTES: &str = " NOSUPERUSER NOREPLICATION NOBYPASSRLS";
+
+/// The login role's attributes without touching its password (drift repair of the attributes). `superuser`:
+/// whether the admin is one and may reset SUPERUSER, REPLICATION and BYPASSRLS too.
+pub fn reset_login_attributes(
+    login: &str,
+    connection_limit: i32,
+    superuser: bool,
+) -> Result<String, SqlError> {
     if !(1..=1000).contains(&connection_limit) {
         return Err(SqlError::ConnectionLimit(connection_limit));
     }
+    let privileged = if superuser { SUPERUSER_ATTRIBUTES } else { "" };
     Ok(format!(
-        "ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT {connection_limit} VALID UNTIL 'infinity'",
+        "ALTER ROLE {} LOGIN NOCREATEDB NOCREATEROLE NOINHERIT{privileged} CONNECTION LIMIT {connection_limit} VALID UNTIL 'infinity'",
         ident(login)?
     ))
 }
 
-/// The owner role's attributes (drift repair).
-pub fn reset_owner_attributes(owner: &str) -> Result<String, SqlError> {
+/// The owner role's attributes (drift repair); `superuser` as for [`reset_login_attributes`].
+pub fn reset_owner_attributes(owner: &str, superuser: bool) -> Result<String, SqlError> {
+    let privileged = if superuser { SUPERUSER_ATTRIBUTES } else { "" };
     Ok(format!(
-        "ALTER ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT",
+        "ALTER ROLE {} NOLOGIN NOCREATEDB NOCREATEROLE NOINHERIT{privileged}",
         ident(owner)?
     ))
 }
@@ -694,14 +712,29 @@ mod tests {
 
     #[test]
     fn drift_repairs_never_carry_a_password_and_revokes_quote_foreign_names() {
-        let sql = reset_login_attributes("bk_a_login", 20).unwrap();
+        let sql = reset_login_attributes("bk_a_login", 20, true).unwrap();
         assert!(!sql.contains("PASSWORD"), "{sql}");
         assert!(
             sql.contains("NOSUPERUSER") && sql.contains("CONNECTION LIMIT 20"),
             "{sql}"
         );
+        // A non-superuser admin may not name SUPERUSER, REPLICATION or BYPASSRLS at all (PostgreSQL 16+).
+        for reset in [
+            reset_login_attributes("bk_a_login", 20, false).unwrap(),
+            reset_owner_attributes("bk_a_owner", false).unwrap(),
+        ] {
+            assert!(reset.contains("NOCREATEDB NOCREATEROLE NOINHERIT"), "{reset}");
+            for attribute in ["SUPERUSER", "REPLICATION", "BYPASSRLS"] {
+                assert!(!reset.contains(attribute), "{reset}");
+            }
+        }
+        assert!(
+            reset_owner_attributes("bk_a_owner", true)
+                .unwrap()
+                .contains("NOBYPASSRLS")
+        );
         assert_eq!(
-            reset_login_attributes("l", 1001),
+            reset_login_attributes("l", 1001, true),
             Err(SqlError::ConnectionLimit(1001))
         );
         assert_eq!(
