@@ -263,7 +263,13 @@ impl std::fmt::Display for ExtraGrant {
 /// other than `$2`; and, in the database connected to, rights on schemas other than `$3` and on relations in
 /// them. Columns: kind, object schema (or database or role), object name, grantee.
 pub const EXTRA_GRANTS_QUERY: &str = "\
-WITH r AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($1::text[]))
+WITH r AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($1::text[])),
+-- Where the roles appear in an ACL of this database, from the role-indexed pg_shdepend rather than a scan of
+-- every relation's ACL.
+mentioned AS (
+  SELECT s.classid, s.objid FROM pg_shdepend s
+   WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid IN (SELECT oid FROM r) AND s.deptype = 'a'
+     AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))
 SELECT 'membership', g.rolname::text, ''::text, r.rolname::text
   FROM pg_auth_members m JOIN r ON m.member = r.oid JOIN pg_roles g ON g.oid = m.roleid
 UNION ALL
@@ -277,8 +283,11 @@ SELECT DISTINCT 'schema', n.nspname::text, ''::text, r.rolname::text
 UNION ALL
 SELECT DISTINCT 'relation', n.nspname::text, c.relname::text, r.rolname::text
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN r ON a.grantee = r.oid
-  WHERE n.nspname <> $3::text";
+  CROSS JOIN LATERAL (SELECT c.relacl
+                      UNION ALL
+                      SELECT a.attacl FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL) x(acl)
+  CROSS JOIN LATERAL aclexplode(x.acl) a JOIN r ON a.grantee = r.oid
+  WHERE c.oid IN (SELECT objid FROM mentioned WHERE classid = 'pg_class'::regclass) AND n.nspname <> $3::text";
 
 /// Turns a row of [`EXTRA_GRANTS_QUERY`] into an [`ExtraGrant`].
 pub fn extra_grant(kind: &str, object: String, name: String, grantee: String) -> Option<ExtraGrant> {
@@ -470,47 +479,52 @@ impl std::fmt::Display for ForeignGrant {
 /// Columns: kind, schema, name, argument types, grantor, grantee (NULL for PUBLIC), the object's owner.
 pub const FOREIGN_GRANTS_QUERY: &str = "\
 WITH t AS (SELECT oid FROM pg_roles WHERE rolname = ANY($1::text[])),
+-- What the roles own, from the role-indexed pg_shdepend (this database's objects and the shared databases);
+-- it lists exactly the objects that carry their own ACL, not indexes, TOAST tables, row or array types.
+owned AS (
+  SELECT s.classid, s.objid FROM pg_shdepend s
+   WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid IN (SELECT oid FROM t) AND s.deptype = 'o'
+     AND s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))),
 acl(kind, schema, name, args, grantor, grantee, owner) AS (
   SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END, n.nspname, c.relname, '', e.grantor, e.grantee,
          c.relowner
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) e
-    WHERE c.relowner IN (SELECT oid FROM t)
-  UNION ALL
-  SELECT 'table', n.nspname, c.relname, '', e.grantor, e.grantee, c.relowner
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    CROSS JOIN LATERAL aclexplode(a.attacl) e
-    WHERE a.attacl IS NOT NULL AND c.relowner IN (SELECT oid FROM t)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL (SELECT c.relacl
+                        UNION ALL
+                        SELECT a.attacl FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL) x(acl)
+    CROSS JOIN LATERAL aclexplode(x.acl) e
+    WHERE c.oid IN (SELECT objid FROM owned WHERE classid = 'pg_class'::regclass)
   UNION ALL
   SELECT 'schema', '', n.nspname, '', e.grantor, e.grantee, n.nspowner
     FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) e
-    WHERE n.nspowner IN (SELECT oid FROM t)
+    WHERE n.oid IN (SELECT objid FROM owned WHERE classid = 'pg_namespace'::regclass)
   UNION ALL
   SELECT 'database', '', d.datname, '', e.grantor, e.grantee, d.datdba
     FROM pg_database d CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) e
-    WHERE d.datdba IN (SELECT oid FROM t)
+    WHERE d.oid IN (SELECT objid FROM owned WHERE classid = 'pg_database'::regclass)
   UNION ALL
   SELECT 'routine', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), e.grantor, e.grantee,
          p.proowner
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
     CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) e
-    WHERE p.proowner IN (SELECT oid FROM t)
+    WHERE p.oid IN (SELECT objid FROM owned WHERE classid = 'pg_proc'::regclass)
   UNION ALL
   SELECT 'type', n.nspname, y.typname, '', e.grantor, e.grantee, y.typowner
     FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace
     LEFT JOIN pg_class r ON r.oid = y.typrelid
     CROSS JOIN LATERAL aclexplode(coalesce(y.typacl, acldefault('T', y.typowner))) e
-    WHERE y.typowner IN (SELECT oid FROM t) AND y.typtype IN ('c', 'd', 'e', 'r', 'm')
-      AND (y.typrelid = 0 OR r.relkind = 'c')
+    WHERE y.oid IN (SELECT objid FROM owned WHERE classid = 'pg_type'::regclass)
+      AND y.typtype IN ('c', 'd', 'e', 'r', 'm') AND (y.typrelid = 0 OR r.relkind = 'c')
   UNION ALL
   SELECT 'large object', '', l.oid::text, '', e.grantor, e.grantee, l.lomowner
     FROM pg_largeobject_metadata l CROSS JOIN LATERAL aclexplode(l.lomacl) e
-    WHERE l.lomowner IN (SELECT oid FROM t)
+    WHERE l.oid IN (SELECT objid FROM owned WHERE classid = 'pg_largeobject'::regclass)
   UNION ALL
   SELECT 'defaults ' || d.defaclobjtype::text, coalesce(n.nspname, ''), pg_get_userbyid(d.defaclrole), '',
          e.grantor, e.grantee, d.defaclrole
     FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
     CROSS JOIN LATERAL aclexplode(d.defaclacl) e
-    WHERE d.defaclrole IN (SELECT oid FROM t)
+    WHERE d.oid IN (SELECT objid FROM owned WHERE classid = 'pg_default_acl'::regclass)
   UNION ALL
   SELECT 'defaults ' || o.objtype, '', r.rolname, '', r.oid, 0::oid, r.oid
     FROM pg_roles r CROSS JOIN (VALUES ('f'), ('T')) o(objtype)
