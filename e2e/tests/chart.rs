@@ -748,7 +748,7 @@ fn the_operator_gets_the_hand_written_installs_flags() {
     let egress = policy.spec.unwrap().egress.unwrap();
     assert_eq!(egress.len(), 2, "API server and DNS only: {egress:?}");
 
-    // With one: the same flags as the sandbox's, the resync period, and egress to the server.
+    // With one: the same flags as the sandbox's, the resync and grant sweep periods, and egress to the server.
     let database = install::Database {
         host: "10.0.5.17".parse().unwrap(),
         port: 5433,
@@ -759,11 +759,16 @@ fn the_operator_gets_the_hand_written_installs_flags() {
         "host": "10.0.5.17",
         "port": 5433,
         "cidr": "10.0.5.17/32",
-    }, "operator": {"logFormat": "plain", "databaseResyncSeconds": 90}});
+    }, "operator": {"logFormat": "plain", "databaseResyncSeconds": 90, "grantSweepSeconds": 2}});
     let r = Rendered::render(&[minimal()], postgres.clone());
     let mut expected = strings(&["run", "--leader-elect"]);
     expected.extend(install::operator_args(Some(&database)).into_iter().skip(1));
-    expected.extend(strings(&["--database-resync-seconds", "90"]));
+    expected.extend(strings(&[
+        "--database-resync-seconds",
+        "90",
+        "--grant-sweep-seconds",
+        "2",
+    ]));
     assert_eq!(r.operator_args(), expected);
     let policy: NetworkPolicy = r.get("NetworkPolicy", "bulkhead-operator");
     let egress = policy.spec.unwrap().egress.unwrap();
