@@ -177,3 +177,138 @@ impl Drop for RunningOperator {
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), HarnessError> {
     crate::http::get(addr, path, &[]).await
 }
+
+/// What tests of the operator's database step start from: a control plane with the CRDs and the operator's
+/// RBAC, a PostgreSQL of the selected major and admin kind with the admin Secret (shared database `bulkhead`),
+/// and the operator running with `database` settings adjusted by the test. Dropping it stops the operator
+/// before the server.
+pub struct DatabaseFixture {
+    operator: Option<RunningOperator>,
+    /// The PostgreSQL server.
+    pub pg: crate::postgres::Postgres,
+    /// The control plane.
+    pub plane: ControlPlane,
+    /// A cluster-admin client.
+    pub kube: Client,
+}
+
+impl DatabaseFixture {
+    /// The Secret holding the admin DSN.
+    pub const ADMIN_SECRET: &'static str = "postgres-admin";
+    /// The shared database.
+    pub const SHARED_DB: &'static str = "bulkhead";
+
+    /// Starts everything; `adjust` changes the database settings (resync, sweep) before the operator starts.
+    pub async fn start(
+        adjust: impl FnOnce(&mut bulkhead_operator::settings::DatabaseSettings),
+    ) -> Result<Self, HarnessError> {
+        let (plane, pg) = tokio::join!(
+            ControlPlane::start_with_crds(),
+            crate::postgres::Postgres::start()
+        );
+        let plane = plane?;
+        let pg = pg.map_err(|e| HarnessError::Manifest(format!("starting PostgreSQL: {e}")))?;
+        install_rbac(&plane).await?;
+        let kube = plane.admin().await?;
+        postgres_admin_secret(&kube, &pg, Self::ADMIN_SECRET, Self::SHARED_DB).await?;
+        let secret = format!("{OPERATOR_NAMESPACE}/{}", Self::ADMIN_SECRET)
+            .parse()
+            .map_err(|e| HarnessError::Manifest(format!("admin Secret reference: {e}")))?;
+        let mut database = bulkhead_operator::settings::DatabaseSettings::new(secret);
+        adjust(&mut database);
+        let options = Options {
+            settings: bulkhead_operator::settings::Settings {
+                database: Some(database),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let operator = RunningOperator::start(plane.operator().await?, options).await?;
+        Ok(DatabaseFixture {
+            operator: Some(operator),
+            pg,
+            plane,
+            kube,
+        })
+    }
+
+    /// Creates a Tenant with a Schema-isolated database (connection limit 3), waits until it is provisioned and
+    /// returns its credentials Secret's `DATABASE_URL`.
+    pub async fn schema_tenant(&self, name: &str) -> Result<String, HarnessError> {
+        use bulkhead_crds::v1alpha1::Tenant;
+        let tenant: Tenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+            "spec": {
+                "orgId": format!("org_{name}"),
+                "stack": {"image": "registry.example.com/portal:1.0", "replicas": 0},
+                "database": {"enabled": true, "isolation": "Schema", "connectionLimit": 3}
+            }
+        }))
+        .map_err(|e| HarnessError::Manifest(e.to_string()))?;
+        let tenants = Api::<Tenant>::all(self.kube.clone());
+        tenants
+            .create(&PostParams::default(), &tenant)
+            .await
+            .map_err(|source| HarnessError::Api {
+                what: format!("creating Tenant {name}"),
+                source,
+            })?;
+        crate::wait::until(
+            std::time::Duration::from_secs(60),
+            &format!("Tenant {name} DatabaseReady"),
+            || async {
+                let status = tenants.get(name).await.ok()?.status?;
+                status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "DatabaseReady" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await?;
+        let secret = Api::<Secret>::namespaced(self.kube.clone(), &format!("bk-{name}"))
+            .get("bulkhead-database")
+            .await
+            .map_err(|source| HarnessError::Api {
+                what: format!("reading the credentials Secret of {name}"),
+                source,
+            })?;
+        secret
+            .data
+            .and_then(|data| String::from_utf8(data.get("DATABASE_URL")?.0.clone()).ok())
+            .ok_or_else(|| HarnessError::Manifest(format!("{name}'s Secret has no DATABASE_URL")))
+    }
+
+    /// Waits for an Event with `reason` whose note contains `mentions`, and returns the note.
+    pub async fn event(&self, reason: &str, mentions: &str) -> Result<String, HarnessError> {
+        crate::wait::until(
+            std::time::Duration::from_secs(30),
+            &format!("an Event {reason} mentioning {mentions}"),
+            || async {
+                crate::events::notes(&self.kube, reason)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|n| n.contains(mentions))
+            },
+        )
+        .await
+    }
+}
+
+impl std::fmt::Debug for DatabaseFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseFixture")
+            .field("operator", &self.operator)
+            .field("plane", &self.plane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DatabaseFixture {
+    fn drop(&mut self) {
+        if let Some(operator) = self.operator.take() {
+            operator.kill();
+        }
+    }
+}

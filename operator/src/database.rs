@@ -85,15 +85,16 @@ impl Database {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One scan of the shared database for grants that cross a tenant's boundary, on the server this operator
-    /// is already connected to (none yet: nothing to scan). Returns whom they belong to, once each.
-    pub async fn sweep(&self) -> Result<Vec<Owner>, ConnectError> {
+    /// One scan of the shared database, on the server this operator is already connected to (none yet: nothing
+    /// to scan): the owners of grants that cross a tenant's boundary (once each), and the sessions holding a
+    /// lock on another tenant's relation, which it terminates.
+    pub async fn sweep(&self) -> Result<Sweep, ConnectError> {
         let Some(server) = self.server.lock().await.clone() else {
-            return Ok(Vec::new());
+            return Ok(Sweep::default());
         };
         let owners = self.owners().clone();
         if owners.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Sweep::default());
         }
         let admin = server.admin().await?;
         let roles: Vec<String> = owners.keys().cloned().collect();
@@ -101,13 +102,34 @@ impl Database {
             .query(sql::FOREIGN_GRANTS_QUERY, &[&roles])
             .await
             .map_err(|e| ConnectError::server("scanning grants", &e))?;
-        let mut found: Vec<Owner> = rows
+        let mut grants: Vec<Owner> = rows
             .iter()
             .filter_map(|row| owners.get(row.get::<_, &str>(6)).cloned())
             .collect();
-        found.sort();
-        found.dedup();
-        Ok(found)
+        grants.sort();
+        grants.dedup();
+        let rows = admin
+            .query(sql::CROSS_TENANT_LOCKS_QUERY, &[])
+            .await
+            .map_err(|e| ConnectError::server("scanning locks", &e))?;
+        let mut locks = Vec::new();
+        for row in rows {
+            let pid: i32 = row.get(0);
+            let terminated: bool = admin
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .await
+                .map_err(|e| ConnectError::server("terminating a session", &e))?
+                .get(0);
+            let holder: String = row.get(1);
+            locks.push(CrossLock {
+                holder: owners.get(&holder).cloned(),
+                role: holder,
+                relation: row.get(2),
+                owner: owners.get(row.get::<_, &str>(3)).cloned(),
+                terminated,
+            });
+        }
+        Ok(Sweep { grants, locks })
     }
 
     /// The connected server; on first use reads the admin Secret and hardens the server.
@@ -841,9 +863,79 @@ pub async fn teardown(
     }
 }
 
-/// Scans the shared database every `grant_sweep` for grants that cross a tenant's boundary and asks for the
-/// repair of each tenant concerned, so a grant made between two resyncs lives seconds, not a resync interval.
-/// The repair itself (revoke, Event, metric) is the reconcile's.
+/// What one sweep of the shared database found.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Whose objects carry a grant across the boundary.
+    pub grants: Vec<Owner>,
+    /// Sessions that held a lock on another tenant's relation.
+    pub locks: Vec<CrossLock>,
+}
+
+/// A session of one tenant that held a lock on another tenant's relation.
+#[derive(Debug)]
+pub struct CrossLock {
+    /// The session's role.
+    pub role: String,
+    /// Its Tenant or Customer, when this operator provisioned it.
+    pub holder: Option<Owner>,
+    /// The relations, as `schema.name, ...`.
+    pub relation: String,
+    /// The Tenant or Customer owning them.
+    pub owner: Option<Owner>,
+    /// Whether `pg_terminate_backend` ended the session (it may have ended by itself).
+    pub terminated: bool,
+}
+
+/// Tells the Tenant or Customer whose session was terminated, with an Event on it.
+async fn report_lock(ctx: &Context, lock: &CrossLock) {
+    let owner = match &lock.owner {
+        Some(Owner::Tenant(name)) => format!("Tenant {name}"),
+        Some(Owner::Customer(name)) => format!("Customer {name}"),
+        None => "another tenant".to_owned(),
+    };
+    let note = format!(
+        "A session of role {} held a lock on {} of {owner}, taken through a catalog function that locks before \
+         checking privileges; the session was terminated so that the other tenant is not blocked.",
+        lock.role, lock.relation
+    );
+    warn!(role = %lock.role, relation = %lock.relation, terminated = lock.terminated, "a session held a lock on another tenant's relation");
+    let reason = "DatabaseLockAcrossTenants";
+    match &lock.holder {
+        Some(Owner::Tenant(name)) => {
+            if let Some(tenant) = ctx.tenants.get(&kube::runtime::reflector::ObjectRef::new(name)) {
+                events::publish(
+                    &ctx.recorder,
+                    tenant.as_ref(),
+                    EventType::Warning,
+                    reason,
+                    "Terminate",
+                    note,
+                )
+                .await;
+            }
+        }
+        Some(Owner::Customer(name)) => {
+            if let Some(customer) = ctx.customers.get(&kube::runtime::reflector::ObjectRef::new(name)) {
+                events::publish(
+                    &ctx.recorder,
+                    customer.as_ref(),
+                    EventType::Warning,
+                    reason,
+                    "Terminate",
+                    note,
+                )
+                .await;
+            }
+        }
+        None => {}
+    }
+}
+
+/// Sweeps the shared database every `grant_sweep`: asks for the repair of each tenant whose objects carry a grant
+/// across its boundary, so a grant made between two resyncs lives seconds, not a resync interval (the repair
+/// itself, revoke, Event and metric, is the reconcile's); and terminates every session of one tenant that holds
+/// a lock on another tenant's relation, with an Event on the tenant whose session it was.
 pub async fn sweep_grants(ctx: Arc<Context>, triggers: Triggers) {
     let Some(database) = ctx.database.as_ref() else {
         return;
@@ -854,9 +946,12 @@ pub async fn sweep_grants(ctx: Arc<Context>, triggers: Triggers) {
         ticks.tick().await;
         match database.sweep().await {
             Ok(found) => {
-                for owner in found {
+                for owner in found.grants {
                     debug!(?owner, "a grant crosses a tenant's boundary; repairing");
                     triggers.send(owner);
+                }
+                for lock in &found.locks {
+                    report_lock(&ctx, lock).await;
                 }
             }
             Err(err) => debug!(error = %err, category = err.category(), "grant sweep failed"),

@@ -140,8 +140,9 @@ struct RunArgs {
     #[arg(long, env = "BULKHEAD_POSTGRES_CONNECTION_RESERVE",
           default_value_t = bulkhead_operator::settings::DEFAULT_CONNECTION_RESERVE)]
     postgres_connection_reserve: u32,
-    /// Seconds between scans of the shared database for grants that cross a tenant's boundary; a find is
-    /// repaired (and reported) at once rather than at the tenant's next resync.
+    /// Seconds between sweeps of the shared database for what crosses a tenant's boundary: grants (repaired and
+    /// reported at once rather than at the tenant's next resync) and sessions of one tenant holding a lock on
+    /// another tenant's relation (terminated and reported).
     #[arg(long, env = "BULKHEAD_GRANT_SWEEP_SECONDS", default_value = "5",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     grant_sweep_seconds: u64,

@@ -38,9 +38,9 @@ pub struct DatabaseSettings {
     /// maintenance): a login role is created, or its limit raised, only while the Bulkhead roles' limits plus
     /// this fit in the server's capacity.
     pub connection_reserve: u32,
-    /// How often the shared database is scanned for grants that cross a tenant's boundary (a tenant granting
-    /// its objects to PUBLIC or to another tenant's role); a find triggers that tenant's repair at once instead
-    /// of at its next resync.
+    /// How often the shared database is swept for what crosses a tenant's boundary: a grant of a tenant's
+    /// objects to PUBLIC or to another tenant's role (a find triggers that tenant's repair at once instead of at
+    /// its next resync), and a session of one tenant holding a lock on another tenant's relation (terminated).
     pub grant_sweep: std::time::Duration,
 }
 

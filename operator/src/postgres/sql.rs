@@ -537,6 +537,32 @@ SELECT DISTINCT kind, schema::text, name::text, args, pg_get_userbyid(grantor)::
   FROM acl WHERE grantee = 0 OR grantee NOT IN (SELECT oid FROM t)
   ORDER BY 1, 2, 3, 4";
 
+/// Sessions of one tenant's role holding a lock, in the connected database, on a relation that another tenant's
+/// role owns. A tenant has no privilege on another's relations, so no legitimate statement leaves such a lock:
+/// it comes from a catalog function that locks a relation named by OID before checking privileges (`nextval`
+/// of another tenant's table, `satisfies_hash_partition`, `pg_get_viewdef`, ...), and while the session's
+/// transaction stays open the other tenant's DDL waits and its queries queue behind. Tenants are told apart by
+/// Bulkhead's role comment (`managed by bulkhead: <place>`). One row per session. Columns: pid, the session's
+/// role, the relations as `schema.name, ...`, a role owning one of them.
+pub const CROSS_TENANT_LOCKS_QUERY: &str = "\
+WITH b AS (
+  SELECT r.oid, r.rolname, d.description AS marker FROM pg_roles r
+    JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass
+   WHERE d.description LIKE 'managed by bulkhead: %')
+SELECT l.pid, holder.rolname::text,
+       string_agg(DISTINCT n.nspname::text || '.' || c.relname::text, ', '), min(owner.rolname)::text
+  FROM pg_locks l
+  JOIN pg_stat_activity a ON a.pid = l.pid
+  JOIN b holder ON holder.oid = a.usesysid
+  JOIN pg_class c ON c.oid = l.relation
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN b owner ON owner.oid = c.relowner
+ WHERE l.locktype = 'relation' AND l.granted
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND holder.marker <> owner.marker
+ GROUP BY l.pid, holder.rolname
+ ORDER BY 1";
+
 /// Turns a row of [`FOREIGN_GRANTS_QUERY`] into a [`ForeignGrant`]; `None` for a kind this version of Bulkhead
 /// does not know.
 pub fn foreign_grant(
