@@ -114,6 +114,8 @@ struct WindowRun {
     samples: Vec<Duration>,
     /// Trials in which B did read the object before the repair (the grant worked).
     read_before: usize,
+    /// How long B's TRUNCATE waited behind A's lock on B's table (taken with `nextval(<oid>)`), per trial.
+    lock_waits: Vec<Duration>,
 }
 
 struct Window {
@@ -166,7 +168,8 @@ async fn repair_window(args: &Args) -> Result<Window, String> {
             create_tenants(&kube).await?;
             created = true;
         }
-        let a = connect(&database_url(&kube, "alpha").await?).await?;
+        let a_url = database_url(&kube, "alpha").await?;
+        let a = connect(&a_url).await?;
         let b = connect(&database_url(&kube, "beta").await?).await?;
         let label = sweep.map_or_else(
             || "resync only".to_owned(),
@@ -186,6 +189,7 @@ async fn repair_window(args: &Args) -> Result<Window, String> {
             sweep,
             samples: Vec::new(),
             read_before: 0,
+            lock_waits: Vec::new(),
         };
         for k in 0..trials {
             tokio::time::sleep(sweep.unwrap_or(RESYNC).mul_f64(rng.unit())).await;
@@ -193,6 +197,18 @@ async fn repair_window(args: &Args) -> Result<Window, String> {
             eprintln!("  {label}: trial {}/{trials}: {} ms", k + 1, window.as_millis());
             run.samples.push(window);
             run.read_before += usize::from(read);
+        }
+        if let Some(sweep) = sweep {
+            for k in 0..trials {
+                tokio::time::sleep(sweep.mul_f64(rng.unit())).await;
+                let wait = lock_trial(&a_url, &b, timeout).await?;
+                eprintln!(
+                    "  {label}: lock trial {}/{trials}: {} ms",
+                    k + 1,
+                    wait.as_millis()
+                );
+                run.lock_waits.push(wait);
+            }
         }
         runs.push(run);
         operator
@@ -303,6 +319,37 @@ async fn trial(a: &Client, b: &Client, timeout: Duration) -> Result<(Duration, b
         .await
         .map_err(err("A removing its large object"))?;
     Ok((window, read_before))
+}
+
+/// A (a new session) takes a lock on B's table with `nextval(<B's table OID>)` in a savepoint and keeps its
+/// transaction open; B then runs TRUNCATE on that table. Returns how long B's TRUNCATE waited: until the sweep
+/// terminated A's session.
+async fn lock_trial(a_url: &str, b: &Client, timeout: Duration) -> Result<Duration, String> {
+    b.batch_execute("CREATE TABLE IF NOT EXISTS lock_target (id int)")
+        .await
+        .map_err(err("B creating its table"))?;
+    let oid: u32 = b
+        .query_one("SELECT 'lock_target'::regclass::oid", &[])
+        .await
+        .map_err(err("B reading its table's OID"))?
+        .get(0);
+    let a = connect(a_url).await?;
+    a.batch_execute("BEGIN; SAVEPOINT s")
+        .await
+        .map_err(err("A opening a transaction"))?;
+    // Fails (a table is not a sequence), after taking the lock for the whole transaction.
+    let _ = a.batch_execute(&format!("SELECT nextval({oid}::regclass)")).await;
+    a.batch_execute("ROLLBACK TO SAVEPOINT s")
+        .await
+        .map_err(err("A rolling back to its savepoint"))?;
+    let locked = Instant::now();
+    b.batch_execute(&format!(
+        "SET lock_timeout = '{}s'; TRUNCATE lock_target; RESET lock_timeout",
+        timeout.as_secs()
+    ))
+    .await
+    .map_err(err("B truncating its table behind A's lock"))?;
+    Ok(locked.elapsed())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -605,6 +652,24 @@ fn report(args: &Args, window: Option<&Window>, scans: &Scans) -> String {
                 RESYNC.as_secs()
             ));
         }
+        out.push_str(
+            "\n**Lock across tenants** (A holds a lock on B's table through `nextval(<B's table OID>)` in an open \
+             transaction; how long B's `TRUNCATE` of it waits until the sweep terminates A's session):\n\n\
+             | operator setting | p50 | p90 | max | trials |\n|---|---:|---:|---:|---:|\n",
+        );
+        for run in w.runs.iter().filter(|r| !r.lock_waits.is_empty()) {
+            let mut sorted: Vec<f64> = run.lock_waits.iter().map(|d| ms(*d)).collect();
+            sorted.sort_by(f64::total_cmp);
+            let sweep = run.sweep.map_or(0, |s| s.as_secs());
+            out.push_str(&format!(
+                "| sweep {sweep} s | {} | {} | {} | {} |\n",
+                duration(percentile(&sorted, 50.0)),
+                duration(percentile(&sorted, 90.0)),
+                duration(sorted.last().copied().unwrap_or_default()),
+                sorted.len()
+            ));
+        }
+        out.push_str("| without the sweep | until A ends its transaction | | | |\n");
         out.push('\n');
     }
     let (clean_check, clean_sweep) = &scans.clean;
