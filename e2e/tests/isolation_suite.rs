@@ -1,6 +1,8 @@
 //! The isolation suite on the local cluster: the very binary users run on kind, pointed at the local one-node
 //! cluster with the images of `make images` imported into its node, PostgreSQL on the host's end of the
-//! cluster's link, and a TCP listener there standing for an address outside the cluster.
+//! cluster's link (the major of `BULKHEAD_PG_VERSION`; the operator's admin of `BULKHEAD_PG_ADMIN`, the superuser
+//! or a CREATEROLE CREATEDB role as on managed services, owning the shared database), and a TCP listener there
+//! standing for an address outside the cluster.
 //!
 //! It runs twice on one cluster: first with `--sabotage` (the previous chart version installed and upgraded
 //! from; the operator stopped, default deny deleted and every managed namespace opened by hand), where it must
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use bulkhead_e2e::cluster::{HOST_IP, POD_CIDR};
-use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
+use bulkhead_e2e::postgres::Postgres;
 use bulkhead_e2e::{Cluster, local_images};
 
 const SHARED_DB: &str = "bulkhead";
@@ -97,20 +99,12 @@ async fn the_suite_proves_isolation_on_the_local_cluster_and_sees_it_broken() {
         local_images::import(&cluster, &archive.path).await.unwrap();
     }
     let pg = Postgres::start_reachable(HOST_IP, &[POD_CIDR]).await.unwrap();
-    pg.admin()
-        .await
-        .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {SHARED_DB}"))
-        .await
-        .unwrap();
+    pg.create_database_for_admin(SHARED_DB).await.unwrap();
+    let (user, password) = pg.operator_admin().await.unwrap();
+    eprintln!("the operator's admin: {user} ({})", pg.admin_kind());
     let dir = tempfile::tempdir().unwrap();
     let dsn_file = dir.path().join("admin-dsn");
-    let dsn = pg.dsn_via(
-        &HOST_IP.to_string(),
-        SUPERUSER,
-        pg.superuser_password(),
-        SHARED_DB,
-    );
+    let dsn = pg.dsn_via(&HOST_IP.to_string(), &user, &password, SHARED_DB);
     std::fs::write(&dsn_file, format!("{dsn}?sslmode=disable")).unwrap();
     let outside = outside_listener();
     let kubeconfig = cluster.plane().kubeconfig_path().to_path_buf();

@@ -1,8 +1,10 @@
 //! A tenant's own grants must not reach past the schema guard. Tenant A (its login role, as its stack or a
 //! buggy migration would) grants its objects to PUBLIC or to tenant B's role; each case first shows what B
 //! could do with that grant, then runs the operator's grant repair and shows that B is refused and that the
-//! repair named the object. Against a real PostgreSQL; the last test runs the operator itself, whose grant
-//! sweep finds such a grant long before the next resync.
+//! repair named the object. Against a real PostgreSQL (15 unless `BULKHEAD_PG_VERSION` says otherwise), with the
+//! operator's admin of `BULKHEAD_PG_ADMIN` (the superuser, or a CREATEROLE CREATEDB role as on managed services)
+//! running the hardening and the repair; the last test runs the operator itself, whose grant sweep finds such a
+//! grant long before the next resync.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use bulkhead_crds::v1alpha1::Tenant as TenantResource;
 use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
-use bulkhead_e2e::postgres::Postgres;
+use bulkhead_e2e::postgres::{AdminKind, Postgres};
 use bulkhead_e2e::{ControlPlane, wait};
 use bulkhead_operator::postgres::naming::{Names, names};
 use bulkhead_operator::postgres::provision;
@@ -29,25 +31,31 @@ struct Tenant {
 }
 
 struct Setup {
-    _pg: Postgres,
+    pg: Postgres,
+    /// The operator's admin, connected to the shared database: it hardens, provisions and repairs.
     admin: Client,
+    /// A superuser connection to the shared database: the trusted observer for catalog reads.
+    observer: Client,
     a: Tenant,
     b: Tenant,
 }
 
+/// The shared database `app` (owned by the operator's admin), hardened by that admin, with tenants A and B.
 async fn setup() -> Setup {
     let pg = Postgres::start().await.expect("postgres");
-    pg.admin()
-        .await
-        .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {DB}"))
-        .await
-        .unwrap();
-    let admin = pg
+    pg.create_database_for_admin(DB).await.unwrap();
+    let admin = pg.connect_operator_admin(DB).await.unwrap();
+    let hardening = provision::harden(&admin, DB).await.unwrap();
+    // Only a superuser admin can take the statistics views from PUBLIC; the hardening says when it could not.
+    assert_eq!(
+        hardening.gaps.iter().any(|g| g == "PUBLIC may read pg_stats"),
+        pg.admin_kind() == AdminKind::CreateRole,
+        "{hardening:?}"
+    );
+    let observer = pg
         .connect_as("postgres", pg.superuser_password(), DB)
         .await
         .unwrap();
-    provision::harden(&admin, DB).await.unwrap();
     let mut tenants = Vec::new();
     for (name, password) in [("tenant-a", "pw-a-51c9"), ("tenant-b", "pw-b-0d3e")] {
         let n = names(name, None);
@@ -59,7 +67,13 @@ async fn setup() -> Setup {
     }
     let b = tenants.pop().unwrap();
     let a = tenants.pop().unwrap();
-    Setup { _pg: pg, admin, a, b }
+    Setup {
+        pg,
+        admin,
+        observer,
+        a,
+        b,
+    }
 }
 
 /// The operator's grant repair for `tenant`, as a resync runs it; returns what it reported.
@@ -98,9 +112,19 @@ fn mentions(report: &[String], what: &str) {
     );
 }
 
-/// What B can read of A's table through `pg_stats`: the most common values of its column `secret`, or
-/// nothing when the view shows no row or is closed to B.
-async fn stats_seen_by_b(s: &Setup) -> Option<String> {
+/// What B gets when it looks for A's column `secret` in `pg_stats`.
+#[derive(Debug, PartialEq, Eq)]
+enum Stats {
+    /// The view is closed to B (42501): the hardening took it from PUBLIC.
+    Refused,
+    /// The view is open, and hides the column: B holds no SELECT on it.
+    NoRow,
+    /// The column's most common values.
+    Seen(Option<String>),
+}
+
+/// What B can read of A's table through `pg_stats`.
+async fn stats_seen_by_b(s: &Setup) -> Stats {
     let rows = s
         .b
         .client
@@ -111,9 +135,30 @@ async fn stats_seen_by_b(s: &Setup) -> Option<String> {
         )
         .await;
     match rows {
-        Ok(rows) => rows.first().and_then(|r| r.get(0)),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => None,
+        Ok(rows) => rows.first().map_or(Stats::NoRow, |r| Stats::Seen(r.get(0))),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            Stats::Refused
+        }
         Err(e) => panic!("reading pg_stats: {e}"),
+    }
+}
+
+/// `pg_stats` as B sees it while A's grant stands (`granted`) or after the repair, by the admin's kind.
+fn assert_stats(s: &Setup, seen: &Stats, granted: bool) {
+    match s.pg.admin_kind() {
+        // The view is closed to B, grant or not.
+        AdminKind::Superuser => assert_eq!(seen, &Stats::Refused),
+        // The view stays readable by PUBLIC: while A's grant stands, it shows B the column's most common
+        // values; the repair is what closes it.
+        AdminKind::CreateRole if granted => assert!(
+            matches!(seen, Stats::Seen(Some(values)) if values.contains("diagnosis-")),
+            "B should read A's most common values while the grant stands: {seen:?}"
+        ),
+        AdminKind::CreateRole => assert_eq!(
+            seen,
+            &Stats::NoRow,
+            "B reads A's most common values from pg_stats"
+        ),
     }
 }
 
@@ -132,14 +177,11 @@ async fn a_table_granted_to_public_does_not_leak_its_statistics() {
     // B cannot read the table itself: A's schema is closed to it.
     let table = format!("{}.patients", q(&s.a.names.place));
     refused(&s.b.client, &format!("SELECT * FROM {table}")).await;
+    assert_stats(&s, &stats_seen_by_b(&s).await, true);
 
     let report = repair(&s.admin, &s.a.names).await;
     mentions(&report, "patients");
-    assert_eq!(
-        stats_seen_by_b(&s).await,
-        None,
-        "B reads A's most common values from pg_stats"
-    );
+    assert_stats(&s, &stats_seen_by_b(&s).await, false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,12 +197,13 @@ async fn a_column_granted_to_another_tenant_does_not_leak_its_statistics() {
         ))
         .await
         .unwrap();
+    assert_stats(&s, &stats_seen_by_b(&s).await, true);
 
     let report = repair(&s.admin, &s.a.names).await;
     mentions(&report, "patients");
-    assert_eq!(stats_seen_by_b(&s).await, None);
+    assert_stats(&s, &stats_seen_by_b(&s).await, false);
     let acl: Option<String> = s
-        .admin
+        .observer
         .query_one(
             "SELECT attacl::text FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = 'secret'",
             &[&format!("{}.patients", q(&s.a.names.place))],
@@ -222,7 +265,7 @@ async fn a_sequence_granted_to_public_cannot_be_advanced_by_another_tenant() {
         .await
         .unwrap();
     let oid: u32 = s
-        .admin
+        .observer
         .query_one(
             "SELECT $1::text::regclass::oid",
             &[&format!("{}.invoice_numbers", q(&s.a.names.place))],
@@ -267,7 +310,7 @@ async fn crossing_entries(s: &Setup) -> Vec<String> {
           WHERE d.defaclrole IN (SELECT oid FROM t) AND (a.grantee = 0 OR a.grantee IN (SELECT oid FROM x))";
     let mine = vec![s.a.names.owner.clone(), s.a.names.login.clone()];
     let theirs = vec![s.b.names.owner.clone(), s.b.names.login.clone()];
-    s.admin
+    s.observer
         .query(sql, &[&mine, &theirs])
         .await
         .unwrap()

@@ -2,15 +2,18 @@
 //! `BULKHEAD_PG_VERSION`). Tenant A names tenant B's relations by OID and calls every PUBLIC function that takes
 //! an OID or `regclass` with them, then looks for locks it still holds on them. The set it finds must be the
 //! list in `bulkhead_operator::postgres::lockdown` for this major, so a new PostgreSQL with one more such function
-//! fails here and names it. After Bulkhead's hardening the revoked ones are refused (42501) and B's DDL no longer
-//! waits for A; the ones left open on purpose are pinned as they are; and B's own hash-partitioned tables keep
+//! fails here and names it. The hardening runs as the operator's admin of `BULKHEAD_PG_ADMIN`. With a superuser
+//! admin the revoked ones are refused (42501) afterwards and B's DDL no longer waits for A. An admin that does not
+//! own the catalog (a CREATEROLE CREATEDB role, as on managed services) cannot revoke them: they keep locking,
+//! the lockdown reports them as still open, and that is pinned too (Database mode is the closure for such an
+//! admin). The ones left open on purpose are pinned as they are; and B's own hash-partitioned tables keep
 //! working.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bulkhead_e2e::postgres::Postgres;
+use bulkhead_e2e::postgres::{AdminKind, Postgres};
 use bulkhead_operator::postgres::lockdown::{self, Disposition, LOCK_FUNCTIONS};
 use bulkhead_operator::postgres::naming::{Names, names};
 use bulkhead_operator::postgres::provision;
@@ -167,22 +170,33 @@ struct Tenant {
     password: String,
 }
 
+/// The server with the shared database `app` (owned by the operator's admin), hardened by that admin when
+/// `harden`, and a connection of the operator's admin to it.
 async fn server(harden: bool) -> (Postgres, Client) {
     let pg = Postgres::start().await.expect("postgres");
-    pg.admin()
-        .await
-        .unwrap()
-        .batch_execute("CREATE DATABASE app")
-        .await
-        .unwrap();
-    let admin = pg
-        .connect_as("postgres", pg.superuser_password(), DB)
-        .await
-        .unwrap();
+    pg.create_database_for_admin(DB).await.unwrap();
+    let admin = pg.connect_operator_admin(DB).await.unwrap();
     if harden {
-        provision::harden(&admin, DB).await.unwrap();
+        let hardening = provision::harden(&admin, DB).await.unwrap();
+        assert_eq!(
+            hardening.lockdown.is_complete(),
+            pg.admin_kind() == AdminKind::Superuser,
+            "{hardening:?}"
+        );
     }
     (pg, admin)
+}
+
+/// A superuser connection to the shared database: the trusted observer, and the out-of-band actor.
+async fn superuser(pg: &Postgres) -> Client {
+    pg.connect_as("postgres", pg.superuser_password(), DB)
+        .await
+        .unwrap()
+}
+
+/// The signatures of the functions the lockdown revokes in `major`, as it reports them.
+fn revoked_signatures(major: u32) -> BTreeSet<String> {
+    lockdown::revoked_in(major).map(|f| f.signature()).collect()
 }
 
 async fn provision(admin: &Client, tenant: &str, password: &str) -> Tenant {
@@ -228,15 +242,6 @@ async fn b_relations(b: &Client, schema: &str) {
     ))
     .await
     .unwrap();
-}
-
-async fn major(client: &Client) -> u32 {
-    let v: String = client
-        .query_one("SELECT current_setting('server_version_num')", &[])
-        .await
-        .unwrap()
-        .get(0);
-    v.parse::<u32>().unwrap() / 10000
 }
 
 /// The probe, run by `attacker` against the relations of `victim_schema`: each function's hits, by its
@@ -310,7 +315,7 @@ async fn the_probe_finds_exactly_the_listed_functions_and_none_after_hardening()
     let a = provision(&admin, "tenant-a", "pw-a-9d1c").await;
     let b = provision(&admin, "tenant-b", "pw-b-4e70").await;
     b_relations(&login(&pg, &b).await, &b.names.place).await;
-    let major = major(&admin).await;
+    let major = pg.major_version().await.unwrap();
     let a_client = login(&pg, &a).await;
 
     let before = probe(&a_client, &b.names.place).await;
@@ -323,16 +328,38 @@ async fn the_probe_finds_exactly_the_listed_functions_and_none_after_hardening()
         report(&before)
     );
 
-    provision::harden(&admin, DB).await.unwrap();
+    let hardening = provision::harden(&admin, DB).await.unwrap();
     let after = probe(&a_client, &b.names.place).await;
-    eprintln!("PostgreSQL {major}, with the lockdown:\n{}", report(&after));
-    let found: BTreeSet<String> = after.keys().cloned().collect();
-    assert_eq!(
-        found,
-        listed(&admin, major, Some(Disposition::KeepOpen)).await,
-        "after the lockdown only the functions kept open may still lock:\n{}",
+    eprintln!(
+        "PostgreSQL {major}, with the lockdown by a {} admin:\n{}",
+        pg.admin_kind(),
         report(&after)
     );
+    let found: BTreeSet<String> = after.keys().cloned().collect();
+    let still_open: BTreeSet<String> = hardening.lockdown.still_open.iter().cloned().collect();
+    match pg.admin_kind() {
+        AdminKind::Superuser => {
+            assert!(still_open.is_empty(), "{hardening:?}");
+            assert_eq!(
+                found,
+                listed(&admin, major, Some(Disposition::KeepOpen)).await,
+                "after the lockdown only the functions kept open may still lock:\n{}",
+                report(&after)
+            );
+        }
+        // The admin does not own the catalog functions: its REVOKEs only warn, every listed function still
+        // locks, and the lockdown names the ones it meant to close. Database mode is the closure for such an
+        // admin.
+        AdminKind::CreateRole => {
+            assert_eq!(still_open, revoked_signatures(major), "{hardening:?}");
+            assert_eq!(
+                found,
+                listed(&admin, major, None).await,
+                "an admin that does not own the catalog closes nothing:\n{}",
+                report(&after)
+            );
+        }
+    }
 }
 
 /// A's call, as the login role of another tenant, in a transaction A keeps open.
@@ -391,10 +418,32 @@ async fn run_attack(
     (refused, b_result)
 }
 
-/// A revoked function: A's call is refused and B's DDL completes while A's transaction is open.
-async fn refused_and_b_proceeds(attack: Attack) {
-    let (pg, _admin, a, b) = attack_setup().await;
+/// A function the lockdown revokes, named `function`. With a superuser admin A's call is refused and B's DDL
+/// completes while A's transaction is open. An admin that does not own the function cannot revoke it: A still
+/// holds the lock, B's DDL runs into the lock timeout, and the lockdown reports the function as still open
+/// (Database mode is the closure for that admin).
+async fn revoked_function(function: &str, attack: Attack) {
+    let (pg, admin, a, b) = attack_setup().await;
+    let signature = LOCK_FUNCTIONS
+        .iter()
+        .find(|f| f.name == function && f.disposition == Disposition::Revoke)
+        .unwrap_or_else(|| panic!("{function} is not revoked by the lockdown"))
+        .signature();
     let (refused, b_result) = run_attack(&pg, &a, &b, &attack).await;
+    let report = lockdown::apply(&admin).await.unwrap();
+    if pg.admin_kind() == AdminKind::CreateRole {
+        assert!(report.still_open.contains(&signature), "{report:?}");
+        assert_eq!(refused, None, "{}: the admin could not revoke it", attack.call);
+        let err = b_result.expect_err(attack.call);
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::LOCK_NOT_AVAILABLE),
+            "{}: {err:?}",
+            attack.call
+        );
+        return;
+    }
+    assert!(report.closed.contains(&signature), "{report:?}");
     assert_eq!(
         refused,
         Some(SqlState::INSUFFICIENT_PRIVILEGE),
@@ -423,32 +472,41 @@ async fn still_blocks(pg: &Postgres, a: &Client, b: &Tenant, attack: Attack) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_partition_tree_is_refused() {
-    refused_and_b_proceeds(Attack {
-        call: "SELECT count(*) FROM pg_catalog.pg_partition_tree({rel}::regclass)",
-        target: "p",
-        b_runs: "TRUNCATE {s}.p; ALTER TABLE {s}.p DETACH PARTITION {s}.p0",
-    })
+async fn pg_partition_tree_is_refused_or_reported_open() {
+    revoked_function(
+        "pg_partition_tree",
+        Attack {
+            call: "SELECT count(*) FROM pg_catalog.pg_partition_tree({rel}::regclass)",
+            target: "p",
+            b_runs: "TRUNCATE {s}.p; ALTER TABLE {s}.p DETACH PARTITION {s}.p0",
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_get_partition_constraintdef_is_refused() {
-    refused_and_b_proceeds(Attack {
-        call: "SELECT pg_catalog.pg_get_partition_constraintdef({rel}::oid)",
-        target: "p0",
-        b_runs: "TRUNCATE {s}.p; ALTER TABLE {s}.p ADD COLUMN extra int",
-    })
+async fn pg_get_partition_constraintdef_is_refused_or_reported_open() {
+    revoked_function(
+        "pg_get_partition_constraintdef",
+        Attack {
+            call: "SELECT pg_catalog.pg_get_partition_constraintdef({rel}::oid)",
+            target: "p0",
+            b_runs: "TRUNCATE {s}.p; ALTER TABLE {s}.p ADD COLUMN extra int",
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn table_to_xmlschema_is_refused() {
-    refused_and_b_proceeds(Attack {
-        call: "SELECT pg_catalog.table_to_xmlschema({rel}::regclass, false, false, '')",
-        target: "t",
-        b_runs: "TRUNCATE {s}.t; ALTER TABLE {s}.t ADD COLUMN extra int",
-    })
+async fn table_to_xmlschema_is_refused_or_reported_open() {
+    revoked_function(
+        "table_to_xmlschema",
+        Attack {
+            call: "SELECT pg_catalog.table_to_xmlschema({rel}::regclass, false, false, '')",
+            target: "t",
+            b_runs: "TRUNCATE {s}.t; ALTER TABLE {s}.t ADD COLUMN extra int",
+        },
+    )
     .await;
 }
 
@@ -494,15 +552,25 @@ async fn kept_open_functions_still_block_b() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lockdown_reports_what_it_closed() {
-    let (_pg, admin) = server(true).await;
-    let major = major(&admin).await;
+    let (pg, admin) = server(true).await;
+    let major = pg.major_version().await.unwrap();
     let report = lockdown::apply(&admin).await.unwrap();
-    assert!(report.is_complete(), "{report:?}");
+    let (closed, still_open) = match pg.admin_kind() {
+        AdminKind::Superuser => (revoked_signatures(major), BTreeSet::new()),
+        // Not the functions' owner: nothing closes, and the report says which stay open.
+        AdminKind::CreateRole => (BTreeSet::new(), revoked_signatures(major)),
+    };
     assert_eq!(
-        report.closed.len(),
-        lockdown::revoked_in(major).count(),
+        report.closed.iter().cloned().collect::<BTreeSet<_>>(),
+        closed,
         "{report:?}"
     );
+    assert_eq!(
+        report.still_open.iter().cloned().collect::<BTreeSet<_>>(),
+        still_open,
+        "{report:?}"
+    );
+    assert_eq!(report.is_complete(), still_open.is_empty());
     assert_eq!(
         report.kept_open.len(),
         LOCK_FUNCTIONS
@@ -516,8 +584,9 @@ async fn the_lockdown_reports_what_it_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_owner_admin_cannot_revoke_and_is_told() {
-    let (pg, admin) = server(false).await;
-    admin
+    let (pg, _admin) = server(false).await;
+    superuser(&pg)
+        .await
         .batch_execute("CREATE ROLE managed LOGIN CREATEROLE CREATEDB PASSWORD 'managed-pw'")
         .await
         .unwrap();
@@ -527,7 +596,7 @@ async fn a_non_owner_admin_cannot_revoke_and_is_told() {
     assert!(report.closed.is_empty(), "{report:?}");
     assert_eq!(
         report.still_open.len(),
-        lockdown::revoked_in(major(&admin).await).count(),
+        lockdown::revoked_in(pg.major_version().await.unwrap()).count(),
         "{report:?}"
     );
 }
@@ -619,14 +688,20 @@ async fn a_tenant_keeps_using_its_own_hash_partitioned_tables() {
         ))
         .await
         .unwrap();
-    // The revoked function is gone for B too, on its own table.
     let own = b_client
         .batch_execute(&format!(
             "SELECT * FROM pg_catalog.pg_partition_tree('{s}.h'::regclass)"
         ))
-        .await
-        .unwrap_err();
-    assert_eq!(own.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{own:?}");
+        .await;
+    match pg.admin_kind() {
+        // The revoked function is gone for B too, on its own table.
+        AdminKind::Superuser => {
+            let own = own.unwrap_err();
+            assert_eq!(own.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{own:?}");
+        }
+        // An admin that does not own it could not revoke it.
+        AdminKind::CreateRole => own.unwrap(),
+    }
 }
 
 /// Database isolation: locks belong to one database, so B's relation OIDs name nothing in A's database and
@@ -639,7 +714,7 @@ async fn in_database_mode_no_function_reaches_the_other_tenants_relations() {
         let n = names(tenant, None);
         provision::provision_database(
             &admin,
-            &pg.dsn("postgres", pg.superuser_password(), DB).parse().unwrap(),
+            &pg.operator_admin_dsn(DB).await.unwrap().parse().unwrap(),
             &n,
             &scram_sha_256(password.as_bytes()),
             LIMIT,
@@ -683,7 +758,8 @@ async fn in_database_mode_no_function_reaches_the_other_tenants_relations() {
         a.batch_execute(&format!("SAVEPOINT x; {call}")).await.ok();
         a.batch_execute("ROLLBACK TO SAVEPOINT x").await.unwrap();
     }
-    let held: i64 = admin
+    let held: i64 = superuser(&pg)
+        .await
         .query_one(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND relation = ANY($1::oid[]) \
              AND database = (SELECT oid FROM pg_database WHERE datname = $2)",

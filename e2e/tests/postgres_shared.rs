@@ -3,7 +3,9 @@
 //! real server, once with both tenants in Schema mode and once with both in Database mode. Tenant B creates what
 //! a stack would (a table with defaults, a CHECK constraint, a partial index and a comment, a view, a function,
 //! an enum, a sequence, rows), and tenant A looks for it. Leaks are asserted as they are, so a change in
-//! PostgreSQL or in Bulkhead's hardening is noticed and the table updated.
+//! PostgreSQL or in Bulkhead's hardening is noticed and the table updated. The server is hardened and the tenants
+//! provisioned by the operator's admin of `BULKHEAD_PG_ADMIN` (the superuser, or a CREATEROLE CREATEDB role as on
+//! managed services), on the major of `BULKHEAD_PG_VERSION`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -93,18 +95,11 @@ SELECT setval('b_seq', 777);
 
 async fn world(mode: Mode, settings: &[&str]) -> World {
     let pg = Postgres::start_with_settings(settings).await.expect("postgres");
-    pg.admin()
-        .await
-        .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {DB}"))
-        .await
-        .unwrap();
-    let admin = pg
-        .connect_as("postgres", pg.superuser_password(), DB)
-        .await
-        .unwrap();
+    // The shared database belongs to the operator's admin, which hardens the server and provisions both tenants.
+    pg.create_database_for_admin(DB).await.unwrap();
+    let admin = pg.connect_operator_admin(DB).await.unwrap();
     provision::harden(&admin, DB).await.unwrap();
-    let admin_config: tokio_postgres::Config = pg.admin_dsn().parse().unwrap();
+    let admin_config: tokio_postgres::Config = pg.operator_admin_dsn(DB).await.unwrap().parse().unwrap();
     let mut tenants = Vec::new();
     for (name, password) in [("tenant-a", "pw-a-3b1d"), ("tenant-b", "pw-b-9e40")] {
         let n = names(name, None);
@@ -161,7 +156,10 @@ async fn world(mode: Mode, settings: &[&str]) -> World {
         .await
         .unwrap()
         .get(0);
-    eprintln!("{mode:?} mode on PostgreSQL server_version_num {version}");
+    eprintln!(
+        "{mode:?} mode on PostgreSQL server_version_num {version}, {} admin",
+        pg.admin_kind()
+    );
     let a_client = pg
         .connect_as(&a.names.login, &a.password, &a.database)
         .await

@@ -1,10 +1,10 @@
 //! The operator's connection to PostgreSQL over TLS, against a real server presenting a certificate from a
 //! throwaway CA: verified with the admin Secret's `ca.crt`, refused without it, plain only when the DSN says
-//! `sslmode=disable`.
+//! `sslmode=disable`. The operator logs in as its admin of `BULKHEAD_PG_ADMIN`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
-use bulkhead_e2e::postgres::{Postgres, SUPERUSER};
+use bulkhead_e2e::postgres::Postgres;
 use bulkhead_operator::postgres::connect::{Failure, Server};
 
 struct Pki {
@@ -50,12 +50,8 @@ async fn tls_is_used_and_verified_when_the_dsn_asks_for_it() {
     let pg = Postgres::start_with_tls(&pki.cert_pem, &pki.key_pem)
         .await
         .unwrap();
-    let dsn = |mode: &str| {
-        format!(
-            "{}?sslmode={mode}",
-            pg.dsn(SUPERUSER, pg.superuser_password(), "postgres")
-        )
-    };
+    let (user, password) = pg.operator_admin().await.unwrap();
+    let dsn = |mode: &str| format!("{}?sslmode={mode}", pg.dsn(&user, &password, "postgres"));
 
     // The right CA: TLS, verified.
     let server = Server::new(&dsn("require"), Some(pki.ca_pem.as_bytes())).unwrap();
@@ -71,7 +67,7 @@ async fn tls_is_used_and_verified_when_the_dsn_asks_for_it() {
         assert_eq!(err.failure(), Failure::Unreachable, "{err}");
         let text = err.to_string();
         assert!(text.to_lowercase().contains("certificate"), "{text}");
-        assert!(!text.contains(pg.superuser_password()), "{text}");
+        assert!(!text.contains(&password), "{text}");
     }
 
     // sslmode=disable: plain, as asked.
