@@ -235,48 +235,8 @@ impl DatabaseFixture {
     /// Creates a Tenant with a Schema-isolated database (connection limit 3), waits until it is provisioned and
     /// returns its credentials Secret's `DATABASE_URL`.
     pub async fn schema_tenant(&self, name: &str) -> Result<String, HarnessError> {
-        use bulkhead_crds::v1alpha1::Tenant;
-        let tenant: Tenant = serde_json::from_value(serde_json::json!({
-            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-            "spec": {
-                "orgId": format!("org_{name}"),
-                "stack": {"image": "registry.example.com/portal:1.0", "replicas": 0},
-                "database": {"enabled": true, "isolation": "Schema", "connectionLimit": 3}
-            }
-        }))
-        .map_err(|e| HarnessError::Manifest(e.to_string()))?;
-        let tenants = Api::<Tenant>::all(self.kube.clone());
-        tenants
-            .create(&PostParams::default(), &tenant)
-            .await
-            .map_err(|source| HarnessError::Api {
-                what: format!("creating Tenant {name}"),
-                source,
-            })?;
-        crate::wait::until(
-            std::time::Duration::from_secs(60),
-            &format!("Tenant {name} DatabaseReady"),
-            || async {
-                let status = tenants.get(name).await.ok()?.status?;
-                status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "DatabaseReady" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await?;
-        let secret = Api::<Secret>::namespaced(self.kube.clone(), &format!("bk-{name}"))
-            .get("bulkhead-database")
-            .await
-            .map_err(|source| HarnessError::Api {
-                what: format!("reading the credentials Secret of {name}"),
-                source,
-            })?;
-        secret
-            .data
-            .and_then(|data| String::from_utf8(data.get("DATABASE_URL")?.0.clone()).ok())
-            .ok_or_else(|| HarnessError::Manifest(format!("{name}'s Secret has no DATABASE_URL")))
+        create_schema_tenant(&self.kube, name).await?;
+        tenant_database_url(&self.kube, name).await
     }
 
     /// Waits for an Event with `reason` whose note contains `mentions`, and returns the note.
@@ -311,4 +271,57 @@ impl Drop for DatabaseFixture {
             operator.kill();
         }
     }
+}
+
+/// Creates a Tenant with a Schema-isolated database (connection limit 3) and a stack of no replicas.
+pub async fn create_schema_tenant(kube: &Client, name: &str) -> Result<(), HarnessError> {
+    use bulkhead_crds::v1alpha1::Tenant;
+    let tenant: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+        "spec": {
+            "orgId": format!("org_{name}"),
+            "stack": {"image": "registry.example.com/portal:1.0", "replicas": 0},
+            "database": {"enabled": true, "isolation": "Schema", "connectionLimit": 3}
+        }
+    }))
+    .map_err(|e| HarnessError::Manifest(e.to_string()))?;
+    Api::<Tenant>::all(kube.clone())
+        .create(&PostParams::default(), &tenant)
+        .await
+        .map(drop)
+        .map_err(|source| HarnessError::Api {
+            what: format!("creating Tenant {name}"),
+            source,
+        })
+}
+
+/// Waits until the Tenant's database is provisioned (`DatabaseReady=True`; its credentials Secret is written
+/// before the role exists) and returns the Secret's `DATABASE_URL`.
+pub async fn tenant_database_url(kube: &Client, name: &str) -> Result<String, HarnessError> {
+    use bulkhead_crds::v1alpha1::Tenant;
+    let tenants = Api::<Tenant>::all(kube.clone());
+    crate::wait::until(
+        std::time::Duration::from_secs(60),
+        &format!("Tenant {name} DatabaseReady"),
+        || async {
+            let status = tenants.get(name).await.ok()?.status?;
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "DatabaseReady" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await?;
+    let secret = Api::<Secret>::namespaced(kube.clone(), &format!("bk-{name}"))
+        .get("bulkhead-database")
+        .await
+        .map_err(|source| HarnessError::Api {
+            what: format!("reading the credentials Secret of {name}"),
+            source,
+        })?;
+    secret
+        .data
+        .and_then(|data| String::from_utf8(data.get("DATABASE_URL")?.0.clone()).ok())
+        .ok_or_else(|| HarnessError::Manifest(format!("{name}'s Secret has no DATABASE_URL")))
 }

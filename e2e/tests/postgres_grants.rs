@@ -10,15 +10,10 @@
 
 use std::time::Duration;
 
-use bulkhead_crds::v1alpha1::Tenant as TenantResource;
-use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
+use bulkhead_e2e::operator::DatabaseFixture;
 use bulkhead_e2e::postgres::{AdminKind, Postgres};
-use bulkhead_e2e::{ControlPlane, wait};
 use bulkhead_operator::postgres::naming::{Names, names};
 use bulkhead_operator::postgres::provision;
-use bulkhead_operator::settings::{DatabaseSettings, Settings};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
 use postgres_protocol::password::scram_sha_256;
 use tokio_postgres::Client;
 
@@ -376,30 +371,6 @@ async fn views_functions_types_and_default_privileges_keep_no_grant_across_the_b
         .unwrap();
 }
 
-/// The `DATABASE_URL` of a Tenant's credentials Secret, once its database is provisioned.
-async fn database_url(kube: &kube::Client, tenant: &str) -> String {
-    let tenants = Api::<TenantResource>::all(kube.clone());
-    wait::until(
-        Duration::from_secs(60),
-        &format!("Tenant {tenant} DatabaseReady"),
-        || async {
-            let status = tenants.get(tenant).await.ok()?.status?;
-            status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "DatabaseReady" && c.status == "True")
-                .then_some(())
-        },
-    )
-    .await
-    .unwrap();
-    let secret = Api::<Secret>::namespaced(kube.clone(), &format!("bk-{tenant}"))
-        .get("bulkhead-database")
-        .await
-        .unwrap();
-    String::from_utf8(secret.data.unwrap()["DATABASE_URL"].0.clone()).unwrap()
-}
-
 async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -409,42 +380,15 @@ async fn connect(url: &str) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_takes_back_a_tenant_grant_at_its_next_sweep_and_names_the_object() {
     bulkhead_e2e::init_test_logging();
-    let (plane, pg) = tokio::join!(ControlPlane::start_with_crds(), Postgres::start());
-    let (plane, pg) = (plane.expect("control plane"), pg.expect("postgres"));
-    install_rbac(&plane).await.unwrap();
-    let kube = plane.admin().await.unwrap();
-    postgres_admin_secret(&kube, &pg, "postgres-admin", "bulkhead")
-        .await
-        .unwrap();
-    let mut database = DatabaseSettings::new(format!("{OPERATOR_NAMESPACE}/postgres-admin").parse().unwrap());
-    // No resync during the test: only the sweep can find the grant.
-    database.resync = Duration::from_secs(3600);
-    database.grant_sweep = Duration::from_secs(1);
-    let options = bulkhead_operator::Options {
-        settings: Settings {
-            database: Some(database),
-            ..Settings::default()
-        },
-        ..Default::default()
-    };
-    let operator = RunningOperator::start(plane.operator().await.unwrap(), options)
-        .await
-        .unwrap();
-    let tenants = Api::<TenantResource>::all(kube.clone());
-    for name in ["alpha", "beta"] {
-        let tenant: TenantResource = serde_json::from_value(serde_json::json!({
-            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-            "spec": {
-                "orgId": format!("org_{name}"),
-                "stack": {"image": "registry.example.com/portal:1.0", "replicas": 0},
-                "database": {"enabled": true, "isolation": "Schema", "connectionLimit": 3}
-            }
-        }))
-        .unwrap();
-        tenants.create(&PostParams::default(), &tenant).await.unwrap();
-    }
-    let alpha = connect(&database_url(&kube, "alpha").await).await;
-    let beta = connect(&database_url(&kube, "beta").await).await;
+    let f = DatabaseFixture::start(|database| {
+        // No resync during the test: only the sweep can find the grant.
+        database.resync = Duration::from_secs(3600);
+        database.grant_sweep = Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    let alpha = connect(&f.schema_tenant("alpha").await.unwrap()).await;
+    let beta = connect(&f.schema_tenant("beta").await.unwrap()).await;
 
     let oid: u32 = alpha
         .query_one("SELECT lo_from_bytea(0, 'alpha-contract'::bytea)", &[])
@@ -455,20 +399,10 @@ async fn the_operator_takes_back_a_tenant_grant_at_its_next_sweep_and_names_the_
         .batch_execute(&format!("GRANT SELECT ON LARGE OBJECT {oid} TO PUBLIC"))
         .await
         .unwrap();
-    let note = wait::until(
-        Duration::from_secs(30),
-        "an Event DatabaseGrantsRevoked naming the large object",
-        || async {
-            bulkhead_e2e::events::notes(&kube, "DatabaseGrantsRevoked")
-                .await
-                .ok()?
-                .into_iter()
-                .find(|n| n.contains(&format!("large object {oid} to PUBLIC")))
-        },
-    )
-    .await
-    .unwrap();
+    let note = f
+        .event("DatabaseGrantsRevoked", &format!("large object {oid} to PUBLIC"))
+        .await
+        .unwrap();
     assert!(note.contains("crossed the tenant's boundary"), "{note}");
     refused(&beta, &format!("SELECT lo_get({oid})")).await;
-    operator.kill();
 }

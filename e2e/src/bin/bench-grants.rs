@@ -15,16 +15,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use bulkhead_crds::v1alpha1::Tenant as TenantResource;
 use bulkhead_e2e::ControlPlane;
-use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
+use bulkhead_e2e::operator::{
+    OPERATOR_NAMESPACE, RunningOperator, create_schema_tenant, install_rbac, postgres_admin_secret,
+    tenant_database_url,
+};
 use bulkhead_e2e::postgres::Postgres;
 use bulkhead_operator::postgres::naming::{Names, names};
 use bulkhead_operator::postgres::{provision, sql};
 use bulkhead_operator::settings::{DatabaseSettings, Settings};
 use clap::Parser;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
 use postgres_protocol::escape::escape_identifier;
 use postgres_protocol::password::scram_sha_256;
 use tokio_postgres::Client;
@@ -225,19 +225,8 @@ async fn repair_window(args: &Args) -> Result<Window, String> {
 }
 
 async fn create_tenants(kube: &kube::Client) -> Result<(), String> {
-    let tenants = Api::<TenantResource>::all(kube.clone());
     for name in ["alpha", "beta"] {
-        let tenant: TenantResource = serde_json::from_value(serde_json::json!({
-            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-            "spec": {
-                "orgId": format!("org_{name}"),
-                "stack": {"image": "registry.example.com/portal:1.0", "replicas": 0},
-                "database": {"enabled": true, "isolation": "Schema", "connectionLimit": 3}
-            }
-        }))
-        .map_err(err("Tenant"))?;
-        tenants
-            .create(&PostParams::default(), &tenant)
+        create_schema_tenant(kube, name)
             .await
             .map_err(err("creating a Tenant"))?;
     }
@@ -246,36 +235,9 @@ async fn create_tenants(kube: &kube::Client) -> Result<(), String> {
 
 /// The `DATABASE_URL` of a Tenant's credentials Secret, once its database is provisioned.
 async fn database_url(kube: &kube::Client, tenant: &str) -> Result<String, String> {
-    let tenants = Api::<TenantResource>::all(kube.clone());
-    let start = Instant::now();
-    loop {
-        let ready = tenants
-            .get(tenant)
-            .await
-            .ok()
-            .and_then(|t| t.status)
-            .is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "DatabaseReady" && c.status == "True")
-            });
-        if ready {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err(format!("Tenant {tenant} not DatabaseReady within 60 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let secret = Api::<Secret>::namespaced(kube.clone(), &format!("bk-{tenant}"))
-        .get("bulkhead-database")
+    tenant_database_url(kube, tenant)
         .await
-        .map_err(err("reading the credentials Secret"))?;
-    let url = secret
-        .data
-        .and_then(|d| d.get("DATABASE_URL").cloned())
-        .ok_or_else(|| format!("Secret of {tenant} has no DATABASE_URL"))?;
-    String::from_utf8(url.0).map_err(err("DATABASE_URL"))
+        .map_err(err("waiting for a Tenant's database"))
 }
 
 async fn connect(url: &str) -> Result<Client, String> {
