@@ -674,6 +674,41 @@ impl Postgres {
         self.dsn(SUPERUSER, &self.password, "postgres")
     }
 
+    /// A session of `user` on `database` listening on `channel`, and the payloads of the notifications it
+    /// receives, in order.
+    pub async fn listen(
+        &self,
+        user: &str,
+        password: &str,
+        database: &str,
+        channel: &str,
+    ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<String>), PostgresError> {
+        let connect_error = |source| PostgresError::Connect {
+            host: HOST.to_owned(),
+            port: self.port,
+            user: user.to_owned(),
+            database: database.to_owned(),
+            source,
+        };
+        let dsn = self.dsn(user, password, database);
+        let (client, mut connection) = tokio_postgres::connect(&dsn, NoTls)
+            .await
+            .map_err(connect_error)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                    let _ = tx.send(n.payload().to_owned());
+                }
+            }
+        });
+        let listen = format!("LISTEN {}", postgres_protocol::escape::escape_identifier(channel));
+        client.batch_execute(&listen).await.map_err(connect_error)?;
+        Ok((client, rx))
+    }
+
     /// Logs in over TCP (password authentication, no TLS) and spawns the connection task on the current tokio
     /// runtime. A refused login is a [`PostgresError::Connect`] whose `source.code()` is the SQLSTATE
     /// (`28P01` for a wrong password or unknown role).

@@ -112,25 +112,9 @@ async fn listen(
     database: &str,
     channel: &str,
 ) -> (Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let dsn = pg.dsn(&who.names.login, &who.password, database);
-    let (client, mut connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+    pg.listen(&who.names.login, &who.password, database, channel)
         .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n.payload().to_owned());
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN {}", q(channel)))
-        .await
-        .unwrap();
-    (client, rx)
+        .unwrap()
 }
 
 /// The single count a query with one text parameter returns.

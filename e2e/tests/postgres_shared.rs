@@ -212,22 +212,9 @@ async fn listen(
     who: &Tenant,
     channel: &str,
 ) -> (Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let dsn = w.pg.dsn(&who.names.login, &who.password, &who.database);
-    let (client, mut connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+    w.pg.listen(&who.names.login, &who.password, &who.database, channel)
         .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n.payload().to_owned());
-            }
-        }
-    });
-    client.batch_execute(&format!("LISTEN {channel}")).await.unwrap();
-    (client, rx)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
