@@ -1,12 +1,13 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres pg-matrix sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster bench-grants
+.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres pg-matrix pg-matrix-cluster sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster bench-grants
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test, and the PostgreSQL"
 	@echo "                    tests again on PostgreSQL $(PG_EXTRA_VERSION) with a CREATEROLE admin (what CI runs)"
 	@echo "make pg-matrix      the PostgreSQL tests on PostgreSQL 14..18 x superuser/CREATEROLE admin, as a table"
+	@echo "make pg-matrix-cluster  the cluster isolation suite on the same ten combinations"
 	@echo "make sandbox        local cluster + PostgreSQL + operator and gateway pods + examples/, Ctrl-C to stop"
 	@echo "make generate       regenerate the CRD YAML (crds/generated, chart) and the chart's operator RBAC"
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
@@ -76,6 +77,11 @@ postgres:
 # (logs in target/pg-matrix). The majors other than 15 are fetched on first use.
 pg-matrix: postgres
 	CARGO="$(CARGO)" bash e2e/scripts/pg-matrix.sh $(PG_TESTS)
+
+# The cluster isolation suite (helm install, traffic matrix, the operator's database in real pods) on every major
+# with each kind of admin.
+pg-matrix-cluster: assets postgres images
+	CARGO="$(CARGO)" bash e2e/scripts/pg-matrix.sh isolation_suite
 
 lint:
 	$(CARGO) fmt --all -- --check
