@@ -917,6 +917,13 @@ enum BootError {
     Other(PostgresError),
 }
 
+/// Connects with a libpq-style URL (a tenant's `DATABASE_URL`, no TLS) and spawns the connection task.
+pub async fn connect_url(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
 /// The directory holding `initdb` and `postgres`: `$BULKHEAD_PG_BIN` when set; else, for the major of
 /// [`selected_major`], Debian's `/usr/lib/postgresql/15/bin` for 15 (when installed) and the pinned npm build
 /// (`cluster-assets.sh postgres <major>`, fetched once per process) for the others.

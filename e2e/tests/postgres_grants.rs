@@ -372,9 +372,7 @@ async fn views_functions_types_and_default_privileges_keep_no_grant_across_the_b
 }
 
 async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    bulkhead_e2e::postgres::connect_url(url).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

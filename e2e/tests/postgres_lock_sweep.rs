@@ -13,9 +13,7 @@ use bulkhead_e2e::operator::DatabaseFixture;
 use tokio_postgres::Client;
 
 async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    bulkhead_e2e::postgres::connect_url(url).await.unwrap()
 }
 
 /// A's session takes the lock through `call` (with `{oid}` for B's relation) and keeps its transaction open;
