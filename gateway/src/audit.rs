@@ -11,6 +11,14 @@ use serde::Serialize;
 /// Longest path written to an audit line.
 const MAX_PATH: usize = 1024;
 
+/// One entry of the audit trail, told apart by its `event` field (`"event":"request"`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent<'a> {
+    /// One request's decision.
+    Request(AuditRecord<'a>),
+}
+
 /// One decision. Borrows everything, so recording a line copies nothing but the serialized bytes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord<'a> {
@@ -81,8 +89,8 @@ pub fn audit_path(path: &str) -> &str {
 
 /// Where audit lines go.
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
-    /// Writes one record.
-    fn record(&self, record: &AuditRecord<'_>);
+    /// Writes one entry.
+    fn record(&self, event: &AuditEvent<'_>);
 
     /// Whether lines are reaching their destination. While not, the gateway forwards nothing (503
     /// `request/audit_unavailable`) and `/readyz` fails: no request reaches a stack without its audit line.
@@ -224,7 +232,7 @@ impl StdoutAudit {
 }
 
 impl AuditSink for StdoutAudit {
-    fn record(&self, record: &AuditRecord<'_>) {
+    fn record(&self, event: &AuditEvent<'_>) {
         let Ok(mut pending) = self.shared.pending.lock() else {
             tracing::error!("the audit buffer is poisoned; an audit line was lost");
             return;
@@ -237,7 +245,7 @@ impl AuditSink for StdoutAudit {
         }
         // Serialized straight into the buffer; a failure (there is none for this type) leaves no partial line.
         let before = pending.len();
-        if serde_json::to_writer(&mut *pending, record).is_ok() {
+        if serde_json::to_writer(&mut *pending, event).is_ok() {
             pending.push(b'\n');
         } else {
             pending.truncate(before);
@@ -281,8 +289,8 @@ impl MemoryAudit {
 }
 
 impl AuditSink for MemoryAudit {
-    fn record(&self, record: &AuditRecord<'_>) {
-        if let (Ok(value), Ok(mut lines)) = (serde_json::to_value(record), self.lines.lock()) {
+    fn record(&self, event: &AuditEvent<'_>) {
+        if let (Ok(value), Ok(mut lines)) = (serde_json::to_value(event), self.lines.lock()) {
             lines.push(value);
         }
     }
@@ -311,9 +319,10 @@ mod tests {
             ..line(401)
         };
         let sink = MemoryAudit::default();
-        sink.record(&r);
+        sink.record(&AuditEvent::Request(r));
         let v = &sink.lines()[0];
         for field in [
+            "event",
             "time",
             "request_id",
             "decision",
@@ -334,6 +343,7 @@ mod tests {
         ] {
             assert!(v.get(field).is_some(), "{field}");
         }
+        assert_eq!(v["event"], "request");
         assert_eq!(v["gate"], "signature");
         assert_eq!(v["time"], "2026-11-26T07:00:00Z");
         assert_eq!(v["token_sha256"], "ab".repeat(32));
@@ -398,12 +408,12 @@ mod tests {
         }))
         .unwrap();
         assert!(sink.healthy());
-        sink.record(&line(1));
-        sink.record(&line(2));
+        sink.record(&AuditEvent::Request(line(1)));
+        sink.record(&AuditEvent::Request(line(2)));
         sink.flush();
         assert!(!sink.healthy(), "a failed write is reported");
         assert_eq!(written.lock().unwrap().len(), 30);
-        sink.record(&line(3));
+        sink.record(&AuditEvent::Request(line(3)));
         sink.flush();
         assert!(!sink.healthy());
         budget.store(usize::MAX, Ordering::SeqCst);

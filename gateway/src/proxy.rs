@@ -12,7 +12,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 
-use crate::audit::{AuditRecord, AuditSink, audit_path};
+use crate::audit::{AuditEvent, AuditRecord, AuditSink, audit_path};
 use crate::config::ProxyFile;
 use crate::cors::CorsPolicy;
 use crate::denial::{Denial, Gate, GateError};
@@ -142,7 +142,7 @@ impl Decision<'_> {
         let latency = self.started.elapsed();
         self.proxy.metrics.decision(allowed, gate, reason, latency);
         let seen = &self.seen;
-        self.proxy.audit.record(&AuditRecord {
+        self.proxy.audit.record(&AuditEvent::Request(AuditRecord {
             time: k8s_openapi::jiff::Timestamp::now(),
             request_id: self.request_id.as_str(),
             decision: if allowed { "allow" } else { "deny" },
@@ -160,7 +160,7 @@ impl Decision<'_> {
             status,
             latency_ms: latency.as_secs_f64() * 1000.0,
             token_sha256: seen.token_sha256,
-        });
+        }));
     }
 }
 
