@@ -17,6 +17,26 @@ const MAX_PATH: usize = 1024;
 pub enum AuditEvent<'a> {
     /// One request's decision.
     Request(AuditRecord<'a>),
+    /// A stream or connection the HTTP/2 layer refused on its own, before any request existed.
+    ProtocolError(ProtocolRecord),
+}
+
+/// A refusal by the HTTP/2 layer: the frame it sent, the stream and the error code's name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProtocolRecord {
+    /// Time of the refusal.
+    #[serde(serialize_with = "display")]
+    pub time: Timestamp,
+    /// Always `deny`.
+    pub decision: &'static str,
+    /// `http2`.
+    pub protocol: &'static str,
+    /// `rst_stream` or `goaway`.
+    pub frame: &'static str,
+    /// The refused stream (for a GOAWAY, the last stream the server processed).
+    pub stream: u32,
+    /// The error code's name (`protocol_error`, `refused_stream`, ...).
+    pub reason: &'static str,
 }
 
 /// One decision. Borrows everything, so recording a line copies nothing but the serialized bytes.
@@ -47,10 +67,10 @@ pub struct AuditRecord<'a> {
     pub customer: Option<&'a str>,
     /// `act.sub` (verified).
     pub impersonator: Option<&'a str>,
-    /// The request method.
-    pub method: &'a str,
-    /// The request path, without the query (at most 1024 bytes: see [`audit_path`]).
-    pub path: &'a str,
+    /// The request method; `null` when the HTTP layer refused a request it could not read.
+    pub method: Option<&'a str>,
+    /// The request path, without the query (at most 1024 bytes: see [`audit_path`]); `null` when unknown.
+    pub path: Option<&'a str>,
     /// The status sent to the client.
     pub status: u16,
     /// Milliseconds from request to response head.
@@ -313,7 +333,7 @@ mod tests {
             reason: "invalid",
             issuer: Some("https://i"),
             kid: Some("k"),
-            path: "/x",
+            path: Some("/x"),
             latency_ms: 0.5,
             token_sha256: Some([0xab; 32]),
             ..line(401)
@@ -389,8 +409,8 @@ mod tests {
             tenant: None,
             customer: None,
             impersonator: None,
-            method: "GET",
-            path: "/",
+            method: Some("GET"),
+            path: Some("/"),
             status: n,
             latency_ms: 0.0,
             token_sha256: None,

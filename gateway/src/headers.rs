@@ -192,9 +192,30 @@ fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
     HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
-/// Prepares a stack's response headers for the client: hop-by-hop headers go.
+/// Whether `name` is in the gateway's own header namespace (`x-bulkhead-*`, in any spelling).
+pub fn is_gateway_header(name: &str) -> bool {
+    let mut compact = name.bytes().filter(|b| *b != b'-' && *b != b'_');
+    b"xbulkhead"
+        .iter()
+        .all(|p| compact.next().is_some_and(|b| b.to_ascii_lowercase() == *p))
+}
+
+/// Prepares a stack's response headers for the client: hop-by-hop headers go, and so does every header in the
+/// gateway's namespace (`x-bulkhead-org`, `-tenant`, `-customer`, `-subject`, ... in any spelling): the
+/// identity the gateway stamped on the request never travels back to the client, whatever the stack echoes.
+/// The gateway sets its own request id afterwards.
 pub fn sanitize_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
+    if headers.keys().any(|n| is_gateway_header(n.as_str())) {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_gateway_header(n.as_str()))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +246,28 @@ pub(crate) mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn a_response_loses_the_gateway_namespace_and_keeps_the_rest() {
+        let mut h = headers(&[
+            ("x-bulkhead-org", "org_b"),
+            ("X-Bulkhead-Tenant", "other"),
+            ("x_bulkhead_customer", "c"),
+            ("x-bulkhead-request-id", "forged"),
+            ("xbulkheadsubject", "user_2"),
+            ("x-bulk-head", "the same name, spelt apart"),
+            ("x-bulk", "kept"),
+            ("x-bulkheads-are-great", "also gateway namespace"),
+            ("content-type", "text/plain"),
+            ("x-user-id", "the stack's own business"),
+            ("connection", "close, x-secret"),
+            ("x-secret", "hop"),
+        ]);
+        sanitize_response(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["content-type", "x-bulk", "x-user-id"]);
     }
 
     #[test]

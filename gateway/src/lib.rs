@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod cors;
 pub mod denial;
+pub mod frames;
 pub mod gates;
 pub mod headers;
 pub mod keys;

@@ -34,6 +34,12 @@ struct IssuerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    frame: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     result: &'static str,
 }
@@ -52,6 +58,7 @@ pub struct Metrics {
     keys: Family<IssuerLabels, Gauge>,
     routes: Gauge,
     cache: Family<CacheLabels, Counter>,
+    protocol_errors: Family<ProtocolLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +79,7 @@ impl Metrics {
         let keys = Family::<IssuerLabels, Gauge>::default();
         let routes = Gauge::default();
         let cache = Family::<CacheLabels, Counter>::default();
+        let protocol_errors = Family::<ProtocolLabels, Counter>::default();
         registry.register(
             "decisions",
             "Requests decided, by decision (allow/deny), gate and reason",
@@ -94,6 +102,11 @@ impl Metrics {
             "Verified-token cache lookups, by result",
             cache.clone(),
         );
+        registry.register(
+            "http2_refusals",
+            "Streams and connections the HTTP/2 layer refused on its own, by frame and error code",
+            protocol_errors.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -102,7 +115,15 @@ impl Metrics {
             keys,
             routes,
             cache,
+            protocol_errors,
         }
+    }
+
+    /// Counts a stream or connection the HTTP/2 layer refused (`frame`: `rst_stream` or `goaway`).
+    pub fn protocol_error(&self, frame: &'static str, reason: &'static str) {
+        self.protocol_errors
+            .get_or_create(&ProtocolLabels { frame, reason })
+            .inc();
     }
 
     /// Counts one decision and its latency.

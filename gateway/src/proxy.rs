@@ -12,10 +12,11 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 
-use crate::audit::{AuditEvent, AuditRecord, AuditSink, audit_path};
+use crate::audit::{AuditEvent, AuditRecord, AuditSink, ProtocolRecord, audit_path};
 use crate::config::ProxyFile;
 use crate::cors::CorsPolicy;
 use crate::denial::{Denial, Gate, GateError};
+use crate::frames::Reset;
 use crate::gates::request;
 use crate::headers::{self, REQUEST_ID, Stamp};
 use crate::metrics::Metrics;
@@ -122,8 +123,8 @@ struct Decision<'a> {
     proxy: &'a Proxy,
     started: Instant,
     request_id: RequestId,
-    method: Method,
-    uri: Uri,
+    /// The request's method and URI; `None` for a request the HTTP layer refused before it could be read.
+    target: Option<(Method, Uri)>,
     seen: Seen,
     route: Option<Arc<Route>>,
     done: bool,
@@ -155,8 +156,8 @@ impl Decision<'_> {
             tenant: self.route.as_ref().map(|r| r.tenant.as_str()),
             customer: self.route.as_ref().and_then(|r| r.customer.as_deref()),
             impersonator: seen.impersonator(),
-            method: self.method.as_str(),
-            path: audit_path(self.uri.path()),
+            method: self.target.as_ref().map(|(m, _)| m.as_str()),
+            path: self.target.as_ref().map(|(_, u)| audit_path(u.path())),
             status,
             latency_ms: latency.as_secs_f64() * 1000.0,
             token_sha256: seen.token_sha256,
@@ -268,8 +269,7 @@ impl Proxy {
             proxy: self,
             started: Instant::now(),
             request_id: self.request_id(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
+            target: Some((req.method().clone(), req.uri().clone())),
             seen: Seen::default(),
             route: None,
             done: false,
@@ -344,8 +344,7 @@ impl Proxy {
             proxy: self,
             started: Instant::now(),
             request_id: self.request_id(),
-            method,
-            uri,
+            target: Some((method, uri)),
             seen: Seen::default(),
             route: None,
             done: false,
@@ -357,8 +356,9 @@ impl Proxy {
     }
 
     /// Records a decision hyper made on its own, before any request reached [`Proxy::handle`]: a head it could
-    /// not parse (400) or that was too large (431), or one that did not arrive in time (408). Connection resets
-    /// and closes are not decisions and are not recorded.
+    /// not parse (400) or that was too large (431), or one that did not arrive in time (408). The request was
+    /// never read, so its method and path are recorded as unknown (`null`). Connection resets and closes are
+    /// not decisions and are not recorded; HTTP/2's own refusals are recorded by [`Proxy::protocol_error`].
     pub fn connection_error(&self, err: &(dyn std::error::Error + 'static)) {
         let Some(err) = err.downcast_ref::<hyper::Error>() else {
             return;
@@ -376,13 +376,25 @@ impl Proxy {
             proxy: self,
             started: Instant::now(),
             request_id: self.request_id(),
-            method: Method::default(),
-            uri: Uri::default(),
+            target: None,
             seen: Seen::default(),
             route: None,
             done: false,
         };
         decision.finish(Gate::Request.as_str(), reason, status);
+    }
+
+    /// Records a stream or connection the HTTP/2 layer refused on its own (see [`crate::frames`]).
+    pub fn protocol_error(&self, reset: Reset) {
+        self.metrics.protocol_error(reset.frame, reset.error);
+        self.audit.record(&AuditEvent::ProtocolError(ProtocolRecord {
+            time: k8s_openapi::jiff::Timestamp::now(),
+            decision: "deny",
+            protocol: "http2",
+            frame: reset.frame,
+            stream: reset.stream,
+            reason: reset.error,
+        }));
     }
 
     fn denial_response(&self, denial: Denial, request_id: &RequestId) -> Response<Body> {

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::audit::AuditSink;
 use crate::cache::TokenCache;
 use crate::config::{RouteSource, Settings};
+use crate::frames::{Reset, Watched};
 use crate::keys::KeyStore;
 use crate::keys::fetch::{FetchPolicy, Fetcher};
 use crate::metrics::Metrics;
@@ -201,6 +202,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         .max_concurrent_streams(256);
     let server_proxy = proxy.clone();
     let error_proxy = proxy.clone();
+    let reset_proxy = proxy.clone();
     let in_flight = tower::limit::GlobalConcurrencyLimitLayer::new(file.proxy.max_in_flight);
     let server = tokio::spawn(serve(
         listener,
@@ -228,6 +230,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
             }
         },
         move |err: &(dyn std::error::Error + 'static)| error_proxy.connection_error(err),
+        Some(move |reset| reset_proxy.protocol_error(reset)),
     ));
     let admin_state = (keys.clone(), routes.clone(), metrics.clone(), proxy.audit.clone());
     let admin = tokio::spawn(serve(
@@ -240,6 +243,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
             async move { admin_response(&req, &keys, &routes, &metrics, audit.as_ref()) }
         },
         |_: &(dyn std::error::Error + 'static)| {},
+        None::<fn(Reset)>,
     ));
     info!(%addr, %admin_addr, "gateway listening");
     Ok(Running {
@@ -256,16 +260,19 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
 }
 
 /// Accepts connections until shutdown; `on_error` sees each connection's error (a malformed or oversized head
-/// that hyper answered itself, before any request reached `handler`).
-async fn serve<F, Fut, E>(
+/// that hyper answered itself, before any request reached `handler`), `on_reset` each stream or connection the
+/// HTTP/2 layer refused on its own (see [`crate::frames`]).
+async fn serve<F, Fut, E, P>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     handler: F,
     on_error: E,
+    on_reset: Option<P>,
 ) where
     E: Fn(&(dyn std::error::Error + 'static)) + Clone + Send + Sync + 'static,
+    P: Fn(Reset) + Clone + Send + Sync + Unpin + 'static,
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -285,6 +292,12 @@ async fn serve<F, Fut, E>(
                 let service = service_fn(move |req| {
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req, peer).await) }
+                });
+                let report = on_reset.clone();
+                let stream = Watched::new(stream, move |reset| {
+                    if let Some(report) = &report {
+                        report(reset);
+                    }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);

@@ -98,6 +98,12 @@ impl World {
             (Some("request"), Some("malformed_http"), Some(400)),
             "{case}"
         );
+        // The request was never read: its method and path are recorded as unknown, not made up.
+        assert_eq!(
+            (&line["event"], &line["method"], &line["path"]),
+            (&json!("request"), &Value::Null, &Value::Null),
+            "{case}"
+        );
     }
 }
 
@@ -1008,5 +1014,6 @@ async fn line9_oversized_headers() {
         (line["gate"].as_str(), line["reason"].as_str()),
         (Some("request"), Some("head_too_large"))
     );
+    assert_eq!((&line["method"], &line["path"]), (&Value::Null, &Value::Null));
     assert_eq!(w.upstream_total(), 0);
 }

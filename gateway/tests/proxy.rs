@@ -122,8 +122,22 @@ async fn an_http2_body_shorter_than_its_content_length_never_completes_upstream(
     let err = sender.send_request(req).await.expect_err("the stream is reset");
     assert!(format!("{err:?}").contains("PROTOCOL_ERROR"), "{err:?}");
     // The gateway's h2 layer resets the stream and drops the request's future. The head may already have
-    // gone to the stack, whose request then never completes; the audit line says the client's request was cut.
-    let line = w.gw.audit_line_after(0).await;
+    // gone to the stack, whose request then never completes; the audit line says the client's request was cut,
+    // and the reset itself has a line of its own.
+    let lines = [w.gw.audit_line_after(0).await, w.gw.audit_line_after(1).await];
+    let reset = lines
+        .iter()
+        .find(|l| l["event"] == "protocol_error")
+        .expect("the reset is audited");
+    assert_eq!(
+        (&reset["frame"], &reset["stream"]),
+        (&json!("rst_stream"), &json!(1)),
+        "{reset}"
+    );
+    let line = lines
+        .iter()
+        .find(|l| l["event"] == "request")
+        .expect("the request is audited");
     assert_eq!(
         (line["gate"].as_str(), line["reason"].as_str()),
         (Some("request"), Some("client_cancelled")),
@@ -220,6 +234,126 @@ async fn a_crlf_in_an_http2_header_value_never_reaches_the_stack() {
         1,
         "no request with a CR, LF or NUL in a header reached the stack"
     );
+}
+
+#[tokio::test]
+async fn http2_streams_the_protocol_layer_refuses_are_audited_as_their_own_event() {
+    let w = world("").await;
+    let token = w.key.sign(&claims_a("org_a"));
+    for (case, name, value) in [
+        ("uppercase header name", &b"X-Note"[..], &b"v"[..]),
+        ("connection-specific header", b"connection", b"keep-alive"),
+        ("transfer-encoding", b"transfer-encoding", b"chunked"),
+    ] {
+        let before = w.gw.audit_count();
+        let (kind, _) = raw_h2_get(w.gw.running.addr, &token, (name, value)).await;
+        assert!(
+            matches!(kind, 0x3 | 0x7),
+            "{case}: refused by the HTTP/2 layer, got frame {kind}"
+        );
+        let line = w.gw.audit_line_after(before).await;
+        assert_eq!(line["event"], "protocol_error", "{case}: {line}");
+        assert_eq!(
+            (&line["decision"], &line["protocol"], &line["reason"]),
+            (&json!("deny"), &json!("http2"), &json!("protocol_error")),
+            "{case}: {line}"
+        );
+        let frame = if kind == 0x3 { "rst_stream" } else { "goaway" };
+        assert_eq!(line["frame"], frame, "{case}: {line}");
+        if kind == 0x3 {
+            assert_eq!(line["stream"], 1, "{case}: {line}");
+        }
+        assert!(line["time"].is_string(), "{case}: {line}");
+    }
+    assert_eq!(w.a.count(), 0, "no refused stream reached the stack");
+    // A clean request on the same kind of connection leaves only its decision line.
+    let before = w.gw.audit_count();
+    let ok = raw_h2_get(w.gw.running.addr, &token, (b"x-note", b"fine")).await;
+    assert_eq!(ok, (0x1, Some(0x88)));
+    let line = w.gw.audit_line_after(before).await;
+    assert_eq!(
+        (&line["event"], &line["status"]),
+        (&json!("request"), &json!(200))
+    );
+    let metrics = reqwest_free_get(w.gw.running.admin_addr, "/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"bulkhead_gateway_http2_refusals_total{frame="rst_stream",reason="protocol_error"} "#
+        ),
+        "{metrics}"
+    );
+}
+
+/// The body of a plain HTTP/1.1 GET to `addr`.
+async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        request("GET", path, &[("Connection", "close")], "").as_bytes(),
+    )
+    .await
+}
+
+/// A stack that answers with the gateway's identity headers of its own (echoed or forged).
+async fn echoing_identity_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Bulkhead-Org: org_a\r\n\
+                    x-bulkhead-tenant: acme\r\nx-bulkhead-customer: one\r\nx-bulkhead-subject: user_1\r\n\
+                    x-bulkhead-request-id: forged\r\nX_Bulkhead_Impersonator: admin\r\nX-App: kept\r\n\r\nok";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn identity_headers_a_stack_sets_never_reach_the_client() {
+    let key = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let routes = format!(
+        "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
+        echoing_identity_upstream().await
+    );
+    let config = config_a(
+        r#"routes:
+  source: file
+  file: "{dir}/routes.yaml"
+"#,
+    );
+    let jwks = json!({"keys": [key.jwk(true)]}).to_string();
+    let gw = Gateway::start(&config, &[("routes.yaml", routes), ("a.json", jwks)]).await;
+    let token = key.sign(&claims_a("org_a"));
+    let answer = gw.get_with(&token, "/", &[]).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("x-app"), vec!["kept"]);
+    for name in [
+        "x-bulkhead-org",
+        "x-bulkhead-tenant",
+        "x-bulkhead-customer",
+        "x-bulkhead-subject",
+        "x_bulkhead_impersonator",
+    ] {
+        assert!(
+            answer.header(name).is_empty(),
+            "{name} reached the client: {answer:?}"
+        );
+    }
+    let ids = answer.header("x-bulkhead-request-id");
+    assert_eq!(ids.len(), 1, "{answer:?}");
+    assert_ne!(ids[0], "forged");
+    assert_eq!(gw.last_audit()["request_id"], ids[0].as_str());
 }
 
 /// A stack that answers every request with a head and the first chunk of a chunked body, then stalls.
