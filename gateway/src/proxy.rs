@@ -18,7 +18,7 @@ use crate::cors::CorsPolicy;
 use crate::denial::{Denial, Gate, GateError};
 use crate::frames::Reset;
 use crate::gates::request;
-use crate::headers::{self, REQUEST_ID, Stamp};
+use crate::headers::{self, REQUEST_ID_NAME, Stamp};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::{Route, Routes};
@@ -294,7 +294,7 @@ impl Proxy {
                     *response.headers_mut() = headers;
                     response
                         .headers_mut()
-                        .insert(REQUEST_ID, decision.request_id.0.clone());
+                        .insert(REQUEST_ID_NAME, decision.request_id.0.clone());
                     decision.write(
                         Gate::Cors.as_str(),
                         "preflight",
@@ -402,7 +402,7 @@ impl Proxy {
         *response.status_mut() = denial.status;
         let h = response.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(REQUEST_ID, request_id.0.clone());
+        h.insert(REQUEST_ID_NAME, request_id.0.clone());
         if denial.status == StatusCode::UNAUTHORIZED {
             h.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -454,7 +454,7 @@ impl Proxy {
             };
         let (mut parts, body) = response.into_parts();
         headers::sanitize_response(&mut parts.headers);
-        parts.headers.insert(REQUEST_ID, request_id.0.clone());
+        parts.headers.insert(REQUEST_ID_NAME, request_id.0.clone());
         let idle = Duration::from_millis(self.settings.upstream_body_idle_ms);
         Ok(Response::from_parts(parts, IdleTimeout::new(body, idle).boxed()))
     }

@@ -63,6 +63,16 @@ pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<&str, Beare
     if value.len() > max_bytes {
         return Err(BearerError::TooLarge);
     }
+    // The common case in one pass over the token: `Bearer ` and token68. Token68 bytes are visible ASCII, so
+    // whatever passes here passes every check below; anything else goes through them for its reason.
+    let bytes = value.as_bytes();
+    if bytes.len() > 7
+        && bytes[..7].eq_ignore_ascii_case(b"bearer ")
+        && is_token68_bytes(&bytes[7..])
+        && let Ok(token) = std::str::from_utf8(&bytes[7..])
+    {
+        return Ok(token);
+    }
     let value = value.to_str().map_err(|_| BearerError::Malformed)?;
     let Some((scheme, rest)) = value.split_once(' ') else {
         return Err(if value.eq_ignore_ascii_case("bearer") {
@@ -97,8 +107,15 @@ const TOKEN68: [bool; 256] = {
 
 /// RFC 9110 §11.2 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_token68(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| TOKEN68[usize::from(b)])
+    is_token68_bytes(s.as_bytes())
+}
+
+fn is_token68_bytes(s: &[u8]) -> bool {
+    let body = match s.iter().rposition(|b| *b != b'=') {
+        Some(last) => &s[..=last],
+        None => return false,
+    };
+    body.iter().all(|b| TOKEN68[usize::from(*b)])
 }
 
 #[cfg(test)]
