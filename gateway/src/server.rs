@@ -154,7 +154,8 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         keys.clone(),
         TokenCache::new(file.cache.max_entries),
         metrics.clone(),
-    );
+    )
+    .with_typ(settings.typ.clone());
     let proxy = Arc::new(
         Proxy::new(
             verifier,
