@@ -16,6 +16,10 @@ use rustls_pki_types::pem::PemObject as _;
 
 /// The shortest RSA modulus accepted, in bits.
 pub const MIN_RSA_MODULUS_BITS: usize = 2048;
+/// The longest RSA modulus accepted, in bits: aws-lc-rs' RSA verification parameters stop there.
+pub const MAX_RSA_MODULUS_BITS: usize = 8192;
+/// The largest RSA public exponent accepted has this many bits (aws-lc's limit for public keys).
+pub const MAX_RSA_EXPONENT_BITS: u32 = 33;
 /// The smallest RSA public exponent accepted (F4); smaller exponents, and even ones, are refused.
 pub const MIN_RSA_EXPONENT: u64 = 65_537;
 
@@ -49,7 +53,10 @@ pub enum KeyRefusal {
     /// RSA modulus under 2048 bits.
     #[error("RSA modulus shorter than 2048 bits")]
     WeakRsa,
-    /// RSA public exponent even or under 65537.
+    /// RSA modulus over 8192 bits, which aws-lc-rs does not verify with.
+    #[error("RSA modulus longer than 8192 bits")]
+    RsaTooLarge,
+    /// RSA public exponent even, under 65537, or over 33 bits.
     #[error("RSA public exponent even or smaller than 65537")]
     RsaExponent,
     /// An EC point that is not on its curve (or not an uncompressed point).
@@ -76,6 +83,7 @@ impl KeyRefusal {
             KeyRefusal::AlgNotAllowed => "alg_not_allowed",
             KeyRefusal::Components => "components",
             KeyRefusal::WeakRsa => "weak_rsa",
+            KeyRefusal::RsaTooLarge => "rsa_too_large",
             KeyRefusal::RsaExponent => "rsa_exponent",
             KeyRefusal::EcPoint => "ec_point",
             KeyRefusal::Pem => "invalid_pem",
@@ -163,14 +171,23 @@ impl PublicKey {
                 if bits < MIN_RSA_MODULUS_BITS {
                     return Err(KeyRefusal::WeakRsa);
                 }
+                if bits > MAX_RSA_MODULUS_BITS {
+                    return Err(KeyRefusal::RsaTooLarge);
+                }
                 if n.last().is_some_and(|b| b % 2 == 0) {
                     return Err(KeyRefusal::Components); // an even modulus is no RSA modulus
                 }
-                if e.is_empty() || e.len() > 8 {
+                if e.is_empty() {
                     return Err(KeyRefusal::Components);
                 }
+                if e.len() > 8 {
+                    return Err(KeyRefusal::RsaExponent);
+                }
                 let exponent = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-                if exponent % 2 == 0 || exponent < MIN_RSA_EXPONENT {
+                if exponent % 2 == 0
+                    || exponent < MIN_RSA_EXPONENT
+                    || 64 - exponent.leading_zeros() > MAX_RSA_EXPONENT_BITS
+                {
                     return Err(KeyRefusal::RsaExponent);
                 }
                 Ok(())
@@ -383,7 +400,11 @@ mod tests {
     fn rsa_keys_need_2048_bits_and_an_odd_exponent_of_at_least_65537() {
         let f4 = [1u8, 0, 1];
         let (real_n, _) = rsa_key("rsa-a.pub.pem");
-        let cases: [(Vec<u8>, &[u8], Result<(), KeyRefusal>); 12] = [
+        let cases: [(Vec<u8>, &[u8], Result<(), KeyRefusal>); 16] = [
+            (modulus(8192), &f4, Ok(())),
+            (modulus(8200), &f4, Err(KeyRefusal::RsaTooLarge)),
+            (modulus(2048), &[1, 0xff, 0xff, 0xff, 0xff], Ok(())), // 2^33 - 1
+            (modulus(2048), &[2, 0, 0, 0, 1], Err(KeyRefusal::RsaExponent)), // 2^33 + 1
             (modulus(2048), &f4, Ok(())),
             (real_n.clone(), &f4, Ok(())),
             (modulus(4096), &[0, 1, 0, 1], Ok(())), // leading zeros of the exponent do not count
