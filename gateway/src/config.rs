@@ -668,6 +668,7 @@ routes:
         assert_eq!(s.file.proxy.max_body_bytes, defaults.file.proxy.max_body_bytes);
         assert_eq!(s.file.cache.max_entries, defaults.file.cache.max_entries);
         assert_eq!(s.file.tokens.max_bytes, defaults.file.tokens.max_bytes);
+        assert_eq!(s.typ, defaults.typ);
     }
 
     #[test]
