@@ -400,7 +400,8 @@ mod tests {
     fn rsa_keys_need_2048_bits_and_an_odd_exponent_of_at_least_65537() {
         let f4 = [1u8, 0, 1];
         let (real_n, _) = rsa_key("rsa-a.pub.pem");
-        let cases: [(Vec<u8>, &[u8], Result<(), KeyRefusal>); 16] = [
+        type Case<'a> = (Vec<u8>, &'a [u8], Result<(), KeyRefusal>);
+        let cases: [Case<'_>; 16] = [
             (modulus(8192), &f4, Ok(())),
             (modulus(8200), &f4, Err(KeyRefusal::RsaTooLarge)),
             (modulus(2048), &[1, 0xff, 0xff, 0xff, 0xff], Ok(())), // 2^33 - 1
