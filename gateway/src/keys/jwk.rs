@@ -32,8 +32,8 @@ pub struct BoundKey {
 }
 
 impl BoundKey {
-    /// Checks `key` against the rules every key must pass, narrows its algorithms to `candidates` within
-    /// `allowed`, and parses it for each.
+    /// Checks `key` against the rules every key must pass, binds it to its family's algorithms (only `declared`,
+    /// when given) within `allowed`, and parses it for each.
     fn new(
         kid: String,
         key: &PublicKey,
