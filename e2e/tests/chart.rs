@@ -814,6 +814,7 @@ fn the_rendered_gateway_config_is_accepted_by_the_gateway() {
     let settings = r.gateway_config();
     assert_eq!(settings.file.admin.port(), 9091);
     assert!(settings.cors.is_some());
+    assert_eq!(settings.file.tokens.allowed_typ, ["at+jwt"]);
     let limit = settings.file.rate_limit.unwrap();
     assert_eq!((limit.per_second, limit.burst), (12.5, 40));
     let gateway: Deployment = r.get("Deployment", "bulkhead-gateway");
@@ -1042,6 +1043,10 @@ fn wrong_values_are_refused_naming_the_value() {
         (
             json!({"gateway": {"tokens": {"leewaySeconds": 600}}}),
             &["/gateway/tokens/leewaySeconds"],
+        ),
+        (
+            json!({"gateway": {"tokens": {"allowedTyp": ["at+jwt; charset=utf-8"]}}}),
+            &["/gateway/tokens/allowedTyp/0"],
         ),
         (
             json!({"serviceMonitor": {"interval": "soon"}}),

@@ -15,6 +15,7 @@ use crate::gates::alg::{is_asymmetric, parse_name};
 use crate::gates::audience::{AudPolicy, AudiencePolicy};
 use crate::gates::org::{OrgClaim, OrgShape};
 use crate::gates::time::TimePolicy;
+use crate::gates::typ::TypPolicy;
 use crate::keys::{IssuerKeysConfig, KeySource, KeyStorePolicy, PemKey};
 use crate::verify::IssuerPolicy;
 
@@ -130,6 +131,9 @@ pub struct TokenFile {
     pub leeway_seconds: i64,
     /// Longest token lifetime accepted, in seconds.
     pub max_lifetime_seconds: i64,
+    /// Header `typ` values accepted besides `JWT` (tokens without `typ` are accepted too), e.g. `at+jwt`
+    /// (RFC 9068 access tokens). Compared case-insensitively, with or without `application/`.
+    pub allowed_typ: Vec<String>,
 }
 
 impl Default for TokenFile {
@@ -138,6 +142,7 @@ impl Default for TokenFile {
             max_bytes: 8 * 1024,
             leeway_seconds: 30,
             max_lifetime_seconds: 3600,
+            allowed_typ: Vec::new(),
         }
     }
 }
@@ -322,6 +327,8 @@ pub struct Settings {
     pub algorithms: Vec<Algorithm>,
     /// Time policy.
     pub time: TimePolicy,
+    /// Accepted header `typ` values.
+    pub typ: TypPolicy,
     /// Key store timing.
     pub key_policy: KeyStorePolicy,
     /// The CORS policy, if any.
@@ -501,6 +508,7 @@ impl Settings {
         if !(256..=65_536).contains(&t.max_bytes) {
             return Err(invalid("tokens.max_bytes", "256 to 65536"));
         }
+        let typ = TypPolicy::new(&t.allowed_typ).map_err(|e| invalid("tokens.allowed_typ", e))?;
         let k = &file.keys;
         if !(1..=3600).contains(&k.refresh_seconds) || k.retry_seconds == 0 || k.fetch_timeout_ms == 0 {
             return Err(invalid(
@@ -537,6 +545,7 @@ impl Settings {
                 leeway: t.leeway_seconds,
                 max_lifetime: t.max_lifetime_seconds,
             },
+            typ,
             key_policy: KeyStorePolicy {
                 refresh: Duration::from_secs(k.refresh_seconds),
                 retry: Duration::from_secs(k.retry_seconds),
@@ -584,6 +593,9 @@ routes:
         assert_eq!(s.issuer_policies[0].org_shape.prefix.as_deref(), Some("org_"));
         assert!(!s.file.proxy.forward_authorization);
         assert_eq!(s.file.tokens.max_bytes, 8192);
+        assert_eq!(s.typ, TypPolicy::default(), "JWT (or no typ) only");
+        let with_typ = settings(&format!("{BASE}tokens: {{allowed_typ: [at+jwt]}}\n")).unwrap();
+        assert_eq!(with_typ.typ, TypPolicy::new(&["at+jwt".into()]).unwrap());
         assert!(s.cors.is_none(), "no CORS unless configured");
         let with_cors = settings(&format!(
             "{BASE}cors: {{allowed_origins: [https://app.example]}}\n"
@@ -602,6 +614,10 @@ routes:
                 "https://",
             ),
             (format!("{BASE}tokens: {{leeway_seconds: 600}}\n"), "leeway"),
+            (
+                format!("{BASE}tokens: {{allowed_typ: ['at+jwt; charset=utf-8']}}\n"),
+                "tokens.allowed_typ",
+            ),
             (BASE.replace("source: kubernetes", "source: file"), "routes.file"),
             (
                 BASE.replace("    jwks_url", "    jwks_file: /x\n    jwks_url"),
@@ -652,6 +668,7 @@ routes:
         assert_eq!(s.file.proxy.max_body_bytes, defaults.file.proxy.max_body_bytes);
         assert_eq!(s.file.cache.max_entries, defaults.file.cache.max_entries);
         assert_eq!(s.file.tokens.max_bytes, defaults.file.tokens.max_bytes);
+        assert_eq!(s.typ, defaults.typ);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Gate {
     Token,
     /// Base64url and JSON structure of the token's parts.
     Parse,
+    /// Explicit typing: the header's `typ`, when present, is `JWT` or a configured type.
+    Typ,
     /// The algorithm allow-list.
     Alg,
     /// The key id's presence and shape.
@@ -54,6 +56,7 @@ impl Gate {
             Gate::Cors => "cors",
             Gate::Token => "token",
             Gate::Parse => "parse",
+            Gate::Typ => "typ",
             Gate::Alg => "alg",
             Gate::Kid => "kid",
             Gate::Key => "key",

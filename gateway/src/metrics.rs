@@ -29,6 +29,12 @@ struct IssuerResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerReasonLabels {
+    issuer: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuerLabels {
     issuer: String,
 }
@@ -56,6 +62,7 @@ pub struct Metrics {
     latency: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     jwks_loads: Family<IssuerResultLabels, Counter>,
     keys: Family<IssuerLabels, Gauge>,
+    keys_skipped: Family<IssuerReasonLabels, Counter>,
     routes: Gauge,
     cache: Family<CacheLabels, Counter>,
     protocol_errors: Family<ProtocolLabels, Counter>,
@@ -80,6 +87,7 @@ impl Metrics {
         );
         let jwks_loads = Family::<IssuerResultLabels, Counter>::default();
         let keys = Family::<IssuerLabels, Gauge>::default();
+        let keys_skipped = Family::<IssuerReasonLabels, Counter>::default();
         let routes = Gauge::default();
         let cache = Family::<CacheLabels, Counter>::default();
         let protocol_errors = Family::<ProtocolLabels, Counter>::default();
@@ -111,6 +119,11 @@ impl Metrics {
             jwks_loads.clone(),
         );
         registry.register("keys", "Keys in force per issuer", keys.clone());
+        registry.register(
+            "keys_skipped",
+            "JWKs left out of a newly loaded key set, per issuer, by the fixed reason of the key rules",
+            keys_skipped.clone(),
+        );
         registry.register("routes", "Routable orgs in the route table", routes.clone());
         registry.register(
             "token_cache",
@@ -128,6 +141,7 @@ impl Metrics {
             latency,
             jwks_loads,
             keys,
+            keys_skipped,
             routes,
             cache,
             protocol_errors,
@@ -184,6 +198,16 @@ impl Metrics {
                 issuer: issuer.to_owned(),
             })
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one JWK of `issuer` skipped for `reason` (a fixed string).
+    pub fn key_skipped(&self, issuer: &str, reason: &'static str) {
+        self.keys_skipped
+            .get_or_create(&IssuerReasonLabels {
+                issuer: issuer.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     /// Sets the number of routable orgs.

@@ -24,8 +24,8 @@ use crate::audit::AuditSink;
 use crate::cache::TokenCache;
 use crate::config::{RouteSource, Settings};
 use crate::frames::{Reset, Watched};
-use crate::keys::KeyStore;
 use crate::keys::fetch::{FetchPolicy, Fetcher};
+use crate::keys::{KeyStore, StartKeyError};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::ratelimit::RateLimiter;
@@ -40,6 +40,9 @@ pub enum StartError {
     /// The static routes file is unusable.
     #[error("routes: {0}")]
     Routes(#[from] RoutesFileError),
+    /// A configured key is refused (see [`KeyStore::load_at_start`]).
+    #[error("keys: {0}")]
+    Keys(#[from] StartKeyError),
     /// `routes.source: kubernetes` without a cluster client.
     #[error("routes.source is kubernetes but no cluster client is available")]
     NoCluster,
@@ -102,8 +105,8 @@ impl Running {
     }
 }
 
-/// Starts the gateway: loads every issuer's keys once (failures leave the issuer unready, not the gateway
-/// down), fills the route table, binds both listeners and returns.
+/// Starts the gateway: loads every issuer's keys once (a refused PEM key stops the start; other failures leave
+/// the issuer unready, not the gateway down), fills the route table, binds both listeners and returns.
 pub async fn start(settings: Settings, options: StartOptions) -> Result<Running, StartError> {
     crate::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
@@ -118,9 +121,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         settings.key_policy.clone(),
         metrics.clone(),
     ));
-    for index in 0..keys.len() {
-        let _ = keys.load(index).await; // logged inside; the refresh task retries
-    }
+    keys.load_at_start().await?; // other failures are logged inside; the refresh task retries
     let mut background = keys.spawn_refresh();
 
     let routes = Arc::new(Routes::new());
@@ -154,7 +155,8 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         keys.clone(),
         TokenCache::new(file.cache.max_entries),
         metrics.clone(),
-    );
+    )
+    .with_typ(settings.typ.clone());
     let proxy = Arc::new(
         Proxy::new(
             verifier,

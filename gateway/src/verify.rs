@@ -14,6 +14,7 @@ use crate::denial::{Denial, Gate, GateError};
 use crate::gates::audience::AudiencePolicy;
 use crate::gates::org::{OrgClaim, OrgShape};
 use crate::gates::time::TimePolicy;
+use crate::gates::typ::{self, TypPolicy};
 use crate::gates::{alg, audience, bearer, issuer, kid, org, parse, session, time};
 use crate::keys::{KeyStore, Lookup};
 use crate::metrics::Metrics;
@@ -181,6 +182,7 @@ pub struct Verifier {
     allowed_issuers: Vec<String>,
     algorithms: Vec<Algorithm>,
     time: TimePolicy,
+    typ: TypPolicy,
     max_token_bytes: usize,
     keys: Arc<KeyStore>,
     cache: TokenCache,
@@ -205,11 +207,18 @@ impl Verifier {
             allowed_issuers,
             algorithms,
             time,
+            typ: TypPolicy::default(),
             max_token_bytes,
             keys,
             cache,
             metrics,
         }
+    }
+
+    /// Accepts the header types of `typ` (by default only `JWT`, and tokens without `typ`).
+    pub fn with_typ(mut self, typ: TypPolicy) -> Verifier {
+        self.typ = typ;
+        self
     }
 
     /// The key store.
@@ -238,6 +247,7 @@ impl Verifier {
         let token = parse::parse(token).map_err(|e| e.denial())?;
         seen.kid = clipped(token.header.get("kid"));
         seen.issuer = clipped(token.claims.get("iss"));
+        typ::check(&token.header, &self.typ).map_err(|e| e.denial())?;
         let alg = alg::check(&token.header, &self.algorithms).map_err(|e| e.denial())?;
         let kid = kid::check(&token.header).map_err(|e| e.denial())?;
 

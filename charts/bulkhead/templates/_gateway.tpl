@@ -48,7 +48,8 @@ The gateway's configuration file (gateway/src/config.rs), from gateway.*.
   "tokens" (dict
     "max_bytes" (int64 $g.tokens.maxBytes)
     "leeway_seconds" (int64 $g.tokens.leewaySeconds)
-    "max_lifetime_seconds" (int64 $g.tokens.maxLifetimeSeconds))
+    "max_lifetime_seconds" (int64 $g.tokens.maxLifetimeSeconds)
+    "allowed_typ" ($g.tokens.allowedTyp | default list))
   "keys" (dict
     "refresh_seconds" (int64 $g.keys.refreshSeconds)
     "retry_seconds" (int64 $g.keys.retrySeconds)

@@ -1,7 +1,7 @@
 //! The token gates, in design.md's fixed order. Each is a pure function returning a typed error that names
 //! its gate and a fixed reason ([`crate::denial::GateError`]).
 //!
-//! Order: [`bearer`] → [`parse`] → [`alg`] → [`kid`] → key and signature (in [`crate::verify`]) → [`time`] →
+//! Order: [`bearer`] → [`parse`] → [`typ`] → [`alg`] → [`kid`] → key and signature (in [`crate::verify`]) → [`time`] →
 //! [`issuer`] → [`audience`] → [`session`] → [`org`] (version, then org shape) → route.
 
 pub mod alg;
@@ -14,3 +14,4 @@ pub mod parse;
 pub mod request;
 pub mod session;
 pub mod time;
+pub mod typ;

@@ -1,26 +1,24 @@
 //! Pure conversion of JWKS documents and PEM files into keys bound to their algorithms.
 //!
-//! `jsonwebtoken`'s own `DecodingKey::from_jwk` turns `kty: oct` into an HMAC key and ignores `alg`, `use` and
-//! `crv`; this module checks all of them itself and refuses symmetric keys outright.
+//! `jsonwebtoken`'s own `DecodingKey::from_jwk` turns `kty: oct` into an HMAC key and ignores `alg`, `use`,
+//! `key_ops` and `crv`; this module checks all of them itself and refuses symmetric keys outright. Whatever the
+//! source, the key itself then passes the one rule set of [`PublicKey::check`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
+use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
-use rustls_pki_types::pem::PemObject as _;
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub use super::public::KeyRefusal;
+use super::public::PublicKey;
 use crate::gates::alg::parse_name;
 use crate::gates::kid::MAX_KID_LEN;
 use crate::gates::parse::strict_value;
-
-/// RSA keys shorter than this (in bytes of modulus) are refused.
-const MIN_RSA_MODULUS_BYTES: usize = 256;
 
 /// A verification key bound to the algorithms it may verify.
 pub struct BoundKey {
@@ -28,60 +26,51 @@ pub struct BoundKey {
     pub kid: String,
     /// The algorithms this key may verify (a subset of the issuer's allow-list, one family).
     pub algorithms: Vec<Algorithm>,
-    /// The key, for jsonwebtoken (used when no parsed key could be made).
-    pub key: DecodingKey,
     /// The key parsed once per algorithm, so verifying a signature does not parse it (and, for RSA, set up its
-    /// Montgomery context) again on every request.
+    /// Montgomery context) again on every request. Every algorithm of `algorithms` has its parsed key.
     pub parsed: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl BoundKey {
-    fn new(kid: String, algorithms: Vec<Algorithm>, key: DecodingKey, der: Option<&[u8]>) -> BoundKey {
-        let parsed = der
-            .map(|der| {
-                algorithms
-                    .iter()
-                    .filter_map(|alg| {
-                        let params = verification_algorithm(*alg)?;
-                        ParsedPublicKey::new(params, der).ok().map(|p| (*alg, p))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        BoundKey {
+    /// Checks `key` against the rules every key must pass, binds it to its family's algorithms (only `declared`,
+    /// when given) within `allowed`, and parses it for each.
+    fn new(
+        kid: String,
+        key: &PublicKey,
+        declared: Option<Algorithm>,
+        allowed: &[Algorithm],
+    ) -> Result<BoundKey, KeyRefusal> {
+        key.check()?;
+        let family = key.family();
+        let candidates = match declared {
+            Some(alg) if family.contains(&alg) => vec![alg],
+            Some(_) => return Err(KeyRefusal::AlgConflict),
+            None => family,
+        };
+        let algorithms: Vec<Algorithm> = candidates.into_iter().filter(|a| allowed.contains(a)).collect();
+        if algorithms.is_empty() {
+            return Err(KeyRefusal::AlgNotAllowed);
+        }
+        let parsed = key.parse_for(&algorithms)?;
+        Ok(BoundKey {
             kid,
             algorithms,
-            key,
             parsed,
-        }
+        })
     }
 
     /// Whether `signature` (base64url, as in the token) is this key's signature of `input` under `alg`. The
     /// caller has checked that `alg` is one of this key's algorithms.
     pub fn verify(&self, alg: Algorithm, input: &[u8], signature: &str) -> bool {
-        match self.parsed.iter().find(|(a, _)| *a == alg) {
-            Some((_, parsed)) => URL_SAFE_NO_PAD
-                .decode(signature)
-                .is_ok_and(|sig| parsed.verify_sig(input, &sig).is_ok()),
-            None => jsonwebtoken::crypto::verify(signature, input, &self.key, alg).unwrap_or(false),
-        }
+        self.parsed
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .is_some_and(|(_, parsed)| {
+                URL_SAFE_NO_PAD
+                    .decode(signature)
+                    .is_ok_and(|sig| parsed.verify_sig(input, &sig).is_ok())
+            })
     }
-}
-
-/// aws-lc-rs' verification parameters for a JWS algorithm (the same ones jsonwebtoken's aws_lc backend uses).
-fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
-    Some(match alg {
-        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
-        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
-        Algorithm::EdDSA => &signature::ED25519,
-        _ => return None,
-    })
 }
 
 impl std::fmt::Debug for BoundKey {
@@ -102,55 +91,6 @@ pub struct KeySet {
     pub digest: [u8; 32],
 }
 
-/// Why one JWK was skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JwkRefusal {
-    /// No usable `kid`.
-    #[error("missing or invalid kid")]
-    Kid,
-    /// `use` is present and not `sig`.
-    #[error("use is not sig")]
-    NotForSignatures,
-    /// `kty: oct`: a symmetric key.
-    #[error("symmetric key")]
-    Symmetric,
-    /// An unsupported key type or curve.
-    #[error("unsupported key type or curve")]
-    Unsupported,
-    /// `alg` is not an asymmetric algorithm of the key's type.
-    #[error("alg conflicts with the key type")]
-    AlgConflict,
-    /// None of the key's algorithms is allowed for its issuer.
-    #[error("alg not allowed for the issuer")]
-    AlgNotAllowed,
-    /// Missing or malformed key components.
-    #[error("invalid key components")]
-    Components,
-    /// RSA modulus under 2048 bits.
-    #[error("RSA key too short")]
-    WeakRsa,
-    /// Two keys share the kid; both are dropped.
-    #[error("duplicate kid")]
-    DuplicateKid,
-}
-
-impl JwkRefusal {
-    /// A fixed reason string for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            JwkRefusal::Kid => "kid",
-            JwkRefusal::NotForSignatures => "use_not_sig",
-            JwkRefusal::Symmetric => "symmetric",
-            JwkRefusal::Unsupported => "unsupported",
-            JwkRefusal::AlgConflict => "alg_conflict",
-            JwkRefusal::AlgNotAllowed => "alg_not_allowed",
-            JwkRefusal::Components => "components",
-            JwkRefusal::WeakRsa => "weak_rsa",
-            JwkRefusal::DuplicateKid => "duplicate_kid",
-        }
-    }
-}
-
 /// Why a whole key document was refused (the last good keys stay in force).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyDocError {
@@ -166,12 +106,6 @@ pub enum KeyDocError {
     /// Not one usable key.
     #[error("no usable key")]
     NoUsableKey,
-    /// A PEM file does not hold a public key of the configured algorithm.
-    #[error("invalid PEM key")]
-    Pem,
-    /// A configured algorithm is not asymmetric or not allowed.
-    #[error("algorithm not allowed")]
-    Alg,
 }
 
 impl KeyDocError {
@@ -182,14 +116,12 @@ impl KeyDocError {
             KeyDocError::NoKeys => "no_keys_array",
             KeyDocError::TooManyKeys => "too_many_keys",
             KeyDocError::NoUsableKey => "no_usable_key",
-            KeyDocError::Pem => "invalid_pem",
-            KeyDocError::Alg => "alg_not_allowed",
         }
     }
 }
 
 /// A JWK left out of a key set: its kid (if it had one) and why.
-pub type Skipped = (Option<String>, JwkRefusal);
+pub type Skipped = (Option<String>, KeyRefusal);
 
 /// The keys of a JWKS document usable by an issuer allowing `allowed`, and the JWKs skipped with their reasons.
 pub fn key_set_from_jwks(
@@ -211,7 +143,7 @@ pub fn key_set_from_jwks(
     for jwk in keys {
         let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
         let Some(object) = jwk.as_object() else {
-            skipped.push((kid, JwkRefusal::Components));
+            skipped.push((kid, KeyRefusal::Components));
             continue;
         };
         match bind_jwk(object, allowed) {
@@ -227,7 +159,7 @@ pub fn key_set_from_jwks(
     }
     for kid in duplicates {
         bound.remove(&kid);
-        skipped.push((Some(kid), JwkRefusal::DuplicateKid));
+        skipped.push((Some(kid), KeyRefusal::DuplicateKid));
     }
     if bound.is_empty() {
         return Err(KeyDocError::NoUsableKey);
@@ -241,143 +173,97 @@ pub fn key_set_from_jwks(
     ))
 }
 
-fn b64(object: &Map<String, Value>, name: &str) -> Result<Vec<u8>, JwkRefusal> {
+fn b64(object: &Map<String, Value>, name: &str) -> Result<Vec<u8>, KeyRefusal> {
     let s = object
         .get(name)
         .and_then(Value::as_str)
-        .ok_or(JwkRefusal::Components)?;
-    URL_SAFE_NO_PAD.decode(s).map_err(|_| JwkRefusal::Components)
+        .ok_or(KeyRefusal::Components)?;
+    URL_SAFE_NO_PAD.decode(s).map_err(|_| KeyRefusal::Components)
 }
 
 /// Binds one JWK to its algorithms.
-pub fn bind_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<BoundKey, JwkRefusal> {
+pub fn bind_jwk(jwk: &Map<String, Value>, allowed: &[Algorithm]) -> Result<BoundKey, KeyRefusal> {
     let kid = match jwk.get("kid") {
         Some(Value::String(k))
             if !k.is_empty() && k.len() <= MAX_KID_LEN && k.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             k.clone()
         }
-        _ => return Err(JwkRefusal::Kid),
+        _ => return Err(KeyRefusal::Kid),
     };
     match jwk.get("use") {
         None => {}
         Some(Value::String(u)) if u == "sig" => {}
-        Some(_) => return Err(JwkRefusal::NotForSignatures),
+        Some(_) => return Err(KeyRefusal::NotForSignatures),
+    }
+    // RFC 7517 §4.3: when present, `key_ops` lists what the key may be used for; a verification key needs
+    // `verify`. A value that is not an array of strings allows nothing.
+    if let Some(ops) = jwk.get("key_ops") {
+        let verify = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify")));
+        if !verify {
+            return Err(KeyRefusal::KeyOps);
+        }
     }
     let declared = match jwk.get("alg") {
         None => None,
-        Some(Value::String(name)) => Some(parse_name(name).ok_or(JwkRefusal::AlgConflict)?),
-        Some(_) => return Err(JwkRefusal::AlgConflict),
+        Some(Value::String(name)) => Some(parse_name(name).ok_or(KeyRefusal::AlgConflict)?),
+        Some(_) => return Err(KeyRefusal::AlgConflict),
     };
     let kty = jwk
         .get("kty")
         .and_then(Value::as_str)
-        .ok_or(JwkRefusal::Unsupported)?;
-    let (family, key, der): (Vec<Algorithm>, DecodingKey, Option<Vec<u8>>) = match kty {
-        "oct" => return Err(JwkRefusal::Symmetric),
-        "RSA" => {
-            let n = b64(jwk, "n")?;
-            let e = b64(jwk, "e")?;
-            let n_trimmed = n.iter().skip_while(|b| **b == 0).count();
-            if n_trimmed < MIN_RSA_MODULUS_BYTES {
-                return Err(JwkRefusal::WeakRsa);
-            }
-            if e.is_empty() || e.len() > 8 {
-                return Err(JwkRefusal::Components);
-            }
-            (
-                vec![
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
-                DecodingKey::from_rsa_raw_components(&n, &e),
-                aws_lc_rs::rsa::PublicKeyComponents { n: &n[..], e: &e[..] }
-                    .as_der()
-                    .ok()
-                    .map(|d| d.as_ref().to_vec()),
-            )
-        }
+        .ok_or(KeyRefusal::Unsupported)?;
+    let key = match kty {
+        "oct" => return Err(KeyRefusal::Symmetric),
+        "RSA" => PublicKey::rsa(&b64(jwk, "n")?, &b64(jwk, "e")?),
         "EC" => {
             let (alg, len) = match jwk.get("crv").and_then(Value::as_str) {
                 Some("P-256") => (Algorithm::ES256, 32),
                 Some("P-384") => (Algorithm::ES384, 48),
-                _ => return Err(JwkRefusal::Unsupported),
+                _ => return Err(KeyRefusal::Unsupported),
             };
             let x = b64(jwk, "x")?;
             let y = b64(jwk, "y")?;
             if x.len() != len || y.len() != len {
-                return Err(JwkRefusal::Components);
+                return Err(KeyRefusal::Components);
             }
             let mut point = Vec::with_capacity(1 + 2 * len);
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            (vec![alg], DecodingKey::from_ec_der(&point), Some(point))
+            PublicKey::Ec { alg, point }
         }
         "OKP" => {
             if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
-                return Err(JwkRefusal::Unsupported);
+                return Err(KeyRefusal::Unsupported);
             }
-            let x = b64(jwk, "x")?;
-            if x.len() != 32 {
-                return Err(JwkRefusal::Components);
-            }
-            (vec![Algorithm::EdDSA], DecodingKey::from_ed_der(&x), Some(x))
+            PublicKey::Ed25519(b64(jwk, "x")?)
         }
-        _ => return Err(JwkRefusal::Unsupported),
+        _ => return Err(KeyRefusal::Unsupported),
     };
-    let candidates = match declared {
-        Some(alg) if family.contains(&alg) => vec![alg],
-        Some(_) => return Err(JwkRefusal::AlgConflict),
-        None => family,
-    };
-    let algorithms: Vec<Algorithm> = candidates.into_iter().filter(|a| allowed.contains(a)).collect();
-    if algorithms.is_empty() {
-        return Err(JwkRefusal::AlgNotAllowed);
-    }
-    Ok(BoundKey::new(kid, algorithms, key, der.as_deref()))
+    BoundKey::new(kid, &key, declared, allowed)
 }
 
-/// Binds a public key in PEM to one configured algorithm.
+/// Binds a public key in PEM to one configured algorithm, under the same rules as a JWK.
 pub fn bind_pem(
     kid: &str,
     alg: Algorithm,
     pem: &[u8],
     allowed: &[Algorithm],
-) -> Result<BoundKey, KeyDocError> {
+) -> Result<BoundKey, KeyRefusal> {
     if !allowed.contains(&alg) || !crate::gates::alg::is_asymmetric(alg) {
-        return Err(KeyDocError::Alg);
+        return Err(KeyRefusal::AlgNotAllowed);
     }
-    let key = match alg {
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512 => DecodingKey::from_rsa_pem(pem),
-        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
-        _ => return Err(KeyDocError::Alg),
-    }
-    .map_err(|_| KeyDocError::Pem)?;
-    // A `PUBLIC KEY` (SubjectPublicKeyInfo) PEM is parsed once more for the fast path; other PEM forms verify
-    // through jsonwebtoken.
-    let der = rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(pem).ok();
-    Ok(BoundKey::new(
-        kid.to_owned(),
-        vec![alg],
-        key,
-        der.as_ref().map(|d| d.as_ref()),
-    ))
+    let key = PublicKey::from_pem(pem)?;
+    BoundKey::new(kid.to_owned(), &key, Some(alg), allowed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::PemObject as _;
     use serde_json::json;
 
     const ALL: [Algorithm; 4] = [
@@ -391,12 +277,28 @@ mod tests {
         json!({"kty": "RSA", "kid": kid, "n": URL_SAFE_NO_PAD.encode([0xc5u8; 256]), "e": "AQAB"})
     }
 
-    fn ec_jwk(kid: &str, crv: &str, len: usize) -> Value {
-        let c = URL_SAFE_NO_PAD.encode(vec![7u8; len]);
-        json!({"kty": "EC", "kid": kid, "crv": crv, "x": c, "y": c})
+    fn test_key(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
-    fn bind(v: Value, allowed: &[Algorithm]) -> Result<Vec<Algorithm>, JwkRefusal> {
+    /// The uncompressed point of a test EC public key (the last bytes of its SubjectPublicKeyInfo).
+    fn point(name: &str, len: usize) -> Vec<u8> {
+        let der = rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(&test_key(name)).unwrap();
+        der.as_ref()[der.as_ref().len() - (1 + 2 * len)..].to_vec()
+    }
+
+    /// An EC JWK: the test key's real point on P-256 and P-384, filler coordinates otherwise.
+    fn ec_jwk(kid: &str, crv: &str, len: usize) -> Value {
+        let point = match (crv, len) {
+            ("P-256", 32) => point("ec-a.pub.pem", 32),
+            ("P-384", 48) => point("ec384.pub.pem", 48),
+            _ => [vec![4u8], vec![7u8; 2 * len]].concat(),
+        };
+        let (x, y) = point[1..].split_at(len);
+        json!({"kty": "EC", "kid": kid, "crv": crv, "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
+    }
+
+    fn bind(v: Value, allowed: &[Algorithm]) -> Result<Vec<Algorithm>, KeyRefusal> {
         bind_jwk(v.as_object().unwrap(), allowed).map(|k| k.algorithms)
     }
 
@@ -500,27 +402,27 @@ mod tests {
         let cases = [
             (
                 json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0"}),
-                JwkRefusal::Symmetric,
+                KeyRefusal::Symmetric,
             ),
-            (hs, JwkRefusal::AlgConflict),
-            (es_on_rsa, JwkRefusal::AlgConflict),
-            (enc, JwkRefusal::NotForSignatures),
-            (no_kid, JwkRefusal::Kid),
-            (short_rsa, JwkRefusal::WeakRsa),
-            (ec_jwk("e", "P-521", 66), JwkRefusal::Unsupported),
-            (ec_jwk("e", "P-256", 48), JwkRefusal::Components),
+            (hs, KeyRefusal::AlgConflict),
+            (es_on_rsa, KeyRefusal::AlgConflict),
+            (enc, KeyRefusal::NotForSignatures),
+            (no_kid, KeyRefusal::Kid),
+            (short_rsa, KeyRefusal::WeakRsa),
+            (ec_jwk("e", "P-521", 66), KeyRefusal::Unsupported),
+            (ec_jwk("e", "P-256", 48), KeyRefusal::Components),
             (
                 json!({"kty": "RSA", "kid": "x", "n": "!!", "e": "AQAB"}),
-                JwkRefusal::Components,
+                KeyRefusal::Components,
             ),
-            (json!({"kty": "PQC", "kid": "x"}), JwkRefusal::Unsupported),
+            (json!({"kty": "PQC", "kid": "x"}), KeyRefusal::Unsupported),
         ];
         for (jwk, want) in cases {
             assert_eq!(bind(jwk.clone(), &ALL), Err(want), "{jwk}");
         }
         assert_eq!(
             bind(ec_jwk("e", "P-384", 48), &ALL),
-            Err(JwkRefusal::AlgNotAllowed)
+            Err(KeyRefusal::AlgNotAllowed)
         );
     }
 
@@ -532,8 +434,8 @@ mod tests {
         ]});
         let (set, skipped) = key_set_from_jwks(doc.to_string().as_bytes(), &ALL, 10).unwrap();
         assert_eq!(set.keys.keys().collect::<Vec<_>>(), vec!["a"]);
-        assert!(skipped.contains(&(Some("b".into()), JwkRefusal::DuplicateKid)));
-        assert!(skipped.contains(&(Some("h".into()), JwkRefusal::Symmetric)));
+        assert!(skipped.contains(&(Some("b".into()), KeyRefusal::DuplicateKid)));
+        assert!(skipped.contains(&(Some("h".into()), KeyRefusal::Symmetric)));
     }
 
     #[test]
@@ -556,6 +458,56 @@ mod tests {
         assert_eq!(
             key_set_from_jwks(many.to_string().as_bytes(), &ALL, 10).map(|_| ()),
             Err(KeyDocError::TooManyKeys)
+        );
+    }
+
+    #[test]
+    fn key_ops_must_allow_verify_when_present() {
+        let with_ops = |ops: Value| {
+            let mut jwk = rsa_jwk("r");
+            jwk["key_ops"] = ops;
+            bind(jwk, &[Algorithm::RS256])
+        };
+        assert_eq!(with_ops(json!(["verify"])), Ok(vec![Algorithm::RS256]));
+        assert_eq!(with_ops(json!(["sign", "verify"])), Ok(vec![Algorithm::RS256]));
+        for ops in [
+            json!(["sign"]),
+            json!([]),
+            json!(["encrypt", "wrapKey"]),
+            json!("verify"),
+            json!(null),
+        ] {
+            assert_eq!(with_ops(ops.clone()), Err(KeyRefusal::KeyOps), "{ops}");
+        }
+    }
+
+    #[test]
+    fn pem_keys_pass_the_same_rules_and_bind_to_their_configured_algorithm() {
+        let rsa = test_key("rsa-a.pub.pem");
+        let ec = test_key("ec-a.pub.pem");
+        assert_eq!(
+            bind_pem("k", Algorithm::PS256, &rsa, &ALL).map(|k| k.algorithms),
+            Ok(vec![Algorithm::PS256])
+        );
+        let wide = [
+            Algorithm::RS256,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::HS256,
+        ];
+        let cases = [
+            (Algorithm::ES256, &rsa, KeyRefusal::AlgConflict),
+            (Algorithm::ES384, &ec, KeyRefusal::AlgConflict),
+            (Algorithm::RS384, &rsa, KeyRefusal::AlgNotAllowed),
+            (Algorithm::HS256, &rsa, KeyRefusal::AlgNotAllowed),
+        ];
+        for (alg, pem, want) in cases {
+            assert_eq!(bind_pem("k", alg, pem, &wide).map(|_| ()), Err(want), "{alg:?}");
+        }
+        assert_eq!(
+            bind_pem("k", Algorithm::RS256, &test_key("ec-a.pem"), &wide).map(|_| ()),
+            Err(KeyRefusal::Pem),
+            "a private key file"
         );
     }
 }

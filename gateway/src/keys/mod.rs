@@ -5,6 +5,7 @@
 
 pub mod fetch;
 pub mod jwk;
+pub mod public;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use fetch::{FetchError, Fetcher};
-use jwk::{BoundKey, KeyDocError, KeySet, bind_pem, key_set_from_jwks};
+use jwk::{BoundKey, KeyDocError, KeyRefusal, KeySet, Skipped, bind_pem, key_set_from_jwks};
 
 /// A PEM public key file with the kid and algorithm it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,16 @@ pub enum LoadError {
     /// The document was unusable.
     #[error("key document: {0}")]
     Doc(#[from] KeyDocError),
+    /// A configured PEM key was refused by the key rules (or is not a PEM public key).
+    #[error("PEM key {kid} ({path}): {refusal}")]
+    PemKey {
+        /// The kid the key is configured under.
+        kid: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        refusal: KeyRefusal,
+    },
     /// Reading a key file failed.
     #[error("reading {path}: {source}")]
     Io {
@@ -92,9 +103,21 @@ impl LoadError {
         match self {
             LoadError::Fetch(e) => e.reason(),
             LoadError::Doc(e) => e.reason(),
+            LoadError::PemKey { refusal, .. } => refusal.reason(),
             LoadError::Io { .. } => "io",
         }
     }
+}
+
+/// A configured key that stops the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+#[error("issuer {issuer}: {error}")]
+pub struct StartKeyError {
+    /// The issuer the key is configured for.
+    pub issuer: String,
+    /// What was wrong with it.
+    #[source]
+    pub error: LoadError,
 }
 
 /// The result of looking a kid up.
@@ -255,8 +278,8 @@ impl KeyStore {
         };
         let name = issuer.config.issuer.as_str();
         let result = self.read_source(&issuer.config).await;
-        let set = match result {
-            Ok(set) => set,
+        let (set, skipped) = match result {
+            Ok(read) => read,
             Err(err) => {
                 self.metrics.jwks_load(name, err.reason());
                 warn!(issuer = name, reason = err.reason(), error = %err, "key refresh failed; keeping the last good keys");
@@ -272,6 +295,13 @@ impl KeyStore {
         if unchanged {
             return Ok(false);
         }
+        // Reported once per new document, not on every poll of an unchanged one.
+        for (kid, refusal) in skipped {
+            let kid = kid.as_deref().unwrap_or("");
+            let kid = kid.get(..crate::gates::kid::MAX_KID_LEN).unwrap_or(kid);
+            warn!(issuer = name, kid, reason = refusal.reason(), "JWK skipped");
+            self.metrics.key_skipped(name, refusal.reason());
+        }
         let mut kids: Vec<&String> = set.keys.keys().collect();
         kids.sort();
         info!(issuer = name, kids = ?kids, "keys loaded");
@@ -281,9 +311,8 @@ impl KeyStore {
         Ok(true)
     }
 
-    async fn read_source(&self, config: &IssuerKeysConfig) -> Result<KeySet, LoadError> {
-        let issuer = config.issuer.as_str();
-        let (set, skipped) = match &config.source {
+    async fn read_source(&self, config: &IssuerKeysConfig) -> Result<(KeySet, Vec<Skipped>), LoadError> {
+        Ok(match &config.source {
             KeySource::JwksUrl(url) => {
                 let bytes = self.fetcher.fetch(url).await?;
                 key_set_from_jwks(&bytes, &config.algorithms, self.policy.max_keys)?
@@ -300,22 +329,36 @@ impl KeyStore {
                     digest.update(pem.kid.as_bytes());
                     digest.update(format!("{:?}", pem.algorithm).as_bytes());
                     digest.update(Sha256::digest(&bytes));
-                    let key = bind_pem(&pem.kid, pem.algorithm, &bytes, &config.algorithms)?;
+                    let key =
+                        bind_pem(&pem.kid, pem.algorithm, &bytes, &config.algorithms).map_err(|refusal| {
+                            LoadError::PemKey {
+                                kid: pem.kid.clone(),
+                                path: pem.path.clone(),
+                                refusal,
+                            }
+                        })?;
                     set.keys.insert(pem.kid.clone(), Arc::new(key));
                 }
                 set.digest = digest.finalize().into();
                 (set, Vec::new())
             }
-        };
-        for (kid, refusal) in skipped {
-            warn!(
-                issuer,
-                kid = kid.as_deref().unwrap_or(""),
-                reason = refusal.reason(),
-                "JWK skipped"
-            );
+        })
+    }
+
+    /// Loads every issuer's keys once, at start. A configured PEM key that the key rules refuse (or that is no
+    /// PEM public key) is a configuration error: it is returned, naming the issuer and the key, and the gateway
+    /// does not start. Any other failure (an unreachable JWKS URL, a missing file) leaves its issuer unready
+    /// until a refresh succeeds.
+    pub async fn load_at_start(&self) -> Result<(), StartKeyError> {
+        for index in 0..self.issuers.len() {
+            if let Err(error @ LoadError::PemKey { .. }) = self.load(index).await {
+                return Err(StartKeyError {
+                    issuer: self.issuer(index).to_owned(),
+                    error,
+                });
+            }
         }
-        Ok(set)
+        Ok(())
     }
 
     /// Starts one task per issuer that keeps its keys fresh: JWKS URLs every `refresh` (after a failure, every
