@@ -418,7 +418,9 @@ impl StdoutAudit {
             chain,
             instance_json,
         });
+        // Out before the gateway takes its first request: an output that fails already fails the start line.
         shared.checkpoint(CheckpointKind::Start);
+        shared.write_out();
         let writer = shared.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -621,7 +623,7 @@ mod tests {
     #[test]
     fn a_failing_output_makes_the_sink_unhealthy_and_loses_no_line() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let budget = Arc::new(AtomicUsize::new(30)); // fails part-way through the first line
+        let budget = Arc::new(AtomicUsize::new(usize::MAX));
         let written = Arc::new(Mutex::new(Vec::new()));
         let sink = StdoutAudit::start_with(
             Box::new(Flaky {
@@ -632,11 +634,14 @@ mod tests {
         )
         .unwrap();
         assert!(sink.healthy());
+        let start = written.lock().unwrap().len();
+        assert!(start > 0, "the start checkpoint is out at once");
+        budget.store(30, Ordering::SeqCst); // fails part-way through the first request line
         sink.record(&AuditEvent::Request(line(1)));
         sink.record(&AuditEvent::Request(line(2)));
         sink.flush();
         assert!(!sink.healthy(), "a failed write is reported");
-        assert_eq!(written.lock().unwrap().len(), 30);
+        assert_eq!(written.lock().unwrap().len(), start + 30);
         sink.record(&AuditEvent::Request(line(3)));
         sink.flush();
         assert!(!sink.healthy());
