@@ -535,6 +535,8 @@ pub fn verify(files: &[PathBuf]) -> Result<Report, VerifyError> {
         finding: None,
     };
     let mut line = Vec::new();
+    // A container runtime line split in parts (`P`), joined until its last part (`F`).
+    let mut joined = Vec::new();
     'files: for (file, path) in files.iter().enumerate() {
         let read_error = |source| VerifyError::Read {
             path: path.clone(),
@@ -552,12 +554,62 @@ pub fn verify(files: &[PathBuf]) -> Result<Report, VerifyError> {
             if complete {
                 line.pop();
             }
-            if !checker.line(&line, complete, (file, number)) {
+            let at = (file, number);
+            let go_on = match cri(&line) {
+                Some(_) if !complete => checker.line(&line, false, at),
+                Some(cri) if cri.stream == b"stderr" => true,
+                Some(cri) => {
+                    joined.extend_from_slice(cri.content);
+                    if cri.last_part {
+                        let go_on = checker.line(&joined, true, at);
+                        joined.clear();
+                        go_on
+                    } else {
+                        true
+                    }
+                }
+                None => checker.line(&line, complete, at),
+            };
+            if !go_on {
                 break 'files;
             }
         }
     }
     Ok(checker.finish())
+}
+
+/// A line of a container runtime log (`<time> <stream> <P|F> <content>`, the files the kubelet keeps under
+/// `/var/log/pods`).
+struct CriLine<'a> {
+    stream: &'a [u8],
+    /// `F`: the content ends a line; `P`: a part of a long line, continued on the next.
+    last_part: bool,
+    content: &'a [u8],
+}
+
+/// Reads `line` as a container runtime log line; none for a line that is one (an audit line starts with `{`).
+fn cri(line: &[u8]) -> Option<CriLine<'_>> {
+    if line.first() == Some(&b'{') {
+        return None;
+    }
+    let mut parts = line.splitn(4, |b| *b == b' ');
+    let time = parts.next()?;
+    let stream = parts.next()?;
+    let tag = parts.next()?;
+    let content = parts.next().unwrap_or_default();
+    if !time.first().is_some_and(u8::is_ascii_digit) || !matches!(stream, b"stdout" | b"stderr") {
+        return None;
+    }
+    let last_part = match tag.split(|b| *b == b':').next() {
+        Some(b"F") => true,
+        Some(b"P") => false,
+        _ => return None,
+    };
+    Some(CriLine {
+        stream,
+        last_part,
+        content,
+    })
 }
 
 fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
@@ -934,6 +986,43 @@ mod tests {
         let open: Vec<_> = report.open().map(|c| c.instance.as_str()).collect();
         assert_eq!(open, vec!["gw-0.a"]);
         assert!(report.chains[1].closed);
+    }
+
+    #[test]
+    fn container_runtime_log_files_are_read_as_the_kubelet_keeps_them() {
+        let lines = chain("gw-0.a", 4);
+        let mut cri = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let time = format!("2026-12-02T04:11:5{i}.123456789Z");
+            cri.push(format!("{time} stderr F {{\"message\":\"a log line\"}}"));
+            if i == 2 {
+                // A long line in two parts.
+                let (head, tail) = line.split_at(50);
+                cri.push(format!("{time} stdout P {head}"));
+                cri.push(format!("{time} stdout F {tail}"));
+            } else {
+                cri.push(format!("{time} stdout F {line}"));
+            }
+        }
+        let (_dir, _paths, report) = check(&[&cri]);
+        assert_eq!(report.finding, None);
+        assert_eq!((report.chains.len(), report.chains[0].closed), (1, true));
+
+        // Seq 2 (split over file lines 6 and 7) edited: named by the line that ends it.
+        let edited: Vec<String> = cri
+            .iter()
+            .map(|l| l.replacen("\"status\":201", "\"status\":403", 1))
+            .collect();
+        let (_dir, paths, report) = check(&[&edited]);
+        assert_eq!(
+            report.finding,
+            Some(Finding::Altered {
+                instance: "gw-0.a".into(),
+                seq: 2,
+                at: at(&paths[0], 7),
+                next_at: at(&paths[0], 9),
+            })
+        );
     }
 
     #[test]
