@@ -281,7 +281,8 @@ impl Pending {
         self.buf.extend_from_slice(GENESIS.as_bytes());
         self.buf.extend_from_slice(b"\",\"instance\":");
         self.buf.extend_from_slice(instance_json);
-        let at = if write!(self.buf, ",\"seq\":{}", self.seq).is_ok() {
+        self.buf.extend_from_slice(b",\"seq\":");
+        let at = if serde_json::to_writer(&mut self.buf, &self.seq).is_ok() {
             self.buf.len()
         } else {
             usize::MAX
@@ -304,10 +305,10 @@ impl Pending {
 /// Fills in the `prev` of every line in `lines` (whole lines, each ending in a newline), chaining on from
 /// `last`.
 fn link(lines: &mut [u8], last: &mut Option<[u8; 32]>) {
-    for line in lines.split_mut(|b| *b == b'\n') {
-        if line.is_empty() {
-            continue;
-        }
+    let mut start = 0;
+    while let Some(length) = memchr::memchr(b'\n', &lines[start..]) {
+        let line = &mut lines[start..start + length];
+        start += length + 1;
         if let (Some(digest), Some(prev)) = (last.as_ref(), line.get_mut(PREV_AT..PREV_AT + 64)) {
             prev.copy_from_slice(&hex_digest(digest));
         }
