@@ -375,9 +375,12 @@ impl Shared {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
-        if pending.closed {
-            return;
+        if !pending.closed {
+            self.append_checkpoint(&mut pending, kind);
         }
+    }
+
+    fn append_checkpoint(&self, pending: &mut Pending, kind: CheckpointKind) {
         let line = CheckpointLine {
             event: "checkpoint",
             kind,
@@ -468,6 +471,12 @@ impl AuditSink for StdoutAudit {
         }
         if pending.append(&self.shared.instance_json, event) {
             pending.records += 1;
+            if pending.closed {
+                // A decision after the shutdown checkpoint (a connection that outlived the grace period): the
+                // chain ends with a shutdown checkpoint again, which counts it.
+                self.shared
+                    .append_checkpoint(&mut pending, CheckpointKind::Shutdown);
+            }
         }
         if pending.buf.len() >= WRITE_AT {
             self.shared.wake.notify_one();
@@ -740,6 +749,35 @@ mod tests {
         );
         assert_eq!(values[1]["status"], 200, "the event's own fields follow");
         assert_eq!(verify_text(&text).finding, None);
+    }
+
+    #[test]
+    fn a_decision_after_the_shutdown_checkpoint_is_closed_again() {
+        let out = Captured::default();
+        let sink = StdoutAudit::start_with(Box::new(out.clone()), chain("gw-0.y", 3600)).unwrap();
+        sink.close();
+        sink.record(&AuditEvent::Request(line(499)));
+        sink.flush();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!("{}/{}/{}", v["event"], v["kind"], v["records"])
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                r#""checkpoint"/"start"/0"#,
+                r#""checkpoint"/"shutdown"/0"#,
+                r#""request"/null/null"#,
+                r#""checkpoint"/"shutdown"/1"#
+            ]
+        );
+        let report = verify_text(&text);
+        assert_eq!(report.finding, None);
+        assert!(report.chains[0].closed);
     }
 
     #[test]

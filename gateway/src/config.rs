@@ -693,6 +693,30 @@ routes:
     }
 
     #[test]
+    fn the_audit_chain_is_named_and_timed_within_bounds() {
+        let s = settings(BASE).unwrap();
+        assert_eq!(
+            (s.file.audit.instance.as_str(), s.file.audit.checkpoint_seconds),
+            ("gateway", 60)
+        );
+        let s = settings(&format!(
+            "{BASE}audit: {{instance: bulkhead-gateway-7d9f-x2k4q, checkpoint_seconds: 5}}\n"
+        ))
+        .unwrap();
+        assert_eq!(s.file.audit.instance, "bulkhead-gateway-7d9f-x2k4q");
+        for (audit, field) in [
+            ("{instance: ''}", "audit.instance"),
+            ("{instance: 'a b'}", "audit.instance"),
+            ("{instance: \"a\\\"b\"}", "audit.instance"),
+            ("{checkpoint_seconds: 0}", "audit.checkpoint_seconds"),
+            ("{checkpoint_seconds: 3601}", "audit.checkpoint_seconds"),
+        ] {
+            let err = settings(&format!("{BASE}audit: {audit}\n")).unwrap_err();
+            assert!(err.starts_with(field), "{audit}: {err}");
+        }
+    }
+
+    #[test]
     fn a_path_org_claim_has_no_default_prefix() {
         let text = BASE.replace("    jwks_url", "    org_claim: tenant.org\n    jwks_url");
         let s = settings(&text).unwrap();
