@@ -175,8 +175,9 @@ fn verify(args: &VerifyArgs) -> ExitCode {
     }
     let _ = writeln!(
         out,
-        "{} chains, {} lines: intact{}",
+        "{} chain{}, {} lines: intact{}",
         report.chains.len(),
+        if report.chains.len() == 1 { "" } else { "s" },
         report.lines(),
         if open == 0 {
             String::new()

@@ -21,7 +21,7 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     let up = Upstream::start("A").await;
     let dir = tempfile::tempdir().unwrap();
     let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    let mut child = spawn_gateway(dir.path(), &rsa, &up);
+    let mut child = spawn_gateway(dir.path(), &rsa, &up, "gw-test");
     let addr = announced(&mut child);
     let mut stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -212,6 +212,83 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     assert_eq!(missing.status.code(), Some(2));
 }
 
+#[tokio::test]
+async fn two_replicas_in_one_log_verify_as_two_chains() {
+    let up = Upstream::start("A").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
+    let bearer = format!("Bearer {}", rsa.sign(&claims_a("org_a")));
+    let mut outputs = Vec::new();
+    let mut children = Vec::new();
+    for name in ["gw-0", "gw-1"] {
+        let mut child = spawn_gateway(dir.path(), &rsa, &up, name);
+        let addr = announced(&mut child);
+        let mut stdout = child.stdout.take().unwrap();
+        outputs.push(std::thread::spawn(move || {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text).unwrap();
+            text
+        }));
+        children.push((child, addr));
+    }
+    for i in 0..3 {
+        for (_, addr) in &children {
+            let get = request("GET", &format!("/r/{i}"), &[("Authorization", &bearer)], "");
+            assert_eq!(Answer::parse(&raw(*addr, get.as_bytes()).await).status, 200);
+        }
+    }
+    for (child, _) in &mut children {
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(child.wait().unwrap().success());
+    }
+    let texts: Vec<String> = outputs.into_iter().map(|t| t.join().unwrap()).collect();
+    // The pipeline's view: whole lines of both pods, interleaved.
+    let (a, b): (Vec<&str>, Vec<&str>) = (texts[0].lines().collect(), texts[1].lines().collect());
+    let mut mixed = Vec::new();
+    for i in 0..a.len().max(b.len()) {
+        mixed.extend(b.get(i));
+        mixed.extend(a.get(i));
+    }
+    let log = dir.path().join("both.log");
+    write_lines(&log, mixed.iter().copied());
+    let ok = verify(&[&log]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        out.contains("chain gw-1.") && out.contains("chain gw-0.") && out.contains("2 chains"),
+        "{out}"
+    );
+
+    // A line of gw-1's chain removed: the finding names that chain and line.
+    let gw1: Value = serde_json::from_str(b[2]).unwrap();
+    let victim = mixed.iter().position(|l| *l == b[2]).unwrap();
+    mixed.remove(victim);
+    let tampered = dir.path().join("tampered.log");
+    write_lines(&tampered, mixed.iter().copied());
+    let failed = verify(&[&tampered]);
+    assert_eq!(failed.status.code(), Some(1));
+    let message = String::from_utf8(failed.stderr).unwrap();
+    assert!(
+        message.contains(&format!(
+            "seq 2 of chain {} deleted",
+            gw1["instance"].as_str().unwrap()
+        )) && message.contains(&format!("{}:{}:", tampered.display(), victim + 2)),
+        "{message}"
+    );
+}
+
 fn verify(files: &[&Path]) -> std::process::Output {
     Command::new(BIN)
         .args(["audit", "verify"])
@@ -229,9 +306,9 @@ fn write_lines<'a>(path: &Path, lines: impl Iterator<Item = &'a str>) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Starts the binary routing org_a to `up`, with a 1 s checkpoint interval, the instance name `gw-test`, both
+/// Starts the binary routing org_a to `up`, with a 1 s checkpoint interval, the instance name `name`, both
 /// listeners on port 0, JSON logs on a piped stderr and audit lines on a piped stdout.
-fn spawn_gateway(dir: &Path, key: &TestKey, up: &Upstream) -> std::process::Child {
+fn spawn_gateway(dir: &Path, key: &TestKey, up: &Upstream, name: &str) -> std::process::Child {
     std::fs::write(
         dir.join("jwks.json"),
         json!({"keys": [key.jwk(true)]}).to_string(),
@@ -262,7 +339,7 @@ fn spawn_gateway(dir: &Path, key: &TestKey, up: &Upstream) -> std::process::Chil
             "--log-format",
             "json",
         ])
-        .env("BULKHEAD_GATEWAY_INSTANCE", "gw-test")
+        .env("BULKHEAD_GATEWAY_INSTANCE", name)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
