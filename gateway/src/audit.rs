@@ -24,10 +24,10 @@
 //!   and `interval_seconds`. A chain without its shutdown checkpoint was cut off, or its process is still
 //!   running or was killed; the last periodic checkpoint bounds what can have gone unnoticed.
 //!
-//! The request path keeps its cost: it writes `prev` as 64 zeros, the instance id (encoded once) and the
+//! The request path does no hashing: it writes `prev` as 64 zeros, the instance id (encoded once) and the
 //! sequence number in front of the event, serialized straight into the shared buffer as before. The writer
-//! thread fills each `prev` in, hashing every line once, just before the bytes go out; lines leave in
-//! buffer order, which is chain order.
+//! thread fills each `prev` in, hashing every line once (SHA-256, with the CPU's SHA extensions where
+//! present), just before the bytes go out; lines leave in buffer order, which is chain order.
 //!
 //! A hash chain without a key shows tampering by anyone who does not rewrite every later line as well; the
 //! protection comes from shipping the lines off the node as they are written (see the gateway README), so a
@@ -37,10 +37,10 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub mod verify;
-
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
+
+pub mod verify;
 
 /// Longest path written to an audit line.
 const MAX_PATH: usize = 1024;
