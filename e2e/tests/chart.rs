@@ -401,6 +401,15 @@ fn defaults_are_highly_available_and_restricted() {
             "/etc/bulkhead/gateway.yaml"
         ])
     );
+    // Every replica's audit chain is named after its pod.
+    let instance = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "BULKHEAD_GATEWAY_INSTANCE")
+        .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+        .map(|f| f.field_path.as_str());
+    assert_eq!(instance, Some("metadata.name"));
     let ports: BTreeMap<_, _> = container
         .ports
         .clone()
@@ -806,6 +815,7 @@ fn the_rendered_gateway_config_is_accepted_by_the_gateway() {
     assert_eq!(file.routes.source, RouteSource::Kubernetes);
     assert_eq!(file.routes.service_suffix, "svc");
     assert!(file.rate_limit.is_none() && settings.cors.is_none());
+    assert_eq!(file.audit.checkpoint_seconds, 60);
     assert!(matches!(&settings.issuer_keys[0].source, KeySource::JwksUrl(url)
         if url == "https://clerk.example.com/.well-known/jwks.json"));
 

@@ -1,15 +1,55 @@
 //! One JSON audit line per decision: who (subject, impersonator), which org/tenant/customer, what (method,
 //! path without the query), which gate decided and why, when, how long, and the SHA-256 of the token, never
 //! the token. The query string is left out because clients put tokens there.
+//!
+//! # The chain
+//!
+//! [`StdoutAudit`] chains its lines so that a removed, edited, reordered or cut-off line shows
+//! ([`verify`] checks a log; `bulkhead-gateway audit verify FILE...` runs it). Every line, whatever its
+//! `event`, starts with three fields:
+//!
+//! ```text
+//! {"prev":"<hex SHA-256 of the previous line>","instance":"<instance id>","seq":<n>,"event":...}
+//! ```
+//!
+//! - `instance` names one chain: the configured name (the pod name in the chart) and a nonce drawn at start
+//!   ([`ChainConfig::new`]), so every process, a restarted one too, writes a chain of its own. Several
+//!   replicas' lines may be interleaved in one log; each chain is checked on its own.
+//! - `seq` counts the chain's lines from 0, without gaps.
+//! - `prev` is the lowercase hex SHA-256 of the exact bytes of the chain's previous line, without its newline;
+//!   the first line's is [`GENESIS`] (64 zeros).
+//! - Line 0 is a `"event":"checkpoint"` line of `"kind":"start"`; one of `"kind":"periodic"` follows every
+//!   `audit.checkpoint_seconds`, and one of `"kind":"shutdown"` ends the chain once the gateway has decided
+//!   its last request. Each carries `time`, `records` (the chain's lines before it that are not checkpoints)
+//!   and `interval_seconds`. A chain without its shutdown checkpoint was cut off, or its process is still
+//!   running or was killed; the last periodic checkpoint bounds what can have gone unnoticed.
+//!
+//! The request path does no hashing: it writes `prev` as 64 zeros, the instance id (encoded once) and the
+//! sequence number in front of the event, serialized straight into the shared buffer as before. The writer
+//! thread fills each `prev` in, hashing every line once (SHA-256, with the CPU's SHA extensions where
+//! present), just before the bytes go out; lines leave in buffer order, which is chain order.
+//!
+//! A hash chain without a key shows tampering by anyone who does not rewrite every later line as well; the
+//! protection comes from shipping the lines off the node as they are written (see the gateway README), so a
+//! second copy exists that the writer of the first cannot reach.
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
+pub mod verify;
+
 /// Longest path written to an audit line.
 const MAX_PATH: usize = 1024;
+
+/// The `prev` of a chain's first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where `prev`'s 64 hex digits sit in every chained line: right after `{"prev":"`.
+const PREV_AT: usize = 9;
 
 /// One entry of the audit trail, told apart by its `event` field (`"event":"request"`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,17 +125,78 @@ fn display<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::
 }
 
 fn hex<S: serde::Serializer>(digest: &Option<[u8; 32]>, serializer: S) -> Result<S::Ok, S::Error> {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let Some(digest) = digest else {
         return serializer.serialize_none();
     };
+    let out = hex_digest(digest);
+    // Only ASCII digits were written.
+    serializer.serialize_str(std::str::from_utf8(&out).unwrap_or_default())
+}
+
+/// A SHA-256 digest as 64 lowercase hex digits.
+pub(crate) fn hex_digest(digest: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
     for (i, b) in digest.iter().enumerate() {
         out[2 * i] = DIGITS[usize::from(b >> 4)];
         out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
-    // Only ASCII digits were written.
-    serializer.serialize_str(std::str::from_utf8(&out).unwrap_or_default())
+    out
+}
+
+/// SHA-256 of one line's bytes (without its newline).
+pub(crate) fn line_digest(line: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(line).into()
+}
+
+/// Which checkpoint a `"event":"checkpoint"` line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointKind {
+    /// Line 0 of every chain.
+    Start,
+    /// Written every `audit.checkpoint_seconds`.
+    Periodic,
+    /// The chain's end: the gateway decided its last request.
+    Shutdown,
+}
+
+/// A checkpoint line's own fields (after `prev`, `instance` and `seq`).
+#[derive(Debug, Serialize)]
+struct CheckpointLine {
+    event: &'static str,
+    kind: CheckpointKind,
+    #[serde(serialize_with = "display")]
+    time: Timestamp,
+    /// The chain's lines before this one that are not checkpoints.
+    records: u64,
+    interval_seconds: u64,
+}
+
+/// How a [`StdoutAudit`] names its chain and how often it writes a periodic checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainConfig {
+    /// The chain's `instance`: unique to this process.
+    pub instance: String,
+    /// Time between two periodic checkpoints.
+    pub checkpoint_every: Duration,
+}
+
+impl ChainConfig {
+    /// A chain for the gateway named `name` (the pod name): the instance id is `name.` followed by 16 hex
+    /// digits, the start time in seconds and 32 random bits, so a restarted process starts a chain of its own.
+    pub fn new(name: &str, checkpoint_every: Duration) -> ChainConfig {
+        use aws_lc_rs::rand::SecureRandom as _;
+        let mut random = [0u8; 4];
+        // Without randomness the start time alone still tells restarts apart (they are seconds apart).
+        let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut random);
+        let seconds = Timestamp::now().as_second();
+        ChainConfig {
+            instance: format!("{name}.{:08x}{:08x}", seconds as u32, u32::from_be_bytes(random)),
+            checkpoint_every,
+        }
+    }
 }
 
 /// Caps a path for the audit line.
@@ -117,17 +218,21 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn healthy(&self) -> bool {
         true
     }
+
+    /// Ends the trail once the gateway has decided its last request: a chained sink writes its shutdown
+    /// checkpoint and writes out what it holds.
+    fn close(&self) {}
 }
 
 /// The writer audit lines go to.
 type Output = Box<dyn std::io::Write + Send>;
 
-/// Audit lines as JSON on standard output (logs go to standard error). The request path appends its line to a
-/// buffer; a writer thread of its own writes the buffer out every few milliseconds, or at once when it grows
-/// large. So a request costs no syscall and no thread switch for its audit line, and lines keep their order.
-/// When the buffer is at its limit (standard output stalled) the request path waits: no line is ever dropped.
-/// When a write fails, the bytes not written are kept and retried first, and the sink reports itself unhealthy
-/// until a write succeeds again.
+/// Chained audit lines as JSON on standard output (logs go to standard error). The request path appends its
+/// line to a buffer; a writer thread of its own links the lines (see [the chain](self#the-chain)) and writes
+/// the buffer out every few milliseconds, or at once when it grows large. So a request costs no syscall, no
+/// hash and no thread switch for its audit line, and lines keep their order. When the buffer is at its limit
+/// (standard output stalled) the request path waits: no line is ever dropped. When a write fails, the bytes
+/// not written are kept and retried first, and the sink reports itself unhealthy until a write succeeds again.
 pub struct StdoutAudit {
     shared: Arc<Shared>,
 }
@@ -135,23 +240,48 @@ pub struct StdoutAudit {
 impl std::fmt::Debug for StdoutAudit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StdoutAudit")
+            .field("instance", &self.shared.chain.instance)
             .field("healthy", &self.healthy())
             .finish_non_exhaustive()
     }
 }
 
 struct Shared {
-    pending: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
     /// Wakes the writer early when the buffer is large.
     wake: std::sync::Condvar,
     /// Wakes requests waiting for room.
     room: std::sync::Condvar,
-    /// Held while a chunk is taken and written, so chunks reach the output in the order they were taken: the
-    /// output, and the chunk being written (bytes a failed write left are written before anything newer; in
-    /// the steady state it is the spare buffer the pending one is swapped with, so neither is reallocated).
-    out: Mutex<(Output, Vec<u8>)>,
+    /// Held while a chunk is taken, linked and written, so chunks reach the output in the order they were
+    /// taken.
+    out: Mutex<Out>,
     /// Cleared when a write fails, set again when one succeeds.
     healthy: std::sync::atomic::AtomicBool,
+    chain: ChainConfig,
+    /// `instance` as a JSON string, encoded once.
+    instance_json: Box<[u8]>,
+}
+
+/// Lines not yet taken by the writer, and the chain's counters (assigned under the same lock as the bytes, so
+/// sequence numbers follow buffer order).
+struct Pending {
+    buf: Vec<u8>,
+    /// The next line's `seq`.
+    seq: u64,
+    /// Lines so far that are not checkpoints.
+    records: u64,
+    /// The shutdown checkpoint is written.
+    closed: bool,
+}
+
+/// The writer's side.
+struct Out {
+    output: Output,
+    /// The chunk being written: bytes a failed write left are written before anything newer; in the steady
+    /// state it is the spare buffer the pending one is swapped with, so neither is reallocated.
+    chunk: Vec<u8>,
+    /// SHA-256 of the last line linked (none before the first line: its `prev` stays [`GENESIS`]).
+    last: Option<[u8; 32]>,
 }
 
 /// Buffered bytes that make the writer go at once.
@@ -161,26 +291,73 @@ const LIMIT: usize = 16 * 1024 * 1024;
 /// The longest a line waits in the buffer.
 const INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
+impl Pending {
+    /// Appends one chained line: `{"prev":"<zeros>","instance":...,"seq":n` and then the event's own object
+    /// with its opening brace turned into a comma. Nothing is appended when the event does not serialize to
+    /// a non-empty object.
+    fn append(&mut self, instance_json: &[u8], event: &impl Serialize) -> bool {
+        let before = self.buf.len();
+        self.buf.extend_from_slice(b"{\"prev\":\"");
+        self.buf.extend_from_slice(GENESIS.as_bytes());
+        self.buf.extend_from_slice(b"\",\"instance\":");
+        self.buf.extend_from_slice(instance_json);
+        self.buf.extend_from_slice(b",\"seq\":");
+        let at = if serde_json::to_writer(&mut self.buf, &self.seq).is_ok() {
+            self.buf.len()
+        } else {
+            usize::MAX
+        };
+        // Serialized straight into the buffer; a failure (there is none for these types) leaves no partial line.
+        if serde_json::to_writer(&mut self.buf, event).is_ok()
+            && self.buf.get(at..at + 2) == Some(b"{\"".as_slice())
+        {
+            self.buf[at] = b',';
+            self.buf.push(b'\n');
+            self.seq += 1;
+            true
+        } else {
+            self.buf.truncate(before);
+            false
+        }
+    }
+}
+
+/// Fills in the `prev` of every line in `lines` (whole lines, each ending in a newline), chaining on from
+/// `last`.
+fn link(lines: &mut [u8], last: &mut Option<[u8; 32]>) {
+    let mut start = 0;
+    while let Some(length) = memchr::memchr(b'\n', &lines[start..]) {
+        let line = &mut lines[start..start + length];
+        start += length + 1;
+        if let (Some(digest), Some(prev)) = (last.as_ref(), line.get_mut(PREV_AT..PREV_AT + 64)) {
+            prev.copy_from_slice(&hex_digest(digest));
+        }
+        *last = Some(line_digest(line));
+    }
+}
+
 impl Shared {
-    /// Takes whatever is buffered and writes it out, after anything a failed write left.
+    /// Takes whatever is buffered, links it and writes it out, after anything a failed write left.
     fn write_out(&self) {
         use std::sync::atomic::Ordering;
         let Ok(mut out) = self.out.lock() else {
             return;
         };
-        let (output, chunk) = &mut *out;
+        let Out { output, chunk, last } = &mut *out;
+        let start = chunk.len();
         match self.pending.lock() {
             // A failing output holds at most LIMIT bytes here; beyond, new lines wait in `pending`, and at its
             // limit the request path waits too.
             Ok(_) if chunk.len() >= LIMIT => {}
-            Ok(mut pending) if chunk.is_empty() => std::mem::swap(&mut *pending, chunk),
+            Ok(mut pending) if chunk.is_empty() => std::mem::swap(&mut pending.buf, chunk),
             Ok(mut pending) => {
-                chunk.extend_from_slice(&pending);
-                pending.clear();
+                chunk.extend_from_slice(&pending.buf);
+                pending.buf.clear();
             }
             Err(_) => return,
         }
         self.room.notify_all();
+        link(&mut chunk[start..], last);
         if chunk.is_empty() {
             return;
         }
@@ -212,32 +389,76 @@ impl Shared {
             }
         }
     }
+
+    /// Appends a checkpoint line, unless the shutdown checkpoint is written already.
+    fn checkpoint(&self, kind: CheckpointKind) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if !pending.closed {
+            self.append_checkpoint(&mut pending, kind);
+        }
+    }
+
+    fn append_checkpoint(&self, pending: &mut Pending, kind: CheckpointKind) {
+        let line = CheckpointLine {
+            event: "checkpoint",
+            kind,
+            time: Timestamp::now(),
+            records: pending.records,
+            interval_seconds: self.chain.checkpoint_every.as_secs(),
+        };
+        if pending.append(&self.instance_json, &line) && kind == CheckpointKind::Shutdown {
+            pending.closed = true;
+        }
+    }
 }
 
 impl StdoutAudit {
     /// Starts the writer thread, writing to standard output.
-    pub fn start() -> std::io::Result<StdoutAudit> {
-        StdoutAudit::start_with(Box::new(std::io::stdout()))
+    pub fn start(chain: ChainConfig) -> std::io::Result<StdoutAudit> {
+        StdoutAudit::start_with(Box::new(std::io::stdout()), chain)
     }
 
-    /// Starts the writer thread, writing to `output`.
-    pub fn start_with(output: Output) -> std::io::Result<StdoutAudit> {
+    /// Starts the writer thread, writing to `output`; the chain's start checkpoint is its first line.
+    pub fn start_with(output: Output, chain: ChainConfig) -> std::io::Result<StdoutAudit> {
+        let instance_json = serde_json::to_vec(&chain.instance)?.into_boxed_slice();
+        let every = chain.checkpoint_every.max(Duration::from_secs(1));
         let shared = Arc::new(Shared {
-            pending: Mutex::default(),
+            pending: Mutex::new(Pending {
+                buf: Vec::new(),
+                seq: 0,
+                records: 0,
+                closed: false,
+            }),
             wake: std::sync::Condvar::new(),
             room: std::sync::Condvar::new(),
-            out: Mutex::new((output, Vec::new())),
+            out: Mutex::new(Out {
+                output,
+                chunk: Vec::new(),
+                last: None,
+            }),
             healthy: std::sync::atomic::AtomicBool::new(true),
+            chain,
+            instance_json,
         });
+        // Out before the gateway takes its first request: an output that fails already fails the start line.
+        shared.checkpoint(CheckpointKind::Start);
+        shared.write_out();
         let writer = shared.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
+                let mut next_checkpoint = Instant::now() + every;
                 loop {
                     if let Ok(pending) = writer.pending.lock() {
                         let _ = writer
                             .wake
-                            .wait_timeout_while(pending, INTERVAL, |p| p.len() < WRITE_AT);
+                            .wait_timeout_while(pending, INTERVAL, |p| p.buf.len() < WRITE_AT);
+                    }
+                    if Instant::now() >= next_checkpoint {
+                        writer.checkpoint(CheckpointKind::Periodic);
+                        next_checkpoint = Instant::now() + every;
                     }
                     writer.write_out();
                 }
@@ -249,6 +470,11 @@ impl StdoutAudit {
     pub fn flush(&self) {
         self.shared.write_out();
     }
+
+    /// This sink's chain.
+    pub fn chain(&self) -> &ChainConfig {
+        &self.shared.chain
+    }
 }
 
 impl AuditSink for StdoutAudit {
@@ -257,26 +483,33 @@ impl AuditSink for StdoutAudit {
             tracing::error!("the audit buffer is poisoned; an audit line was lost");
             return;
         };
-        while pending.len() >= LIMIT {
+        while pending.buf.len() >= LIMIT {
             pending = match self.shared.room.wait(pending) {
                 Ok(p) => p,
                 Err(_) => return,
             };
         }
-        // Serialized straight into the buffer; a failure (there is none for this type) leaves no partial line.
-        let before = pending.len();
-        if serde_json::to_writer(&mut *pending, event).is_ok() {
-            pending.push(b'\n');
-        } else {
-            pending.truncate(before);
+        if pending.append(&self.shared.instance_json, event) {
+            pending.records += 1;
+            if pending.closed {
+                // A decision after the shutdown checkpoint (a connection that outlived the grace period): the
+                // chain ends with a shutdown checkpoint again, which counts it.
+                self.shared
+                    .append_checkpoint(&mut pending, CheckpointKind::Shutdown);
+            }
         }
-        if pending.len() >= WRITE_AT {
+        if pending.buf.len() >= WRITE_AT {
             self.shared.wake.notify_one();
         }
     }
 
     fn healthy(&self) -> bool {
         self.shared.healthy.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.shared.checkpoint(CheckpointKind::Shutdown);
+        self.shared.write_out();
     }
 }
 
@@ -420,38 +653,188 @@ mod tests {
     #[test]
     fn a_failing_output_makes_the_sink_unhealthy_and_loses_no_line() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let budget = Arc::new(AtomicUsize::new(30)); // fails part-way through the first line
+        let budget = Arc::new(AtomicUsize::new(usize::MAX));
         let written = Arc::new(Mutex::new(Vec::new()));
-        let sink = StdoutAudit::start_with(Box::new(Flaky {
-            budget: budget.clone(),
-            written: written.clone(),
-        }))
+        let sink = StdoutAudit::start_with(
+            Box::new(Flaky {
+                budget: budget.clone(),
+                written: written.clone(),
+            }),
+            chain("gw-0.test", 3600),
+        )
         .unwrap();
         assert!(sink.healthy());
+        let start = written.lock().unwrap().len();
+        assert!(start > 0, "the start checkpoint is out at once");
+        budget.store(30, Ordering::SeqCst); // fails part-way through the first request line
         sink.record(&AuditEvent::Request(line(1)));
         sink.record(&AuditEvent::Request(line(2)));
         sink.flush();
         assert!(!sink.healthy(), "a failed write is reported");
-        assert_eq!(written.lock().unwrap().len(), 30);
+        assert_eq!(written.lock().unwrap().len(), start + 30);
         sink.record(&AuditEvent::Request(line(3)));
         sink.flush();
         assert!(!sink.healthy());
         budget.store(usize::MAX, Ordering::SeqCst);
         sink.flush();
         assert!(sink.healthy(), "recovers once a write succeeds");
+        sink.close();
         let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
         let statuses: Vec<u64> = text
             .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
-                    .as_u64()
-                    .unwrap()
-            })
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_u64())
             .collect();
         assert_eq!(
             statuses,
             vec![1, 2, 3],
             "every line once, whole, in order: {text}"
+        );
+        let report = verify_text(&text);
+        assert_eq!(report.finding, None, "{text}");
+        assert!(report.chains[0].closed, "the retried lines keep their chain");
+    }
+
+    fn chain(instance: &str, seconds: u64) -> ChainConfig {
+        ChainConfig {
+            instance: instance.into(),
+            checkpoint_every: Duration::from_secs(seconds),
+        }
+    }
+
+    /// Checks `text` as one log file.
+    fn verify_text(text: &str) -> verify::Report {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, text).unwrap();
+        verify::verify(&[path]).unwrap()
+    }
+
+    /// An output the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_line_is_chained_to_the_one_before() {
+        let out = Captured::default();
+        let sink = StdoutAudit::start_with(Box::new(out.clone()), chain("gw-0.x", 3600)).unwrap();
+        sink.record(&AuditEvent::Request(line(200)));
+        sink.flush(); // lines linked in two chunks chain on
+        sink.record(&AuditEvent::Request(line(201)));
+        sink.close();
+        sink.close(); // one shutdown checkpoint only
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let values: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(lines[0].starts_with(&format!(
+            "{{\"prev\":\"{GENESIS}\",\"instance\":\"gw-0.x\",\"seq\":0,\"event\":\"checkpoint\","
+        )));
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(
+                (v["instance"].as_str(), v["seq"].as_u64()),
+                (Some("gw-0.x"), Some(i as u64))
+            );
+            if i > 0 {
+                let digest = hex_digest(&line_digest(lines[i - 1].as_bytes()));
+                assert_eq!(v["prev"].as_str().unwrap().as_bytes(), digest.as_slice());
+            }
+        }
+        let kinds: Vec<_> = values
+            .iter()
+            .map(|v| (v["event"].as_str().unwrap(), v["kind"].as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("checkpoint", Some("start")),
+                ("request", None),
+                ("request", None),
+                ("checkpoint", Some("shutdown"))
+            ]
+        );
+        assert_eq!(
+            (values[0]["records"].as_u64(), values[3]["records"].as_u64()),
+            (Some(0), Some(2))
+        );
+        assert_eq!(values[1]["status"], 200, "the event's own fields follow");
+        assert_eq!(verify_text(&text).finding, None);
+    }
+
+    #[test]
+    fn a_decision_after_the_shutdown_checkpoint_is_closed_again() {
+        let out = Captured::default();
+        let sink = StdoutAudit::start_with(Box::new(out.clone()), chain("gw-0.y", 3600)).unwrap();
+        sink.close();
+        sink.record(&AuditEvent::Request(line(499)));
+        sink.flush();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!("{}/{}/{}", v["event"], v["kind"], v["records"])
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                r#""checkpoint"/"start"/0"#,
+                r#""checkpoint"/"shutdown"/0"#,
+                r#""request"/null/null"#,
+                r#""checkpoint"/"shutdown"/1"#
+            ]
+        );
+        let report = verify_text(&text);
+        assert_eq!(report.finding, None);
+        assert!(report.chains[0].closed);
+    }
+
+    #[test]
+    fn a_periodic_checkpoint_is_written_while_idle() {
+        let out = Captured::default();
+        let sink = StdoutAudit::start_with(Box::new(out.clone()), chain("gw-0.p", 1)).unwrap();
+        sink.record(&AuditEvent::Request(line(200)));
+        std::thread::sleep(Duration::from_millis(1300));
+        sink.close();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let periodic: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["kind"] == "periodic")
+            .collect();
+        assert_eq!(periodic.len(), 1, "{text}");
+        assert_eq!(
+            (
+                periodic[0]["records"].as_u64(),
+                periodic[0]["interval_seconds"].as_u64()
+            ),
+            (Some(1), Some(1))
+        );
+        let report = verify_text(&text);
+        assert_eq!(report.finding, None);
+        assert_eq!(report.chains[0].records, 1);
+    }
+
+    #[test]
+    fn instance_ids_differ_between_starts() {
+        let a = ChainConfig::new("gw-0", Duration::from_secs(60));
+        let b = ChainConfig::new("gw-0", Duration::from_secs(60));
+        assert_ne!(a.instance, b.instance);
+        assert!(
+            a.instance.starts_with("gw-0.") && a.instance.len() == "gw-0.".len() + 16,
+            "{}",
+            a.instance
         );
     }
 }

@@ -54,6 +54,29 @@ pub struct FileConfig {
     /// Optional CORS policy for browser clients (see [`crate::cors`]).
     #[serde(default)]
     pub cors: Option<CorsFile>,
+    /// The audit trail's chain (see [`crate::audit`]).
+    #[serde(default)]
+    pub audit: AuditFile,
+}
+
+/// The audit trail's chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditFile {
+    /// This gateway's name in its chain's `instance` (the pod name; a nonce drawn at start is appended):
+    /// letters, digits, `.`, `_`, `-`, at most 253.
+    pub instance: String,
+    /// Seconds between two periodic checkpoints (1 to 3600).
+    pub checkpoint_seconds: u64,
+}
+
+impl Default for AuditFile {
+    fn default() -> Self {
+        AuditFile {
+            instance: "gateway".into(),
+            checkpoint_seconds: 60,
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -528,6 +551,21 @@ impl Settings {
         if file.routes.source == RouteSource::File && file.routes.file.is_none() {
             return Err(invalid("routes.file", "required with source: file"));
         }
+        let name = &file.audit.instance;
+        if name.is_empty()
+            || name.len() > 253
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(invalid(
+                "audit.instance",
+                "1 to 253 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        if !(1..=3600).contains(&file.audit.checkpoint_seconds) {
+            return Err(invalid("audit.checkpoint_seconds", "must be 1 to 3600"));
+        }
         if let Some(rl) = file.rate_limit
             && (!(rl.per_second > 0.0 && rl.per_second.is_finite()) || rl.burst == 0)
         {
@@ -669,6 +707,30 @@ routes:
         assert_eq!(s.file.cache.max_entries, defaults.file.cache.max_entries);
         assert_eq!(s.file.tokens.max_bytes, defaults.file.tokens.max_bytes);
         assert_eq!(s.typ, defaults.typ);
+    }
+
+    #[test]
+    fn the_audit_chain_is_named_and_timed_within_bounds() {
+        let s = settings(BASE).unwrap();
+        assert_eq!(
+            (s.file.audit.instance.as_str(), s.file.audit.checkpoint_seconds),
+            ("gateway", 60)
+        );
+        let s = settings(&format!(
+            "{BASE}audit: {{instance: bulkhead-gateway-7d9f-x2k4q, checkpoint_seconds: 5}}\n"
+        ))
+        .unwrap();
+        assert_eq!(s.file.audit.instance, "bulkhead-gateway-7d9f-x2k4q");
+        for (audit, field) in [
+            ("{instance: ''}", "audit.instance"),
+            ("{instance: 'a b'}", "audit.instance"),
+            ("{instance: \"a\\\"b\"}", "audit.instance"),
+            ("{checkpoint_seconds: 0}", "audit.checkpoint_seconds"),
+            ("{checkpoint_seconds: 3601}", "audit.checkpoint_seconds"),
+        ] {
+            let err = settings(&format!("{BASE}audit: {audit}\n")).unwrap_err();
+            assert!(err.starts_with(field), "{audit}: {err}");
+        }
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! `bulkhead-gateway`: run the gateway, or mint a test token.
+//! `bulkhead-gateway`: run the gateway, mint a test token, or verify an audit log's chains.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing::info;
 
-use bulkhead_gateway::audit::StdoutAudit;
+use bulkhead_gateway::audit::verify as audit_verify;
+use bulkhead_gateway::audit::{ChainConfig, StdoutAudit};
 use bulkhead_gateway::config::{FileConfig, RouteSource, Settings};
 use bulkhead_gateway::gates::alg::parse_name;
 use bulkhead_gateway::mint::{self, Mint, OrgPlacement};
@@ -33,6 +35,28 @@ enum Command {
     Run(RunArgs),
     /// Mint a token from a local private key (demos and tests only).
     Token(TokenArgs),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the chains of an audit log, or of a rotated set given oldest first. Exit status: 0 every chain
+    /// intact and ended by its shutdown checkpoint; 1 a line deleted, altered, reordered, duplicated or cut
+    /// off (the first one is named); 2 usage or read error; 3 intact, but a chain ends without its shutdown
+    /// checkpoint (truncated, or its gateway is still running or was killed).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The log files, oldest first (`-` for standard input).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// A chain without its shutdown checkpoint is a warning, not exit status 3 (a log of running gateways).
+    #[arg(long)]
+    allow_open: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +76,9 @@ struct RunArgs {
     /// Log filter in RUST_LOG syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
     log: String,
+    /// This gateway's name in its audit chain's instance id (overrides `audit.instance`; the pod name).
+    #[arg(long, env = "BULKHEAD_GATEWAY_INSTANCE")]
+    instance: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,7 +148,47 @@ fn main() -> ExitCode {
             let (format, filter) = (args.log_format, args.log.clone());
             bulkhead_process::serve("bulkhead-gateway", format, &filter, run(args))
         }
+        Command::Audit(AuditCommand::Verify(args)) => verify(&args),
     }
+}
+
+/// `audit verify`: the chains on standard output, the finding or open chains on standard error.
+fn verify(args: &VerifyArgs) -> ExitCode {
+    let report = match audit_verify::verify(&args.files) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("bulkhead-gateway audit verify: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(finding) = &report.finding {
+        eprintln!("bulkhead-gateway audit verify: FAILED: {finding}");
+        return ExitCode::FAILURE;
+    }
+    let mut out = std::io::stdout().lock();
+    for chain in report.chains.iter().filter(|c| c.closed) {
+        let _ = writeln!(out, "{chain}");
+    }
+    let open = report.open().count();
+    for chain in report.open() {
+        eprintln!("bulkhead-gateway audit verify: {chain}");
+    }
+    let _ = writeln!(
+        out,
+        "{} chain{}, {} lines: intact{}",
+        report.chains.len(),
+        if report.chains.len() == 1 { "" } else { "s" },
+        report.lines(),
+        if open == 0 {
+            String::new()
+        } else {
+            format!("; {open} without a shutdown checkpoint")
+        }
+    );
+    if open > 0 && !args.allow_open {
+        return ExitCode::from(3);
+    }
+    ExitCode::SUCCESS
 }
 
 fn token(args: &TokenArgs) -> Result<Vec<String>, String> {
@@ -199,6 +266,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
     if let Some(admin) = args.admin {
         file.admin = admin;
     }
+    if let Some(instance) = args.instance {
+        file.audit.instance = instance;
+    }
     let settings = Settings::from_file(file).map_err(|e| e.to_string())?;
     bulkhead_gateway::install_crypto_provider();
     let kube = if settings.file.routes.source == RouteSource::Kubernetes {
@@ -209,7 +279,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     // Installed before the gateway announces it is listening, so an early stop request is honoured.
     let stop = bulkhead_process::shutdown::signal();
-    let audit = Arc::new(StdoutAudit::start().map_err(|e| format!("starting the audit writer: {e}"))?);
+    let chain = ChainConfig::new(
+        &settings.file.audit.instance,
+        Duration::from_secs(settings.file.audit.checkpoint_seconds),
+    );
+    let audit = Arc::new(StdoutAudit::start(chain).map_err(|e| format!("starting the audit writer: {e}"))?);
+    info!(instance = %audit.chain().instance, "audit chain started");
     let running = server::start(
         settings,
         StartOptions {

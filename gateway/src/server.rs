@@ -94,7 +94,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (within the grace period), stops background tasks.
+    /// Stops accepting, lets in-flight requests finish (within the grace period), stops background tasks and
+    /// closes the audit trail (its shutdown checkpoint).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
@@ -102,6 +103,7 @@ impl Running {
         for task in self.background {
             task.abort();
         }
+        self.proxy.audit.close();
     }
 }
 

@@ -113,6 +113,7 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
     let lines: Vec<Value> = BufReader::new(child.stdout.take().unwrap())
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .filter(|l: &Value| l["event"] == "request")
         .collect();
     assert_eq!(lines.len(), 1, "one audit line per decision on stdout: {lines:?}");
     assert_eq!(

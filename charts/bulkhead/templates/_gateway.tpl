@@ -70,6 +70,7 @@ The gateway's configuration file (gateway/src/config.rs), from gateway.*.
     "pool_idle_seconds" (int64 $g.proxy.poolIdleSeconds)
     "shutdown_grace_seconds" (int64 $g.proxy.shutdownGraceSeconds)
     "max_in_flight" (int64 $g.proxy.maxInFlight))
+  "audit" (dict "checkpoint_seconds" (int64 $g.audit.checkpointSeconds))
 -}}
 {{- if $g.rateLimit.enabled -}}
 {{- $_ := set $config "rate_limit" (dict "per_second" (float64 $g.rateLimit.perSecond) "burst" (int64 $g.rateLimit.burst)) -}}
