@@ -17,6 +17,10 @@ const MAX_PATH: usize = 1024;
 pub enum AuditEvent<'a> {
     /// One request's decision.
     Request(AuditRecord<'a>),
+    /// A WebSocket tunnel opened (after its request's 101).
+    TunnelOpen(crate::tunnel::TunnelRecord<'a>),
+    /// A WebSocket tunnel closed: bytes each way, duration, reason.
+    TunnelClose(crate::tunnel::TunnelRecord<'a>),
 }
 
 /// One decision. Borrows everything, so recording a line copies nothing but the serialized bytes.

@@ -34,6 +34,16 @@ struct IssuerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     result: &'static str,
 }
@@ -52,6 +62,9 @@ pub struct Metrics {
     keys: Family<IssuerLabels, Gauge>,
     routes: Gauge,
     cache: Family<CacheLabels, Counter>,
+    tunnels: Gauge,
+    tunnels_closed: Family<ReasonLabels, Counter>,
+    tunnel_bytes: Family<DirectionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +85,20 @@ impl Metrics {
         let keys = Family::<IssuerLabels, Gauge>::default();
         let routes = Gauge::default();
         let cache = Family::<CacheLabels, Counter>::default();
+        let tunnels = Gauge::default();
+        let tunnels_closed = Family::<ReasonLabels, Counter>::default();
+        let tunnel_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register("tunnels", "WebSocket tunnels open now", tunnels.clone());
+        registry.register(
+            "tunnels_closed",
+            "WebSocket tunnels closed, by reason",
+            tunnels_closed.clone(),
+        );
+        registry.register(
+            "tunnel_bytes",
+            "Bytes copied through closed WebSocket tunnels, by direction (client_to_stack, stack_to_client)",
+            tunnel_bytes.clone(),
+        );
         registry.register(
             "decisions",
             "Requests decided, by decision (allow/deny), gate and reason",
@@ -102,7 +129,30 @@ impl Metrics {
             keys,
             routes,
             cache,
+            tunnels,
+            tunnels_closed,
+            tunnel_bytes,
         }
+    }
+
+    /// Sets the number of open tunnels.
+    pub fn tunnels_open(&self, count: usize) {
+        self.tunnels.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one closed tunnel and its bytes each way.
+    pub fn tunnel_closed(&self, reason: &'static str, client_to_stack: u64, stack_to_client: u64) {
+        self.tunnels_closed.get_or_create(&ReasonLabels { reason }).inc();
+        self.tunnel_bytes
+            .get_or_create(&DirectionLabels {
+                direction: "client_to_stack",
+            })
+            .inc_by(client_to_stack);
+        self.tunnel_bytes
+            .get_or_create(&DirectionLabels {
+                direction: "stack_to_client",
+            })
+            .inc_by(stack_to_client);
     }
 
     /// Counts one decision and its latency.

@@ -90,11 +90,15 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (within the grace period), stops background tasks.
+    /// Stops accepting, closes every WebSocket tunnel (reason `shutdown`), lets in-flight requests finish
+    /// (within the grace period), waits for the tunnels' close lines, stops background tasks.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.proxy.tunnels.close_all();
         let _ = self.server.await;
         let _ = self.admin.await;
+        // A tunnel's close line is written as soon as its copy loop sees the signal; bounded all the same.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.proxy.tunnels.drained()).await;
         for task in self.background {
             task.abort();
         }
@@ -286,7 +290,11 @@ async fn serve<F, Fut, E>(
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req, peer).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                // Upgrades are served (WebSocket tunnels); the upgraded connection leaves `graceful`, so tunnels
+                // are closed by their own signal at shutdown.
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 let on_error = on_error.clone();
                 tokio::spawn(async move {

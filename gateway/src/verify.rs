@@ -212,6 +212,11 @@ impl Verifier {
         }
     }
 
+    /// The clock skew tolerated on `exp`, in seconds (a tunnel closes at `exp` plus this).
+    pub fn leeway(&self) -> i64 {
+        self.time.leeway
+    }
+
     /// The key store.
     pub fn keys(&self) -> &Arc<KeyStore> {
         &self.keys

@@ -1,0 +1,526 @@
+//! WebSocket tunnels: an HTTP/1.1 `Upgrade: websocket` request that passed every gate is forwarded to the
+//! route's own stack; once the stack answers 101 the gateway copies bytes both ways, counting them, without
+//! reading the WebSocket frames.
+//!
+//! A tunnel is closed when the token it was opened with expires (`exp` plus the configured leeway), after
+//! `proxy.max_tunnel_seconds`, or when the gateway shuts down, whichever comes first; either side closing ends
+//! it too. An org holds at most `proxy.max_tunnels_per_org` tunnels at once; its count is held by a
+//! [`TunnelPermit`] that every close path drops. Each tunnel writes a `tunnel_open` audit line when the 101 is
+//! sent and a `tunnel_close` line when it ends, with the bytes each way, the duration and one of the fixed
+//! reasons of [`CloseReason`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::audit::{AuditEvent, AuditSink};
+use crate::denial::{Gate, GateError};
+use crate::metrics::Metrics;
+
+/// The protocol every tunnel carries today.
+pub const WEBSOCKET: &str = "websocket";
+
+/// Time the other direction gets to finish once one side has closed (a WebSocket closing handshake is one
+/// frame each way, then the server closes first).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Bytes read from one side before they are written to the other.
+const BUFFER: usize = 16 * 1024;
+
+/// Why a tunnel was refused before the stack saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelError {
+    /// The org already holds its maximum of open tunnels.
+    #[error("tunnel limit")]
+    Limit,
+    /// The gateway is shutting down and opens no more tunnels.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl GateError for TunnelError {
+    const GATE: Gate = Gate::RateLimit;
+
+    fn reason(&self) -> &'static str {
+        match self {
+            TunnelError::Limit => "org_tunnel_limit",
+            TunnelError::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            TunnelError::Limit => StatusCode::TOO_MANY_REQUESTS,
+            TunnelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Why a tunnel ended: the `reason` of its `tunnel_close` line and the label of its metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The client closed its side first.
+    ClientClosed,
+    /// The stack closed its side first.
+    StackClosed,
+    /// The token's `exp` plus the leeway passed.
+    TokenExpired,
+    /// `proxy.max_tunnel_seconds` passed.
+    MaxDuration,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// A read or write failed, or an upgrade did not complete.
+    Error,
+}
+
+impl CloseReason {
+    /// The fixed reason string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::StackClosed => "stack_closed",
+            CloseReason::TokenExpired => "token_expired",
+            CloseReason::MaxDuration => "max_duration",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Error => "error",
+        }
+    }
+}
+
+/// One `tunnel_open` or `tunnel_close` audit line. The close fields are absent from the open line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TunnelRecord<'a> {
+    /// When the line was written (RFC 3339).
+    #[serde(serialize_with = "display")]
+    pub time: Timestamp,
+    /// The request id of the upgrade request (its own `request` line carries the same id).
+    pub request_id: &'a str,
+    /// The org id (verified).
+    pub org: &'a str,
+    /// The routed Tenant.
+    pub tenant: &'a str,
+    /// The routed Customer.
+    pub customer: Option<&'a str>,
+    /// `sub` (verified).
+    pub subject: Option<&'a str>,
+    /// `act.sub` (verified).
+    pub impersonator: Option<&'a str>,
+    /// The request path, without the query.
+    pub path: &'a str,
+    /// `websocket`.
+    pub protocol: &'static str,
+    /// When the tunnel will be closed at the latest (the earlier of token expiry plus leeway and the maximum
+    /// duration), RFC 3339.
+    #[serde(serialize_with = "display")]
+    pub closes_at: Timestamp,
+    /// What the close line adds.
+    #[serde(flatten)]
+    pub closed: Option<Closed>,
+}
+
+/// The close line's own fields.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Closed {
+    /// Why the tunnel ended.
+    pub reason: &'static str,
+    /// Bytes copied from the client to the stack.
+    pub bytes_client_to_stack: u64,
+    /// Bytes copied from the stack to the client.
+    pub bytes_stack_to_client: u64,
+    /// Milliseconds from the 101 to the close.
+    pub duration_ms: f64,
+}
+
+fn display<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// What a tunnel's audit lines say about it, owned by the tunnel's task.
+#[derive(Debug, Clone)]
+pub struct TunnelMeta {
+    /// The request id.
+    pub request_id: String,
+    /// The org id.
+    pub org: String,
+    /// The Tenant.
+    pub tenant: String,
+    /// The Customer.
+    pub customer: Option<String>,
+    /// `sub`.
+    pub subject: Option<String>,
+    /// `act.sub`.
+    pub impersonator: Option<String>,
+    /// The path (already capped for the audit line).
+    pub path: String,
+}
+
+impl TunnelMeta {
+    fn record(&self, closes_at: Timestamp, closed: Option<Closed>) -> TunnelRecord<'_> {
+        TunnelRecord {
+            time: Timestamp::now(),
+            request_id: &self.request_id,
+            org: &self.org,
+            tenant: &self.tenant,
+            customer: self.customer.as_deref(),
+            subject: self.subject.as_deref(),
+            impersonator: self.impersonator.as_deref(),
+            path: &self.path,
+            protocol: WEBSOCKET,
+            closes_at,
+            closed,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    per_org: HashMap<String, usize>,
+}
+
+/// The open tunnels: the per-org limit, the shutdown signal every tunnel watches, and the count the gateway
+/// waits on at shutdown until every close line is written.
+#[derive(Debug)]
+pub struct Tunnels {
+    max_per_org: usize,
+    max_duration: Duration,
+    counts: Mutex<Counts>,
+    live: watch::Sender<usize>,
+    shutdown: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+/// One org's hold on a tunnel slot; released when dropped, on every path.
+#[derive(Debug)]
+pub struct TunnelPermit {
+    tunnels: Arc<Tunnels>,
+    org: String,
+}
+
+impl Drop for TunnelPermit {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.tunnels.counts.lock()
+            && let Some(n) = counts.per_org.get_mut(&self.org)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.per_org.remove(&self.org);
+            }
+        }
+        self.tunnels.live.send_modify(|n| *n = n.saturating_sub(1));
+        self.tunnels.metrics.tunnels_open(*self.tunnels.live.borrow());
+    }
+}
+
+impl Tunnels {
+    /// At most `max_per_org` tunnels per org, none longer than `max_duration`.
+    pub fn new(max_per_org: usize, max_duration: Duration, metrics: Arc<Metrics>) -> Tunnels {
+        Tunnels {
+            max_per_org,
+            max_duration,
+            counts: Mutex::default(),
+            live: watch::Sender::new(0),
+            shutdown: watch::Sender::new(false),
+            metrics,
+        }
+    }
+
+    /// Takes one of `org`'s tunnel slots, or refuses when it holds them all (or the gateway is stopping).
+    pub fn acquire(self: &Arc<Self>, org: &str) -> Result<TunnelPermit, TunnelError> {
+        if *self.shutdown.borrow() {
+            return Err(TunnelError::ShuttingDown);
+        }
+        let mut counts = self.counts.lock().map_err(|_| TunnelError::Limit)?;
+        let n = counts.per_org.entry(org.to_owned()).or_default();
+        if *n >= self.max_per_org {
+            if *n == 0 {
+                counts.per_org.remove(org);
+            }
+            return Err(TunnelError::Limit);
+        }
+        *n += 1;
+        drop(counts);
+        self.live.send_modify(|n| *n += 1);
+        self.metrics.tunnels_open(*self.live.borrow());
+        Ok(TunnelPermit {
+            tunnels: self.clone(),
+            org: org.to_owned(),
+        })
+    }
+
+    /// Tunnels open now.
+    pub fn open(&self) -> usize {
+        *self.live.borrow()
+    }
+
+    /// Tunnels `org` holds now.
+    pub fn open_for(&self, org: &str) -> usize {
+        self.counts
+            .lock()
+            .map(|c| c.per_org.get(org).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Closes every tunnel (reason `shutdown`) and refuses new ones.
+    pub fn close_all(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until every tunnel has closed and written its close line.
+    pub async fn drained(&self) {
+        let mut live = self.live.subscribe();
+        let _ = live.wait_for(|n| *n == 0).await;
+    }
+
+    /// When a tunnel opened now with a token expiring at `exp` (seconds since the epoch) plus `leeway`
+    /// must close, and the reason it then closes with.
+    pub fn deadline(&self, exp: i64, leeway: i64) -> (Instant, SystemTime, CloseReason) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let expiry = UNIX_EPOCH + Duration::from_secs(u64::try_from(exp.saturating_add(leeway)).unwrap_or(0));
+        let until_expiry = expiry.duration_since(wall).unwrap_or(Duration::ZERO);
+        if until_expiry <= self.max_duration {
+            (now + until_expiry, expiry, CloseReason::TokenExpired)
+        } else {
+            (
+                now + self.max_duration,
+                wall + self.max_duration,
+                CloseReason::MaxDuration,
+            )
+        }
+    }
+}
+
+/// One accepted upgrade, from the 101 until its close line.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// What its audit lines say.
+    pub meta: TunnelMeta,
+    /// The org's slot.
+    pub permit: TunnelPermit,
+    /// When it must close at the latest.
+    pub deadline: Instant,
+    /// The same, on the wall clock (for the audit lines).
+    pub closes_at: SystemTime,
+    /// Why it closes at the deadline.
+    pub deadline_reason: CloseReason,
+}
+
+impl Tunnel {
+    /// Writes the open line. Call once the 101 is decided; [`Tunnel::run`] writes the close line.
+    pub fn opened(&self, audit: &dyn AuditSink) {
+        audit.record(&AuditEvent::TunnelOpen(self.meta.record(self.closes_at(), None)));
+    }
+
+    fn closes_at(&self) -> Timestamp {
+        Timestamp::try_from(self.closes_at).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// Waits for both upgrades, copies bytes until a side closes, the deadline or shutdown, and writes the
+    /// close line. The permit is released when this returns (or if the task is dropped).
+    pub async fn run<C, S, CE, SE>(
+        self,
+        client: impl Future<Output = Result<C, CE>>,
+        stack: impl Future<Output = Result<S, SE>>,
+        audit: Arc<dyn AuditSink>,
+    ) where
+        C: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let started = Instant::now();
+        let mut shutdown = self.permit.tunnels.shutdown.subscribe();
+        let (deadline, deadline_reason) = (self.deadline, self.deadline_reason);
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => CloseReason::Shutdown,
+                () = tokio::time::sleep_until(deadline) => deadline_reason,
+            }
+        };
+        tokio::pin!(stop);
+        let upgraded = tokio::select! {
+            reason = &mut stop => Err(reason),
+            sides = async { tokio::join!(client, stack) } => match sides {
+                (Ok(c), Ok(s)) => Ok((c, s)),
+                _ => Err(CloseReason::Error),
+            },
+        };
+        let (reason, up, down) = match upgraded {
+            Err(reason) => (reason, 0, 0),
+            Ok((client, stack)) => relay(client, stack, stop).await,
+        };
+        let metrics = &self.permit.tunnels.metrics;
+        metrics.tunnel_closed(reason.as_str(), up, down);
+        let closed = Closed {
+            reason: reason.as_str(),
+            bytes_client_to_stack: up,
+            bytes_stack_to_client: down,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        audit.record(&AuditEvent::TunnelClose(
+            self.meta.record(self.closes_at(), Some(closed)),
+        ));
+        drop(self.permit);
+    }
+}
+
+/// Copies `from` into `to` until `from` ends, then ends `to`; counts the bytes written.
+async fn pump<R, W>(from: &mut R, to: &mut W, count: &mut u64) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+        *count += n as u64;
+    }
+}
+
+/// Copies both ways until one side closes (the other then gets [`LINGER`] to finish), a copy fails, or `stop`
+/// says why to close. Returns the reason and the bytes client → stack and stack → client.
+async fn relay<C, S>(
+    client: C,
+    stack: S,
+    stop: std::pin::Pin<&mut impl Future<Output = CloseReason>>,
+) -> (CloseReason, u64, u64)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut stop = stop;
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut stack_read, mut stack_write) = tokio::io::split(stack);
+    let (mut up, mut down) = (0u64, 0u64);
+    let reason = {
+        let to_stack = pump(&mut client_read, &mut stack_write, &mut up);
+        let to_client = pump(&mut stack_read, &mut client_write, &mut down);
+        tokio::pin!(to_stack, to_client);
+        let (first, rest) = tokio::select! {
+            reason = &mut stop => (reason, None),
+            done = &mut to_stack => match done {
+                Ok(()) => (CloseReason::ClientClosed, Some(false)),
+                Err(_) => (CloseReason::Error, None),
+            },
+            done = &mut to_client => match done {
+                Ok(()) => (CloseReason::StackClosed, Some(true)),
+                Err(_) => (CloseReason::Error, None),
+            },
+        };
+        // One side closed cleanly: the other direction may still carry the closing handshake's answer.
+        match rest {
+            Some(to_stack_left) => {
+                let linger = tokio::time::sleep(LINGER);
+                tokio::pin!(linger);
+                tokio::select! {
+                    reason = &mut stop => reason,
+                    () = &mut linger => first,
+                    _ = &mut to_stack, if to_stack_left => first,
+                    _ = &mut to_client, if !to_stack_left => first,
+                }
+            }
+            None => first,
+        }
+    };
+    (reason, up, down)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_org_limit_is_released_by_every_dropped_permit() {
+        let tunnels = Arc::new(Tunnels::new(2, Duration::from_secs(60), Arc::new(Metrics::new())));
+        let a1 = tunnels.acquire("org_a").unwrap();
+        let a2 = tunnels.acquire("org_a").unwrap();
+        assert_eq!(tunnels.acquire("org_a").unwrap_err(), TunnelError::Limit);
+        let b = tunnels.acquire("org_b").unwrap();
+        assert_eq!(tunnels.open(), 3);
+        drop(a1);
+        let a3 = tunnels.acquire("org_a").unwrap();
+        drop((a2, a3, b));
+        assert_eq!(tunnels.open(), 0);
+        assert_eq!(tunnels.open_for("org_a"), 0);
+        tunnels.close_all();
+        assert_eq!(tunnels.acquire("org_b").unwrap_err(), TunnelError::ShuttingDown);
+    }
+
+    #[test]
+    fn the_deadline_is_the_earlier_of_expiry_plus_leeway_and_the_maximum() {
+        let tunnels = Tunnels::new(1, Duration::from_secs(60), Arc::new(Metrics::new()));
+        let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+        let (_, _, reason) = tunnels.deadline(now + 10, 5);
+        assert_eq!(reason, CloseReason::TokenExpired);
+        let (_, _, reason) = tunnels.deadline(now + 600, 5);
+        assert_eq!(reason, CloseReason::MaxDuration);
+        let (at, _, reason) = tunnels.deadline(now - 100, 5);
+        assert_eq!(reason, CloseReason::TokenExpired);
+        assert!(at <= Instant::now(), "an already expired token closes at once");
+    }
+
+    #[test]
+    fn close_lines_carry_the_close_fields_and_open_lines_do_not() {
+        let meta = TunnelMeta {
+            request_id: "r1".into(),
+            org: "org_a".into(),
+            tenant: "acme".into(),
+            customer: None,
+            subject: Some("user_1".into()),
+            impersonator: None,
+            path: "/ws".into(),
+        };
+        let at = Timestamp::UNIX_EPOCH;
+        let open = serde_json::to_value(AuditEvent::TunnelOpen(meta.record(at, None))).unwrap();
+        assert_eq!(open["event"], "tunnel_open");
+        assert_eq!(open["protocol"], "websocket");
+        assert!(open.get("reason").is_none() && open.get("bytes_client_to_stack").is_none());
+        let closed = Closed {
+            reason: CloseReason::TokenExpired.as_str(),
+            bytes_client_to_stack: 3,
+            bytes_stack_to_client: 4,
+            duration_ms: 1.5,
+        };
+        let close = serde_json::to_value(AuditEvent::TunnelClose(meta.record(at, Some(closed)))).unwrap();
+        assert_eq!(close["event"], "tunnel_close");
+        assert_eq!(close["reason"], "token_expired");
+        assert_eq!(close["bytes_client_to_stack"], 3);
+        assert_eq!(close["bytes_stack_to_client"], 4);
+        assert_eq!(close["org"], "org_a");
+    }
+
+    #[tokio::test]
+    async fn relay_counts_bytes_each_way_and_names_the_side_that_closed() {
+        let (client, mut client_peer) = tokio::io::duplex(64);
+        let (stack, mut stack_peer) = tokio::io::duplex(64);
+        let relayed = tokio::spawn(async move {
+            let stop = std::future::pending::<CloseReason>();
+            tokio::pin!(stop);
+            relay(client, stack, stop.as_mut()).await
+        });
+        client_peer.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        stack_peer.read_exact(&mut got).await.unwrap();
+        stack_peer.write_all(b"hi").await.unwrap();
+        let mut got = [0u8; 2];
+        client_peer.read_exact(&mut got).await.unwrap();
+        drop(stack_peer);
+        let mut rest = Vec::new();
+        client_peer.read_to_end(&mut rest).await.unwrap();
+        drop(client_peer);
+        assert_eq!(relayed.await.unwrap(), (CloseReason::StackClosed, 5, 2));
+    }
+}
