@@ -2,6 +2,10 @@
 //! route's own stack; once the stack answers 101 the gateway copies bytes both ways, counting them, without
 //! reading the WebSocket frames.
 //!
+//! The gateway follows frame boundaries (headers only, never payloads) for one thing: to tell which side sent
+//! the first close frame, so `client_closed` and `stack_closed` name the side that ended the conversation
+//! rather than the side whose TCP connection happened to end first (a WebSocket server closes TCP first).
+//!
 //! A tunnel is closed when the token it was opened with expires (`exp` plus the configured leeway), after
 //! `proxy.max_tunnel_seconds`, or when the gateway shuts down, whichever comes first; either side closing ends
 //! it too. An org holds at most `proxy.max_tunnels_per_org` tunnels at once; its count is held by a
@@ -371,8 +375,75 @@ impl Tunnel {
     }
 }
 
-/// Copies `from` into `to` until `from` ends, then ends `to`; counts the bytes written.
-async fn pump<R, W>(from: &mut R, to: &mut W, count: &mut u64) -> std::io::Result<()>
+/// Follows the WebSocket frame boundaries of one direction (RFC 6455 §5.2: a 2 to 14 byte header, then the
+/// payload, skipped unread) to notice its first close frame. A header no WebSocket peer would send (a
+/// reserved opcode, a fragmented or long control frame) ends the watching: the bytes are still copied, and the
+/// close is then told by which TCP side ended first.
+#[derive(Debug, Default)]
+struct FrameWatch {
+    header: [u8; 14],
+    have: usize,
+    skip: u64,
+    close_seen_at: Option<Instant>,
+    lost: bool,
+}
+
+/// Opcode of a close frame.
+const CLOSE: u8 = 0x8;
+
+impl FrameWatch {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.close_seen_at.is_none() && !self.lost {
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(bytes.len());
+                bytes = &bytes[n..];
+                self.skip -= n as u64;
+                continue;
+            }
+            self.header[self.have] = bytes[0];
+            self.have += 1;
+            bytes = &bytes[1..];
+            if let Some((opcode, payload)) = frame_header(&self.header[..self.have]) {
+                let fin = self.header[0] & 0x80 != 0;
+                let control = opcode & 0x8 != 0;
+                let known = matches!(opcode, 0x0..=0x2 | 0x8..=0xa);
+                if !known || (control && (!fin || payload > 125 || self.header[0] & 0x70 != 0)) {
+                    self.lost = true;
+                    return;
+                }
+                if opcode == CLOSE {
+                    self.close_seen_at = Some(Instant::now());
+                }
+                self.skip = payload;
+                self.have = 0;
+            }
+        }
+    }
+}
+
+/// The opcode and payload length of a complete frame header, or `None` while more header bytes are needed.
+fn frame_header(h: &[u8]) -> Option<(u8, u64)> {
+    let (&first, &second) = (h.first()?, h.get(1)?);
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    let (extended, short) = match second & 0x7f {
+        126 => (2, None),
+        127 => (8, None),
+        n => (0, Some(u64::from(n))),
+    };
+    if h.len() < 2 + extended + mask {
+        return None;
+    }
+    let payload = short.unwrap_or_else(|| {
+        h[2..2 + extended]
+            .iter()
+            .fold(0u64, |len, b| (len << 8) | u64::from(*b))
+    });
+    Some((first & 0x0f, payload))
+}
+
+/// Copies `from` into `to` until `from` ends, then ends `to`; counts the bytes written and watches for a
+/// close frame.
+async fn pump<R, W>(from: &mut R, to: &mut W, count: &mut u64, watch: &mut FrameWatch) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -386,6 +457,7 @@ where
         }
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
+        watch.feed(&buf[..n]);
         *count += n as u64;
     }
 }
@@ -405,9 +477,10 @@ where
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut stack_read, mut stack_write) = tokio::io::split(stack);
     let (mut up, mut down) = (0u64, 0u64);
+    let (mut up_frames, mut down_frames) = (FrameWatch::default(), FrameWatch::default());
     let reason = {
-        let to_stack = pump(&mut client_read, &mut stack_write, &mut up);
-        let to_client = pump(&mut stack_read, &mut client_write, &mut down);
+        let to_stack = pump(&mut client_read, &mut stack_write, &mut up, &mut up_frames);
+        let to_client = pump(&mut stack_read, &mut client_write, &mut down, &mut down_frames);
         tokio::pin!(to_stack, to_client);
         let (first, rest) = tokio::select! {
             reason = &mut stop => (reason, None),
@@ -434,6 +507,15 @@ where
             }
             None => first,
         }
+    };
+    // A clean close is the doing of the side whose close frame came first, whichever TCP side ended first.
+    let reason = match (reason, up_frames.close_seen_at, down_frames.close_seen_at) {
+        (CloseReason::ClientClosed | CloseReason::StackClosed, Some(up), Some(down)) if down < up => {
+            CloseReason::StackClosed
+        }
+        (CloseReason::ClientClosed | CloseReason::StackClosed, Some(_), _) => CloseReason::ClientClosed,
+        (CloseReason::ClientClosed | CloseReason::StackClosed, None, Some(_)) => CloseReason::StackClosed,
+        (reason, _, _) => reason,
     };
     (reason, up, down)
 }
@@ -500,6 +582,31 @@ mod tests {
         assert_eq!(close["bytes_client_to_stack"], 3);
         assert_eq!(close["bytes_stack_to_client"], 4);
         assert_eq!(close["org"], "org_a");
+    }
+
+    #[test]
+    fn frame_watch_skips_payloads_and_finds_the_close_frame_across_reads() {
+        // A masked text frame with a 200-byte payload (16-bit length) whose payload holds a close opcode byte,
+        // then a masked close frame, fed in awkward pieces.
+        let mut bytes = vec![0x81, 0x80 | 126, 0, 200, 1, 2, 3, 4];
+        bytes.extend(std::iter::repeat_n(0x88, 200));
+        bytes.extend([0x88, 0x82, 9, 9, 9, 9, 0x03, 0xe8]);
+        let mut watch = FrameWatch::default();
+        let (head, tail) = bytes.split_at(3);
+        watch.feed(head);
+        let (middle, last) = tail.split_at(200);
+        watch.feed(middle);
+        assert!(watch.close_seen_at.is_none(), "a payload byte is not a frame");
+        watch.feed(last);
+        assert!(watch.close_seen_at.is_some());
+        let mut not_websocket = FrameWatch::default();
+        not_websocket.feed(b"hello");
+        assert!(not_websocket.lost && not_websocket.close_seen_at.is_none());
+        assert_eq!(
+            frame_header(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+            Some((0x2, 65536))
+        );
+        assert_eq!(frame_header(&[0x82, 127, 0]), None);
     }
 
     #[tokio::test]
