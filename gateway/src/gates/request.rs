@@ -114,7 +114,13 @@ pub fn websocket(method: &Method, headers: &HeaderMap) -> Result<(), RequestErro
     }) && keys.next().is_none();
     let version_ok = headers.get_all(SEC_WEBSOCKET_VERSION).iter().count() == 1
         && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    if method != Method::GET || !connection_upgrade || !key_ok || !version_ok {
+    // The handshake has no body: bytes after the head belong to the tunnel.
+    let no_body = !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0");
+    if method != Method::GET || !connection_upgrade || !key_ok || !version_ok || !no_body {
         return Err(RequestError::WebSocketInvalid);
     }
     Ok(())
@@ -171,6 +177,8 @@ mod tests {
             ("connection", "close", RequestError::WebSocketInvalid),
             ("sec-websocket-key", "short", RequestError::WebSocketInvalid),
             ("sec-websocket-version", "8", RequestError::WebSocketInvalid),
+            ("content-length", "5", RequestError::WebSocketInvalid),
+            ("transfer-encoding", "chunked", RequestError::WebSocketInvalid),
         ] {
             let mut headers = h(&ws);
             headers.insert(name, HeaderValue::from_static(value));
