@@ -21,7 +21,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -441,75 +444,138 @@ fn frame_header(h: &[u8]) -> Option<(u8, u64)> {
     Some((first & 0x0f, payload))
 }
 
-/// Copies `from` into `to` until `from` ends, then ends `to`; counts the bytes written and watches for a
-/// close frame.
-async fn pump<R, W>(from: &mut R, to: &mut W, count: &mut u64, watch: &mut FrameWatch) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; BUFFER];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            to.shutdown().await?;
-            return Ok(());
+/// One direction of a tunnel: a buffer between a read from one side and the writes to the other, the bytes
+/// written, and the frame watch.
+#[derive(Debug)]
+struct Half {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    unflushed: bool,
+    done: bool,
+    count: u64,
+    frames: FrameWatch,
+}
+
+impl Half {
+    fn new() -> Half {
+        Half {
+            buf: vec![0u8; BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            eof: false,
+            unflushed: false,
+            done: false,
+            count: 0,
+            frames: FrameWatch::default(),
         }
-        to.write_all(&buf[..n]).await?;
-        to.flush().await?;
-        watch.feed(&buf[..n]);
-        *count += n as u64;
+    }
+
+    /// Copies `from` into `to` until `from` ends, then ends `to`.
+    fn poll_copy<R, W>(&mut self, cx: &mut Context<'_>, from: &mut R, to: &mut W) -> Poll<std::io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            if self.start == self.end && !self.eof {
+                let mut read = ReadBuf::new(&mut self.buf);
+                match Pin::new(&mut *from).poll_read(cx, &mut read) {
+                    Poll::Ready(result) => result?,
+                    Poll::Pending => {
+                        if self.unflushed {
+                            ready!(Pin::new(&mut *to).poll_flush(cx))?;
+                            self.unflushed = false;
+                        }
+                        return Poll::Pending;
+                    }
+                }
+                let n = read.filled().len();
+                if n == 0 {
+                    self.eof = true;
+                } else {
+                    self.frames.feed(&self.buf[..n]);
+                    (self.start, self.end) = (0, n);
+                }
+            }
+            while self.start < self.end {
+                let n = ready!(Pin::new(&mut *to).poll_write(cx, &self.buf[self.start..self.end]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                self.start += n;
+                self.count += n as u64;
+                self.unflushed = true;
+            }
+            if self.eof {
+                ready!(Pin::new(&mut *to).poll_shutdown(cx))?;
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
 
 /// Copies both ways until one side closes (the other then gets [`LINGER`] to finish), a copy fails, or `stop`
-/// says why to close. Returns the reason and the bytes client → stack and stack → client.
+/// says why to close. Returns the reason and the bytes client → stack and stack → client. Both directions are
+/// polled by one future over the two connections, without splitting them.
 async fn relay<C, S>(
-    client: C,
-    stack: S,
-    stop: std::pin::Pin<&mut impl Future<Output = CloseReason>>,
+    mut client: C,
+    mut stack: S,
+    stop: Pin<&mut impl Future<Output = CloseReason>>,
 ) -> (CloseReason, u64, u64)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut stop = stop;
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut stack_read, mut stack_write) = tokio::io::split(stack);
-    let (mut up, mut down) = (0u64, 0u64);
-    let (mut up_frames, mut down_frames) = (FrameWatch::default(), FrameWatch::default());
-    let reason = {
-        let to_stack = pump(&mut client_read, &mut stack_write, &mut up, &mut up_frames);
-        let to_client = pump(&mut stack_read, &mut client_write, &mut down, &mut down_frames);
-        tokio::pin!(to_stack, to_client);
-        let (first, rest) = tokio::select! {
-            reason = &mut stop => (reason, None),
-            done = &mut to_stack => match done {
-                Ok(()) => (CloseReason::ClientClosed, Some(false)),
-                Err(_) => (CloseReason::Error, None),
-            },
-            done = &mut to_client => match done {
-                Ok(()) => (CloseReason::StackClosed, Some(true)),
-                Err(_) => (CloseReason::Error, None),
-            },
-        };
-        // One side closed cleanly: the other direction may still carry the closing handshake's answer.
-        match rest {
-            Some(to_stack_left) => {
-                let linger = tokio::time::sleep(LINGER);
-                tokio::pin!(linger);
-                tokio::select! {
-                    reason = &mut stop => reason,
-                    () = &mut linger => first,
-                    _ = &mut to_stack, if to_stack_left => first,
-                    _ = &mut to_client, if !to_stack_left => first,
-                }
+    let (mut up, mut down) = (Half::new(), Half::new());
+    let first = {
+        let both = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = up.poll_copy(cx, &mut client, &mut stack) {
+                up.done = true;
+                return Poll::Ready(match result {
+                    Ok(()) => CloseReason::ClientClosed,
+                    Err(_) => CloseReason::Error,
+                });
             }
-            None => first,
+            if let Poll::Ready(result) = down.poll_copy(cx, &mut stack, &mut client) {
+                down.done = true;
+                return Poll::Ready(match result {
+                    Ok(()) => CloseReason::StackClosed,
+                    Err(_) => CloseReason::Error,
+                });
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            reason = &mut stop => reason,
+            reason = both => reason,
         }
     };
+    // One side closed cleanly: the other direction may still carry the closing handshake's answer.
+    let reason = if matches!(first, CloseReason::ClientClosed | CloseReason::StackClosed) {
+        let rest = std::future::poll_fn(|cx| {
+            if !up.done {
+                ready!(up.poll_copy(cx, &mut client, &mut stack)).ok();
+                up.done = true;
+            }
+            if !down.done {
+                ready!(down.poll_copy(cx, &mut stack, &mut client)).ok();
+                down.done = true;
+            }
+            Poll::Ready(())
+        });
+        tokio::select! {
+            reason = &mut stop => reason,
+            () = tokio::time::sleep(LINGER) => first,
+            () = rest => first,
+        }
+    } else {
+        first
+    };
     // A clean close is the doing of the side whose close frame came first, whichever TCP side ended first.
-    let reason = match (reason, up_frames.close_seen_at, down_frames.close_seen_at) {
+    let reason = match (reason, up.frames.close_seen_at, down.frames.close_seen_at) {
         (CloseReason::ClientClosed | CloseReason::StackClosed, Some(up), Some(down)) if down < up => {
             CloseReason::StackClosed
         }
@@ -517,12 +583,13 @@ where
         (CloseReason::ClientClosed | CloseReason::StackClosed, None, Some(_)) => CloseReason::StackClosed,
         (reason, _, _) => reason,
     };
-    (reason, up, down)
+    (reason, up.count, down.count)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn the_per_org_limit_is_released_by_every_dropped_permit() {
