@@ -280,7 +280,8 @@ MD
 
 # WebSocket echo rows (messages/s, round-trip p50/p99): gateway/bench/ws.sh, with its own gateway and echo
 # server, as a second table under the first.
-REPORT+=$'\n\n'"$("$HERE/ws.sh")"
+WS_REPORT="$("$HERE/ws.sh")" || WS_REPORT="WebSocket echo rows: gateway/bench/ws.sh failed (its output is above)."
+REPORT+=$'\n\n'"$WS_REPORT"
 
 echo
 echo "$REPORT"

@@ -475,11 +475,17 @@ impl Proxy {
         let limit = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit).boxed();
         let response = self.send(route, Request::from_parts(parts, body)).await?;
+        Ok(self.pass_on(response, request_id))
+    }
+
+    /// The stack's response for the client: sanitised headers, the request id, the body streamed frame by frame
+    /// under the idle timeout.
+    fn pass_on(&self, response: Response<Incoming>, request_id: &RequestId) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         headers::sanitize_response(&mut parts.headers);
         parts.headers.insert(REQUEST_ID, request_id.0.clone());
         let idle = Duration::from_millis(self.settings.upstream_body_idle_ms);
-        Ok(Response::from_parts(parts, IdleTimeout::new(body, idle).boxed()))
+        Response::from_parts(parts, IdleTimeout::new(body, idle).boxed())
     }
 
     /// Forwards a WebSocket opening handshake to the route's stack. A 101 from the stack becomes a tunnel
@@ -507,11 +513,7 @@ impl Proxy {
             .await?;
         let request_id = decision.request_id.clone();
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let (mut parts, body) = response.into_parts();
-            headers::sanitize_response(&mut parts.headers);
-            parts.headers.insert(REQUEST_ID, request_id.0.clone());
-            let idle = Duration::from_millis(self.settings.upstream_body_idle_ms);
-            return Ok(Response::from_parts(parts, IdleTimeout::new(body, idle).boxed()));
+            return Ok(self.pass_on(response, &request_id));
         }
         let is_websocket = response
             .headers()
