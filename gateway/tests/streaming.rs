@@ -269,6 +269,19 @@ async fn a_websocket_message_round_trips_to_the_orgs_own_stack() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(w.gw.running.proxy.tunnels.open(), 0);
+    let metrics = raw(
+        w.gw.running.admin_addr,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    for line in [
+        "bulkhead_gateway_tunnels 0",
+        r#"bulkhead_gateway_tunnels_closed_total{reason="client_closed"} 1"#,
+        r#"bulkhead_gateway_tunnels_closed_total{reason="stack_closed"} 1"#,
+        r#"bulkhead_gateway_tunnel_bytes_total{direction="client_to_stack"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]
