@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
+use hyper::ext::Protocol;
 use hyper_util::rt::TokioIo;
 
 use crate::audit::{AuditEvent, AuditRecord, AuditSink, audit_path};
@@ -23,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::{Route, Routes};
 use crate::stream::IdleTimeout;
-use crate::tunnel::{Tunnel, TunnelMeta, Tunnels, WEBSOCKET};
+use crate::tunnel::{Tunnel, TunnelMeta, Tunnels, WEBSOCKET, websocket_accept, websocket_key};
 use crate::upstream::Upstreams;
 use crate::upstream::bytes_body::Body;
 use crate::verify::{Identity, Seen, Verifier};
@@ -262,7 +263,15 @@ impl Proxy {
         req: &Request<B>,
         seen: &mut Seen,
     ) -> Result<(Arc<Identity>, Arc<Route>), Denial> {
-        request::check(req.method(), req.headers(), self.settings.max_body_bytes).map_err(|e| e.denial())?;
+        match req.extensions().get::<Protocol>() {
+            // HTTP/2 extended CONNECT: the WebSocket handshake of RFC 8441.
+            Some(protocol) if req.method() == Method::CONNECT && req.version() == Version::HTTP_2 => {
+                request::extended_connect(protocol.as_str(), req.headers(), self.settings.max_body_bytes)
+            }
+            Some(_) => Err(request::RequestError::Upgrade),
+            None => request::check(req.method(), req.headers(), self.settings.max_body_bytes),
+        }
+        .map_err(|e| e.denial())?;
         if req.headers().contains_key(UPGRADE) && req.version() != Version::HTTP_11 {
             // An upgrade exists in HTTP/1.1 only.
             return Err(request::RequestError::Upgrade.denial());
@@ -329,13 +338,15 @@ impl Proxy {
             Err(denial) => denial,
             Ok((identity, route)) => {
                 decision.route = Some(route.clone());
-                let forwarded = if req.headers().contains_key(UPGRADE) {
-                    // Only a well-formed WebSocket handshake passed the request gate.
-                    self.tunnel(req, peer, &identity, &route, &mut decision).await
-                } else {
-                    self.forward(req, peer, &identity, &route, &decision.request_id)
-                        .await
-                };
+                let forwarded =
+                    if req.headers().contains_key(UPGRADE) || req.extensions().get::<Protocol>().is_some() {
+                        // Only a well-formed WebSocket handshake (HTTP/1.1 upgrade or HTTP/2 extended CONNECT)
+                        // passed the request gate.
+                        self.tunnel(req, peer, &identity, &route, &mut decision).await
+                    } else {
+                        self.forward(req, peer, &identity, &route, &decision.request_id)
+                            .await
+                    };
                 match forwarded {
                     Ok(mut response) => {
                         if let Some(cors) = &self.cors {
@@ -491,6 +502,9 @@ impl Proxy {
     /// Forwards a WebSocket opening handshake to the route's stack. A 101 from the stack becomes a tunnel
     /// (its own task, holding one of the org's tunnel slots) and the 101 to the client; any other answer is
     /// passed on as an ordinary response and no tunnel is opened.
+    ///
+    /// An HTTP/2 extended CONNECT becomes an HTTP/1.1 handshake to the stack: GET with a key the gateway makes
+    /// and whose `Sec-WebSocket-Accept` it checks; the client gets 200 and the stream carries the frames.
     async fn tunnel(
         &self,
         mut req: Request<Incoming>,
@@ -500,6 +514,7 @@ impl Proxy {
         decision: &mut Decision<'_>,
     ) -> Result<Response<Body>, Denial> {
         let permit = self.tunnels.acquire(&identity.org).map_err(|e| e.denial())?;
+        let h2 = req.version() == Version::HTTP_2;
         let client_upgrade = hyper::upgrade::on(&mut req);
         let (mut parts, _empty) = req.into_parts();
         self.prepare(&mut parts, peer, identity, route, &decision.request_id)?;
@@ -508,6 +523,15 @@ impl Proxy {
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, HeaderValue::from_static(WEBSOCKET));
+        let key = if h2 {
+            parts.method = Method::GET;
+            parts.extensions.remove::<Protocol>();
+            let key = websocket_key().ok_or(UpstreamError::Failed.denial())?;
+            parts.headers.insert(SEC_WEBSOCKET_KEY, key.clone());
+            Some(key)
+        } else {
+            None
+        };
         let mut response = self
             .send(route, Request::from_parts(parts, full(Vec::new())))
             .await?;
@@ -519,17 +543,27 @@ impl Proxy {
             .headers()
             .get(UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(WEBSOCKET.as_bytes()));
-        if !is_websocket {
-            // A stack switching to anything else is not followed.
+        let accepted = key.as_ref().is_none_or(|key| {
+            response.headers().get(SEC_WEBSOCKET_ACCEPT) == Some(&websocket_accept(key.as_bytes()))
+        });
+        if !is_websocket || !accepted {
+            // A stack switching to anything else, or not to the handshake the gateway made, is not followed.
             return Err(UpstreamError::Failed.denial());
         }
         let stack_upgrade = hyper::upgrade::on(&mut response);
         let (mut parts, _empty) = response.into_parts();
         headers::sanitize_response(&mut parts.headers);
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, HeaderValue::from_static(WEBSOCKET));
+        if h2 {
+            // RFC 8441 §5: a 2xx opens the stream; the HTTP/1.1 handshake's accept proof means nothing here.
+            parts.status = StatusCode::OK;
+            parts.headers.remove(SEC_WEBSOCKET_ACCEPT);
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        } else {
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, HeaderValue::from_static(WEBSOCKET));
+        }
         parts.headers.insert(REQUEST_ID, request_id.0.clone());
         let (deadline, closes_at, deadline_reason) =
             self.tunnels.deadline(identity.exp, self.verifier.leeway());
@@ -542,6 +576,7 @@ impl Proxy {
                 subject: identity.subject.clone(),
                 impersonator: identity.impersonator.clone(),
                 path: audit_path(decision.uri.path()).to_owned(),
+                http_version: if h2 { "HTTP/2" } else { "HTTP/1.1" },
             },
             permit,
             deadline,
@@ -549,7 +584,7 @@ impl Proxy {
             deadline_reason,
         };
         // The request's own line (101) first, then the tunnel's open line; the close line follows from the task.
-        decision.finish("none", "ok", StatusCode::SWITCHING_PROTOCOLS);
+        decision.finish("none", "ok", parts.status);
         tunnel.opened(self.audit.as_ref());
         let audit = self.audit.clone();
         tokio::spawn(tunnel.run(

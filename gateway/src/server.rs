@@ -202,7 +202,9 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(file.proxy.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // RFC 8441: WebSockets over HTTP/2 streams.
+        .enable_connect_protocol();
     let server_proxy = proxy.clone();
     let error_proxy = proxy.clone();
     let in_flight = tower::limit::GlobalConcurrencyLimitLayer::new(file.proxy.max_in_flight);

@@ -1,6 +1,7 @@
-//! WebSocket tunnels: an HTTP/1.1 `Upgrade: websocket` request that passed every gate is forwarded to the
-//! route's own stack; once the stack answers 101 the gateway copies bytes both ways, counting them, without
-//! reading the WebSocket frames.
+//! WebSocket tunnels: an HTTP/1.1 `Upgrade: websocket` request, or an HTTP/2 extended CONNECT (RFC 8441) for
+//! `websocket`, that passed every gate is forwarded to the route's own stack (always as an HTTP/1.1
+//! handshake); once the stack answers 101 the gateway copies bytes both ways, counting them, without reading
+//! the WebSocket messages.
 //!
 //! The gateway follows frame boundaries (headers only, never payloads) for one thing: to tell which side sent
 //! the first close frame, so `client_closed` and `stack_closed` name the side that ended the conversation
@@ -18,7 +19,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use std::pin::Pin;
@@ -34,6 +35,28 @@ use crate::metrics::Metrics;
 
 /// The protocol every tunnel carries today.
 pub const WEBSOCKET: &str = "websocket";
+
+/// The GUID a WebSocket server appends to the client's key (RFC 6455 §1.3).
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64 (for the stack's side of an HTTP/2 WebSocket).
+pub fn websocket_key() -> Option<HeaderValue> {
+    use base64::Engine as _;
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).ok()?;
+    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(nonce)).ok()
+}
+
+/// The `Sec-WebSocket-Accept` a server must answer `key` with: base64 of SHA-1 of the key and the GUID.
+pub fn websocket_accept(key: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(key);
+    context.update(WEBSOCKET_GUID);
+    let accept = base64::engine::general_purpose::STANDARD.encode(context.finish());
+    // Base64 is always a valid header value.
+    HeaderValue::from_str(&accept).unwrap_or(HeaderValue::from_static(""))
+}
 
 /// Time the other direction gets to finish once one side has closed (a WebSocket closing handshake is one
 /// frame each way, then the server closes first).
@@ -125,6 +148,8 @@ pub struct TunnelRecord<'a> {
     pub path: &'a str,
     /// `websocket`.
     pub protocol: &'static str,
+    /// The client's HTTP version: `HTTP/1.1` (an upgrade) or `HTTP/2` (an extended CONNECT).
+    pub http_version: &'static str,
     /// When the tunnel will be closed at the latest (the earlier of token expiry plus leeway and the maximum
     /// duration), RFC 3339.
     #[serde(serialize_with = "display")]
@@ -168,6 +193,8 @@ pub struct TunnelMeta {
     pub impersonator: Option<String>,
     /// The path (already capped for the audit line).
     pub path: String,
+    /// `HTTP/1.1` (an upgrade) or `HTTP/2` (an extended CONNECT), on the client's side.
+    pub http_version: &'static str,
 }
 
 impl TunnelMeta {
@@ -182,6 +209,7 @@ impl TunnelMeta {
             impersonator: self.impersonator.as_deref(),
             path: &self.path,
             protocol: WEBSOCKET,
+            http_version: self.http_version,
             closes_at,
             closed,
         }
@@ -631,6 +659,7 @@ mod tests {
             subject: Some("user_1".into()),
             impersonator: None,
             path: "/ws".into(),
+            http_version: "HTTP/1.1",
         };
         let at = Timestamp::UNIX_EPOCH;
         let open = serde_json::to_value(AuditEvent::TunnelOpen(meta.record(at, None))).unwrap();
@@ -649,6 +678,17 @@ mod tests {
         assert_eq!(close["bytes_client_to_stack"], 3);
         assert_eq!(close["bytes_stack_to_client"], 4);
         assert_eq!(close["org"], "org_a");
+    }
+
+    #[test]
+    fn the_accept_proof_is_the_one_of_rfc_6455() {
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        let (a, b) = (websocket_key().unwrap(), websocket_key().unwrap());
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, b);
     }
 
     #[test]

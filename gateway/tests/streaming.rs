@@ -236,8 +236,18 @@ async fn a_websocket_message_round_trips_to_the_orgs_own_stack() {
     );
     let opened = audit_event(&w.gw, "tunnel_open", &id_a).await;
     assert_eq!(
-        (&opened["tenant"], &opened["protocol"], &opened["path"]),
-        (&json!("acme"), &json!("websocket"), &json!("/ws"))
+        (
+            &opened["tenant"],
+            &opened["protocol"],
+            &opened["path"],
+            &opened["http_version"]
+        ),
+        (
+            &json!("acme"),
+            &json!("websocket"),
+            &json!("/ws"),
+            &json!("HTTP/1.1")
+        )
     );
     let closed = audit_event(&w.gw, "tunnel_close", &id_a).await;
     assert_eq!(closed["reason"], "client_closed", "{closed}");
@@ -460,19 +470,115 @@ async fn only_websocket_upgrades_are_tunnelled() {
     assert_eq!(w.gw.running.proxy.tunnels.open(), 0);
     assert!(!w.gw.audit.lines().iter().any(|l| l["event"] == "tunnel_open"));
 
-    // HTTP/2: the gateway does not offer extended CONNECT, and a CONNECT is refused.
-    let tcp = TcpStream::connect(w.gw.running.addr).await.unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    // HTTP/2: a plain CONNECT is refused, and so is an extended CONNECT to anything but websocket.
+    let mut h2 = h2_client(w.gw.running.addr).await;
     let connect = Request::connect("gateway.test:443")
         .header("authorization", &auth)
         .body(Full::new(Bytes::new()))
         .unwrap();
     let answer = h2.send_request(connect).await.unwrap();
     assert_eq!(answer.status(), 405);
+    let answer = h2
+        .send_request(extended_connect("connect-udp", &auth))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("upgrade_unsupported"));
     assert_eq!(w.a.accepted(), 0);
+}
+
+/// An HTTP/2 connection to `addr` (prior knowledge), its connection task running, after one round trip (so
+/// the server's SETTINGS, which allow extended CONNECT, have arrived).
+async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let ping = Request::get("http://gateway.test/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(h2.send_request(ping).await.unwrap().status(), 401);
+    h2
+}
+
+/// An RFC 8441 extended CONNECT to `/ws` for `protocol`, with this `Authorization` value (none when empty).
+fn extended_connect(protocol: &'static str, auth: &str) -> Request<Full<Bytes>> {
+    let mut req = Request::connect("http://gateway.test/ws")
+        .header("sec-websocket-version", "13")
+        .header("x-org-id", "org_b");
+    if !auth.is_empty() {
+        req = req.header("authorization", auth);
+    }
+    let mut req = req.body(Full::new(Bytes::new())).unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static(protocol));
+    req
+}
+
+#[tokio::test]
+async fn websockets_over_http2_extended_connect_reach_the_orgs_own_stack() {
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let w = world("", "").await;
+    let mut h2 = h2_client(w.gw.running.addr).await;
+
+    // Without a token: refused, and the stack never sees it.
+    let refused = h2.send_request(extended_connect("websocket", "")).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(w.a.accepted(), 0);
+
+    // Two WebSockets on one HTTP/2 connection, each to its own org's stack.
+    let mut streams = Vec::new();
+    for org in ["org_a", "org_b"] {
+        let auth = format!("Bearer {}", w.key.sign(&claims_a(org)));
+        let mut response = h2
+            .send_request(extended_connect("websocket", &auth))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{org}");
+        assert!(response.headers().get("sec-websocket-accept").is_none());
+        let id = response.headers()["x-bulkhead-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+        streams.push((ws, id));
+    }
+    for ((ws, _), name) in streams.iter_mut().zip(["A", "B"]) {
+        ws.send(Message::text("over h2")).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.into_text().unwrap().as_str(), format!("{name}:over h2"));
+    }
+    // The stack got an HTTP/1.1 handshake made by the gateway, with the gateway's identity headers.
+    assert_eq!(w.a.last_head("x-bulkhead-org"), vec!["org_a"]);
+    assert_eq!(w.a.last_head("upgrade"), vec!["websocket"]);
+    assert_eq!(w.a.last_head("sec-websocket-key").len(), 1);
+    assert!(w.a.last_head("authorization").is_empty() && w.a.last_head("x-org-id").is_empty());
+
+    let (mut ws, id) = streams.remove(0);
+    ws.close(None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await
+    .unwrap();
+    let request = audit_event(&w.gw, "request", &id).await;
+    assert_eq!(
+        (&request["status"], &request["method"]),
+        (&json!(200), &json!("CONNECT"))
+    );
+    let closed = audit_event(&w.gw, "tunnel_close", &id).await;
+    assert_eq!(
+        (&closed["reason"], &closed["http_version"], &closed["tenant"]),
+        (&json!("client_closed"), &json!("HTTP/2"), &json!("acme"))
+    );
+    assert!(closed["bytes_stack_to_client"].as_u64().unwrap() > 0);
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Gate `request`: framing and method checks before any token work. Ambiguous framing (both `Content-Length`
 //! and `Transfer-Encoding`) is refused rather than resolved, the only protocol upgrade let through is a
 //! well-formed WebSocket opening handshake (h2c and every other `Upgrade` value are refused), CONNECT is not
-//! proxied, and a declared body over the limit is refused up front.
+//! proxied (an HTTP/2 extended CONNECT for `websocket` is checked by [`extended_connect`] instead), and a
+//! declared body over the limit is refused up front.
 
 use http::header::{
     CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
@@ -84,6 +85,25 @@ pub fn check(method: &Method, headers: &HeaderMap, max_body: u64) -> Result<(), 
         return Err(RequestError::BodyTooLarge);
     }
     Ok(())
+}
+
+/// Checks an HTTP/2 extended CONNECT (RFC 8441) whose `:protocol` is `protocol`: only `websocket`, with
+/// `Sec-WebSocket-Version: 13` and no body. The other checks of [`check`] apply as to the GET it stands for.
+pub fn extended_connect(protocol: &str, headers: &HeaderMap, max_body: u64) -> Result<(), RequestError> {
+    if !protocol.eq_ignore_ascii_case("websocket") {
+        return Err(RequestError::Upgrade);
+    }
+    let version_ok = headers.get_all(SEC_WEBSOCKET_VERSION).iter().count() == 1
+        && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let no_body = !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0");
+    if !version_ok || !no_body {
+        return Err(RequestError::WebSocketInvalid);
+    }
+    check(&Method::GET, headers, max_body)
 }
 
 /// Checks a request that carries `Upgrade`: exactly one value, `websocket`, on a GET that says
@@ -184,6 +204,16 @@ mod tests {
             headers.insert(name, HeaderValue::from_static(value));
             assert_eq!(check(&Method::GET, &headers, 10), Err(want), "{name}: {value}");
         }
+        let h2 = [("sec-websocket-version", "13")];
+        assert_eq!(extended_connect("websocket", &h(&h2), 10), Ok(()));
+        assert_eq!(
+            extended_connect("connect-udp", &h(&h2), 10),
+            Err(RequestError::Upgrade)
+        );
+        assert_eq!(
+            extended_connect("websocket", &h(&[]), 10),
+            Err(RequestError::WebSocketInvalid)
+        );
         let mut twice = h(&ws);
         twice.append("upgrade", HeaderValue::from_static("h2c"));
         assert_eq!(check(&Method::GET, &twice, 10), Err(RequestError::Upgrade));
