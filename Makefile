@@ -118,7 +118,7 @@ bench-grants: assets
 
 bench-gateway:
 	@for tool in haproxy nginx wrk; do command -v $$tool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q haproxy nginx-light wrk >/dev/null; break; }; done
-	$(CARGO) build -q --release -p bulkhead-gateway --bin bulkhead-gateway --example plain_proxy
+	$(CARGO) build -q --release -p bulkhead-gateway --bin bulkhead-gateway --example plain_proxy --example ws_bench
 	gateway/bench/bench.sh --write BENCHMARKS.md
 
 # The operator, the gateway and the examples' stacks run as pods on the local cluster, from the images of `make images`.

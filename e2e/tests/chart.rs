@@ -827,6 +827,8 @@ fn the_rendered_gateway_config_is_accepted_by_the_gateway() {
     assert_eq!(settings.file.tokens.allowed_typ, ["at+jwt"]);
     let limit = settings.file.rate_limit.unwrap();
     assert_eq!((limit.per_second, limit.burst), (12.5, 40));
+    let proxy = &settings.file.proxy;
+    assert_eq!((proxy.max_tunnel_seconds, proxy.max_tunnels_per_org), (900, 20));
     let gateway: Deployment = r.get("Deployment", "bulkhead-gateway");
     let spec = pod_spec(&gateway);
     let container = &spec.containers[0];

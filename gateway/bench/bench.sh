@@ -6,6 +6,8 @@
 #   reference row: the gateway's HTTP stack alone (hyper server + hyper-util pooled client on one current-thread
 #   runtime, no auth: gateway/examples/plain_proxy.rs), which shows what hyper costs against nginx and what the
 #   gateway's own work costs on top of hyper.
+# Last, gateway/bench/ws.sh adds a second table: WebSocket echo messages/s and round-trip p50/p99 through the
+# gateway beside the same echo server reached directly.
 # Layout on the 2-core machine: every proxy under test is pinned to CPU 0; wrk (1 thread, 64 connections) and the
 # upstream (nginx returning a small body) share CPU 1. Every server is started here, on loopback, and stopped by
 # pid at the end.
@@ -275,6 +277,12 @@ ${WARN:+Warnings: $WARN}
 $(printf '%s\n' "${ROWS[@]}")
 MD
 )"
+
+# WebSocket echo rows (messages/s, round-trip p50/p99): gateway/bench/ws.sh, with its own gateway and echo
+# server, as a second table under the first.
+WS_REPORT="$("$HERE/ws.sh")" || WS_REPORT="WebSocket echo rows: gateway/bench/ws.sh failed (its output is above)."
+REPORT+=$'\n\n'"$WS_REPORT"
+
 echo
 echo "$REPORT"
 if [[ -n "$WRITE" ]]; then

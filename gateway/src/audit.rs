@@ -59,6 +59,10 @@ pub enum AuditEvent<'a> {
     Request(AuditRecord<'a>),
     /// A stream or connection the HTTP/2 layer refused on its own, before any request existed.
     ProtocolError(ProtocolRecord),
+    /// A WebSocket tunnel opened (after its request's 101).
+    TunnelOpen(crate::tunnel::TunnelRecord<'a>),
+    /// A WebSocket tunnel closed: bytes each way, duration, reason.
+    TunnelClose(crate::tunnel::TunnelRecord<'a>),
 }
 
 /// A refusal by the HTTP/2 layer: the frame it sent, the stream and the error code's name.

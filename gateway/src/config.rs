@@ -271,6 +271,12 @@ pub struct ProxyFile {
     pub shutdown_grace_seconds: u64,
     /// Most requests being decided or forwarded at once; more are answered 503 `request/overloaded`.
     pub max_in_flight: usize,
+    /// Longest a WebSocket tunnel stays open, in seconds, whatever its token's expiry (it closes at the token's
+    /// `exp` plus the leeway when that comes first).
+    pub max_tunnel_seconds: u64,
+    /// Most WebSocket tunnels one org holds open at once; more are answered 429 `rate_limit/org_tunnel_limit`
+    /// (0 refuses every WebSocket).
+    pub max_tunnels_per_org: usize,
 }
 
 impl Default for ProxyFile {
@@ -286,6 +292,8 @@ impl Default for ProxyFile {
             pool_idle_seconds: 60,
             shutdown_grace_seconds: 20,
             max_in_flight: 4096,
+            max_tunnel_seconds: 3600,
+            max_tunnels_per_org: 100,
         }
     }
 }
@@ -548,6 +556,9 @@ impl Settings {
                 "upstream_timeout_ms and upstream_body_idle_ms must be positive",
             ));
         }
+        if file.proxy.max_tunnel_seconds == 0 {
+            return Err(invalid("proxy.max_tunnel_seconds", "must be positive"));
+        }
         if file.routes.source == RouteSource::File && file.routes.file.is_none() {
             return Err(invalid("routes.file", "required with source: file"));
         }
@@ -707,6 +718,14 @@ routes:
         assert_eq!(s.file.cache.max_entries, defaults.file.cache.max_entries);
         assert_eq!(s.file.tokens.max_bytes, defaults.file.tokens.max_bytes);
         assert_eq!(s.typ, defaults.typ);
+        assert_eq!(
+            s.file.proxy.max_tunnel_seconds,
+            defaults.file.proxy.max_tunnel_seconds
+        );
+        assert_eq!(
+            s.file.proxy.max_tunnels_per_org,
+            defaults.file.proxy.max_tunnels_per_org
+        );
     }
 
     #[test]

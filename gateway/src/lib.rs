@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod server;
 pub mod stream;
+pub mod tunnel;
 pub mod upstream;
 pub mod verify;
 

@@ -46,6 +46,16 @@ struct ProtocolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     result: &'static str,
 }
@@ -70,6 +80,9 @@ pub struct Metrics {
     allowed: (Counter, Histogram),
     /// The token cache's hit and miss counters, taken out of their family once for the same reason.
     cache_results: (Counter, Counter),
+    tunnels: Gauge,
+    tunnels_closed: Family<ReasonLabels, Counter>,
+    tunnel_bytes: Family<DirectionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -108,6 +121,20 @@ impl Metrics {
         let hit = cache.get_or_create(&CacheLabels { result: "hit" }).clone();
         let miss = cache.get_or_create(&CacheLabels { result: "miss" }).clone();
         let cache_results = (hit, miss);
+        let tunnels = Gauge::default();
+        let tunnels_closed = Family::<ReasonLabels, Counter>::default();
+        let tunnel_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register("tunnels", "WebSocket tunnels open now", tunnels.clone());
+        registry.register(
+            "tunnels_closed",
+            "WebSocket tunnels closed, by reason",
+            tunnels_closed.clone(),
+        );
+        registry.register(
+            "tunnel_bytes",
+            "Bytes copied through closed WebSocket tunnels, by direction (client_to_stack, stack_to_client)",
+            tunnel_bytes.clone(),
+        );
         registry.register(
             "decisions",
             "Requests decided, by decision (allow/deny), gate and reason",
@@ -151,6 +178,9 @@ impl Metrics {
             protocol_errors,
             allowed,
             cache_results,
+            tunnels,
+            tunnels_closed,
+            tunnel_bytes,
         }
     }
 
@@ -159,6 +189,26 @@ impl Metrics {
         self.protocol_errors
             .get_or_create(&ProtocolLabels { frame, reason })
             .inc();
+    }
+
+    /// Sets the number of open tunnels.
+    pub fn tunnels_open(&self, count: usize) {
+        self.tunnels.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one closed tunnel and its bytes each way.
+    pub fn tunnel_closed(&self, reason: &'static str, client_to_stack: u64, stack_to_client: u64) {
+        self.tunnels_closed.get_or_create(&ReasonLabels { reason }).inc();
+        self.tunnel_bytes
+            .get_or_create(&DirectionLabels {
+                direction: "client_to_stack",
+            })
+            .inc_by(client_to_stack);
+        self.tunnel_bytes
+            .get_or_create(&DirectionLabels {
+                direction: "stack_to_client",
+            })
+            .inc_by(stack_to_client);
     }
 
     /// Counts one decision and its latency.

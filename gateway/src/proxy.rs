@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
+use hyper::ext::Protocol;
+use hyper_util::rt::TokioIo;
 
 use crate::audit::{AuditEvent, AuditRecord, AuditSink, ProtocolRecord, audit_path};
 use crate::config::ProxyFile;
@@ -23,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::{Route, Routes};
 use crate::stream::IdleTimeout;
+use crate::tunnel::{Tunnel, TunnelMeta, Tunnels, WEBSOCKET, websocket_accept, websocket_key};
 use crate::upstream::Upstreams;
 use crate::upstream::bytes_body::Body;
 use crate::verify::{Identity, Seen, Verifier};
@@ -192,6 +195,8 @@ pub struct Proxy {
     pub rate_limit: Option<RateLimiter>,
     /// CORS policy for browser clients.
     pub cors: Option<CorsPolicy>,
+    /// The open WebSocket tunnels.
+    pub tunnels: Arc<Tunnels>,
     counter: AtomicU64,
     instance: u64,
 }
@@ -224,6 +229,11 @@ impl Proxy {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+        let tunnels = Arc::new(Tunnels::new(
+            settings.max_tunnels_per_org,
+            Duration::from_secs(settings.max_tunnel_seconds),
+            metrics.clone(),
+        ));
         Proxy {
             verifier,
             routes,
@@ -233,6 +243,7 @@ impl Proxy {
             settings,
             rate_limit,
             cors: None,
+            tunnels,
             counter: AtomicU64::new(0),
             instance,
         }
@@ -253,7 +264,19 @@ impl Proxy {
         req: &Request<B>,
         seen: &mut Seen,
     ) -> Result<(Arc<Identity>, Arc<Route>), Denial> {
-        request::check(req.method(), req.headers(), self.settings.max_body_bytes).map_err(|e| e.denial())?;
+        match req.extensions().get::<Protocol>() {
+            // HTTP/2 extended CONNECT: the WebSocket handshake of RFC 8441.
+            Some(protocol) if req.method() == Method::CONNECT && req.version() == Version::HTTP_2 => {
+                request::extended_connect(protocol.as_str(), req.headers(), self.settings.max_body_bytes)
+            }
+            Some(_) => Err(request::RequestError::Upgrade),
+            None => request::check(req.method(), req.headers(), self.settings.max_body_bytes),
+        }
+        .map_err(|e| e.denial())?;
+        if req.headers().contains_key(UPGRADE) && req.version() != Version::HTTP_11 {
+            // An upgrade exists in HTTP/1.1 only.
+            return Err(request::RequestError::Upgrade.denial());
+        }
         let identity = self.verifier.verify(req.headers(), now_seconds(), seen).await?;
         let route = self.routes.lookup(&identity.org).map_err(|e| e.denial())?;
         if let Some(rl) = &self.rate_limit {
@@ -315,10 +338,16 @@ impl Proxy {
             Err(denial) => denial,
             Ok((identity, route)) => {
                 decision.route = Some(route.clone());
-                match self
-                    .forward(req, peer, &identity, &route, &decision.request_id)
-                    .await
-                {
+                let forwarded =
+                    if req.headers().contains_key(UPGRADE) || req.extensions().get::<Protocol>().is_some() {
+                        // Only a well-formed WebSocket handshake (HTTP/1.1 upgrade or HTTP/2 extended CONNECT)
+                        // passed the request gate.
+                        self.tunnel(req, peer, &identity, &route, &mut decision).await
+                    } else {
+                        self.forward(req, peer, &identity, &route, &decision.request_id)
+                            .await
+                    };
+                match forwarded {
                     Ok(mut response) => {
                         if let Some(cors) = &self.cors {
                             cors.decorate(origin, response.headers_mut());
@@ -409,15 +438,15 @@ impl Proxy {
         response
     }
 
-    async fn forward(
+    /// Sanitises the request's headers and points it at the route's upstream.
+    fn prepare(
         &self,
-        req: Request<Incoming>,
+        parts: &mut http::request::Parts,
         peer: SocketAddr,
         identity: &Identity,
         route: &Arc<Route>,
         request_id: &RequestId,
-    ) -> Result<Response<Body>, Denial> {
-        let (mut parts, body) = req.into_parts();
+    ) -> Result<(), Denial> {
         let stamp = Stamp {
             route: &route.made,
             subject: identity.subject.as_deref(),
@@ -441,21 +470,144 @@ impl Proxy {
         }
         parts.uri = Uri::from_parts(uri).map_err(|_| UpstreamError::Failed.denial())?;
         parts.version = Version::HTTP_11;
-        let limit = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
-        let body = Limited::new(body, limit).boxed();
+        Ok(())
+    }
+
+    /// Sends a prepared request to the route's pooled client, within the upstream timeout.
+    async fn send(&self, route: &Arc<Route>, req: Request<Body>) -> Result<Response<Incoming>, Denial> {
         self.upstreams.prune(&self.routes);
         let client = self.upstreams.client(route);
         let timeout = Duration::from_millis(self.settings.upstream_timeout_ms);
-        let response =
-            match tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body))).await {
-                Err(_) => return Err(UpstreamError::Timeout.denial()),
-                Ok(Err(err)) => return Err(classify(&err)),
-                Ok(Ok(response)) => response,
-            };
+        match tokio::time::timeout(timeout, client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout.denial()),
+            Ok(Err(err)) => Err(classify(&err)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        identity: &Identity,
+        route: &Arc<Route>,
+        request_id: &RequestId,
+    ) -> Result<Response<Body>, Denial> {
+        let (mut parts, body) = req.into_parts();
+        self.prepare(&mut parts, peer, identity, route, request_id)?;
+        let limit = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
+        let body = Limited::new(body, limit).boxed();
+        let response = self.send(route, Request::from_parts(parts, body)).await?;
+        Ok(self.pass_on(response, request_id))
+    }
+
+    /// The stack's response for the client: sanitised headers, the request id, the body streamed frame by frame
+    /// under the idle timeout.
+    fn pass_on(&self, response: Response<Incoming>, request_id: &RequestId) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         headers::sanitize_response(&mut parts.headers);
         parts.headers.insert(REQUEST_ID_NAME, request_id.0.clone());
         let idle = Duration::from_millis(self.settings.upstream_body_idle_ms);
-        Ok(Response::from_parts(parts, IdleTimeout::new(body, idle).boxed()))
+        Response::from_parts(parts, IdleTimeout::new(body, idle).boxed())
+    }
+
+    /// Forwards a WebSocket opening handshake to the route's stack. A 101 from the stack becomes a tunnel
+    /// (its own task, holding one of the org's tunnel slots) and the 101 to the client; any other answer is
+    /// passed on as an ordinary response and no tunnel is opened.
+    ///
+    /// An HTTP/2 extended CONNECT becomes an HTTP/1.1 handshake to the stack: GET with a key the gateway makes
+    /// and whose `Sec-WebSocket-Accept` it checks; the client gets 200 and the stream carries the frames.
+    async fn tunnel(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        identity: &Identity,
+        route: &Arc<Route>,
+        decision: &mut Decision<'_>,
+    ) -> Result<Response<Body>, Denial> {
+        let permit = self.tunnels.acquire(&identity.org).map_err(|e| e.denial())?;
+        let h2 = req.version() == Version::HTTP_2;
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let (mut parts, _empty) = req.into_parts();
+        self.prepare(&mut parts, peer, identity, route, &decision.request_id)?;
+        // Sanitation removed every hop-by-hop header; the handshake needs exactly these two back.
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, HeaderValue::from_static(WEBSOCKET));
+        let key = if h2 {
+            parts.method = Method::GET;
+            parts.extensions.remove::<Protocol>();
+            let key = websocket_key().ok_or(UpstreamError::Failed.denial())?;
+            parts.headers.insert(SEC_WEBSOCKET_KEY, key.clone());
+            Some(key)
+        } else {
+            None
+        };
+        let mut response = self
+            .send(route, Request::from_parts(parts, full(Vec::new())))
+            .await?;
+        let request_id = decision.request_id.clone();
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(self.pass_on(response, &request_id));
+        }
+        let is_websocket = response
+            .headers()
+            .get(UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(WEBSOCKET.as_bytes()));
+        let accepted = key.as_ref().is_none_or(|key| {
+            response.headers().get(SEC_WEBSOCKET_ACCEPT) == Some(&websocket_accept(key.as_bytes()))
+        });
+        if !is_websocket || !accepted {
+            // A stack switching to anything else, or not to the handshake the gateway made, is not followed.
+            return Err(UpstreamError::Failed.denial());
+        }
+        let stack_upgrade = hyper::upgrade::on(&mut response);
+        let (mut parts, _empty) = response.into_parts();
+        headers::sanitize_response(&mut parts.headers);
+        if h2 {
+            // RFC 8441 §5: a 2xx opens the stream; the HTTP/1.1 handshake's accept proof means nothing here.
+            parts.status = StatusCode::OK;
+            parts.headers.remove(SEC_WEBSOCKET_ACCEPT);
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        } else {
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, HeaderValue::from_static(WEBSOCKET));
+        }
+        parts.headers.insert(REQUEST_ID_NAME, request_id.0.clone());
+        let (deadline, closes_at, deadline_reason) =
+            self.tunnels.deadline(identity.exp, self.verifier.leeway());
+        let tunnel = Tunnel {
+            meta: TunnelMeta {
+                request_id: request_id.as_str().to_owned(),
+                org: identity.org.clone(),
+                tenant: route.tenant.clone(),
+                customer: route.customer.clone(),
+                subject: identity.subject.clone(),
+                impersonator: identity.impersonator.clone(),
+                path: decision
+                    .target
+                    .as_ref()
+                    .map(|(_, uri)| audit_path(uri.path()).to_owned())
+                    .unwrap_or_default(),
+                http_version: if h2 { "HTTP/2" } else { "HTTP/1.1" },
+            },
+            permit,
+            deadline,
+            closes_at,
+            deadline_reason,
+        };
+        // The request's own line (101) first, then the tunnel's open line; the close line follows from the task.
+        decision.finish("none", "ok", parts.status);
+        tunnel.opened(self.audit.as_ref());
+        let audit = self.audit.clone();
+        tokio::spawn(tunnel.run(
+            async move { client_upgrade.await.map(TokioIo::new) },
+            async move { stack_upgrade.await.map(TokioIo::new) },
+            audit,
+        ));
+        Ok(Response::from_parts(parts, full(Vec::new())))
     }
 }

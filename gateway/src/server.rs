@@ -94,12 +94,16 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (within the grace period), stops background tasks and
-    /// closes the audit trail (its shutdown checkpoint).
+    /// Stops accepting, closes every WebSocket tunnel (reason `shutdown`), lets in-flight requests finish
+    /// (within the grace period), waits for the tunnels' close lines, stops background tasks and closes the
+    /// audit trail (its shutdown checkpoint).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.proxy.tunnels.close_all();
         let _ = self.server.await;
         let _ = self.admin.await;
+        // A tunnel's close line is written as soon as its copy loop sees the signal; bounded all the same.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.proxy.tunnels.drained()).await;
         for task in self.background {
             task.abort();
         }
@@ -203,7 +207,9 @@ pub async fn start(settings: Settings, options: StartOptions) -> Result<Running,
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(file.proxy.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // RFC 8441: WebSockets over HTTP/2 streams.
+        .enable_connect_protocol();
     let server_proxy = proxy.clone();
     let error_proxy = proxy.clone();
     let reset_proxy = proxy.clone();
@@ -303,7 +309,11 @@ async fn serve<F, Fut, E, P>(
                         report(reset);
                     }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                // Upgrades are served (WebSocket tunnels); the upgraded connection leaves `graceful`, so tunnels
+                // are closed by their own signal at shutdown.
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 let on_error = on_error.clone();
                 tokio::spawn(async move {

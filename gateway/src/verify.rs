@@ -221,6 +221,11 @@ impl Verifier {
         self
     }
 
+    /// The clock skew tolerated on `exp`, in seconds (a tunnel closes at `exp` plus this).
+    pub fn leeway(&self) -> i64 {
+        self.time.leeway
+    }
+
     /// The key store.
     pub fn keys(&self) -> &Arc<KeyStore> {
         &self.keys

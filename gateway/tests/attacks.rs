@@ -946,8 +946,19 @@ async fn line8_smuggling_and_connections() {
         "GET / HTTP/1.1\r\nHost: g\r\n{auth}Connection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n"
     );
     w.denied(
-        "Upgrade without 101",
+        "Upgrade without a WebSocket handshake",
         upgrade.as_bytes(),
+        400,
+        "request",
+        "websocket_invalid",
+    )
+    .await;
+    let h2c = format!(
+        "GET / HTTP/1.1\r\nHost: g\r\n{auth}Connection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    );
+    w.denied(
+        "Upgrade: h2c",
+        h2c.as_bytes(),
         400,
         "request",
         "upgrade_unsupported",

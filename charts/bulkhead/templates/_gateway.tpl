@@ -69,7 +69,9 @@ The gateway's configuration file (gateway/src/config.rs), from gateway.*.
     "connect_timeout_ms" (int64 $g.proxy.connectTimeoutMs)
     "pool_idle_seconds" (int64 $g.proxy.poolIdleSeconds)
     "shutdown_grace_seconds" (int64 $g.proxy.shutdownGraceSeconds)
-    "max_in_flight" (int64 $g.proxy.maxInFlight))
+    "max_in_flight" (int64 $g.proxy.maxInFlight)
+    "max_tunnel_seconds" (int64 $g.proxy.maxTunnelSeconds)
+    "max_tunnels_per_org" (int64 $g.proxy.maxTunnelsPerOrg))
   "audit" (dict "checkpoint_seconds" (int64 $g.audit.checkpointSeconds))
 -}}
 {{- if $g.rateLimit.enabled -}}

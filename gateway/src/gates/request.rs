@@ -1,8 +1,12 @@
 //! Gate `request`: framing and method checks before any token work. Ambiguous framing (both `Content-Length`
-//! and `Transfer-Encoding`) is refused rather than resolved, protocol upgrades and CONNECT are not proxied, and
-//! a declared body over the limit is refused up front.
+//! and `Transfer-Encoding`) is refused rather than resolved, the only protocol upgrade let through is a
+//! well-formed WebSocket opening handshake (h2c and every other `Upgrade` value are refused), CONNECT is not
+//! proxied (an HTTP/2 extended CONNECT for `websocket` is checked by [`extended_connect`] instead), and a
+//! declared body over the limit is refused up front.
 
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::denial::{Gate, GateError};
@@ -13,9 +17,12 @@ pub enum RequestError {
     /// Both `Content-Length` and `Transfer-Encoding`.
     #[error("ambiguous framing")]
     AmbiguousFraming,
-    /// An `Upgrade` request (WebSocket, h2c): not proxied.
+    /// An `Upgrade` to anything but `websocket` (h2c, several protocols, ...): not proxied.
     #[error("upgrade unsupported")]
     Upgrade,
+    /// `Upgrade: websocket` without a well-formed opening handshake (RFC 6455 §4.1).
+    #[error("websocket handshake invalid")]
+    WebSocketInvalid,
     /// CONNECT or TRACE.
     #[error("method not allowed")]
     Method,
@@ -40,6 +47,7 @@ impl GateError for RequestError {
         match self {
             RequestError::AmbiguousFraming => "ambiguous_framing",
             RequestError::Upgrade => "upgrade_unsupported",
+            RequestError::WebSocketInvalid => "websocket_invalid",
             RequestError::Method => "method_not_allowed",
             RequestError::BodyTooLarge => "body_too_large",
             RequestError::BodyInvalid => "body_invalid",
@@ -64,7 +72,7 @@ pub fn check(method: &Method, headers: &HeaderMap, max_body: u64) -> Result<(), 
         return Err(RequestError::Method);
     }
     if headers.contains_key(UPGRADE) {
-        return Err(RequestError::Upgrade);
+        websocket(method, headers)?;
     }
     if headers.contains_key(CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING) {
         return Err(RequestError::AmbiguousFraming);
@@ -75,6 +83,65 @@ pub fn check(method: &Method, headers: &HeaderMap, max_body: u64) -> Result<(), 
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_body) {
         return Err(RequestError::BodyTooLarge);
+    }
+    Ok(())
+}
+
+/// Checks an HTTP/2 extended CONNECT (RFC 8441) whose `:protocol` is `protocol`: only `websocket`, with
+/// `Sec-WebSocket-Version: 13` and no body. The other checks of [`check`] apply as to the GET it stands for.
+pub fn extended_connect(protocol: &str, headers: &HeaderMap, max_body: u64) -> Result<(), RequestError> {
+    if !protocol.eq_ignore_ascii_case("websocket") {
+        return Err(RequestError::Upgrade);
+    }
+    let version_ok = headers.get_all(SEC_WEBSOCKET_VERSION).iter().count() == 1
+        && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let no_body = !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0");
+    if !version_ok || !no_body {
+        return Err(RequestError::WebSocketInvalid);
+    }
+    check(&Method::GET, headers, max_body)
+}
+
+/// Checks a request that carries `Upgrade`: exactly one value, `websocket`, on a GET that says
+/// `Connection: upgrade`, with one 16-byte `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`.
+pub fn websocket(method: &Method, headers: &HeaderMap) -> Result<(), RequestError> {
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let is_websocket = upgrades
+        .next()
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !is_websocket || upgrades.next().is_some() {
+        return Err(RequestError::Upgrade);
+    }
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
+    // A base64 encoding of 16 bytes: 22 characters and two `=`.
+    let key_ok = keys.next().is_some_and(|k| {
+        let k = k.as_bytes();
+        k.len() == 24
+            && k.ends_with(b"==")
+            && k[..22]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+    }) && keys.next().is_none();
+    let version_ok = headers.get_all(SEC_WEBSOCKET_VERSION).iter().count() == 1
+        && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    // The handshake has no body: bytes after the head belong to the tunnel.
+    let no_body = !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0");
+    if method != Method::GET || !connection_upgrade || !key_ok || !version_ok || !no_body {
+        return Err(RequestError::WebSocketInvalid);
     }
     Ok(())
 }
@@ -110,8 +177,46 @@ mod tests {
         );
         assert_eq!(
             check(&Method::GET, &h(&[("upgrade", "websocket")]), 10),
+            Err(RequestError::WebSocketInvalid)
+        );
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ];
+        assert_eq!(check(&Method::GET, &h(&ws), 10), Ok(()));
+        assert_eq!(
+            check(&Method::POST, &h(&ws), 10),
+            Err(RequestError::WebSocketInvalid)
+        );
+        for (name, value, want) in [
+            ("upgrade", "h2c", RequestError::Upgrade),
+            ("upgrade", "websocket, h2c", RequestError::Upgrade),
+            ("upgrade", "WebSocket/13", RequestError::Upgrade),
+            ("connection", "close", RequestError::WebSocketInvalid),
+            ("sec-websocket-key", "short", RequestError::WebSocketInvalid),
+            ("sec-websocket-version", "8", RequestError::WebSocketInvalid),
+            ("content-length", "5", RequestError::WebSocketInvalid),
+            ("transfer-encoding", "chunked", RequestError::WebSocketInvalid),
+        ] {
+            let mut headers = h(&ws);
+            headers.insert(name, HeaderValue::from_static(value));
+            assert_eq!(check(&Method::GET, &headers, 10), Err(want), "{name}: {value}");
+        }
+        let h2 = [("sec-websocket-version", "13")];
+        assert_eq!(extended_connect("websocket", &h(&h2), 10), Ok(()));
+        assert_eq!(
+            extended_connect("connect-udp", &h(&h2), 10),
             Err(RequestError::Upgrade)
         );
+        assert_eq!(
+            extended_connect("websocket", &h(&[]), 10),
+            Err(RequestError::WebSocketInvalid)
+        );
+        let mut twice = h(&ws);
+        twice.append("upgrade", HeaderValue::from_static("h2c"));
+        assert_eq!(check(&Method::GET, &twice, 10), Err(RequestError::Upgrade));
         assert_eq!(check(&Method::CONNECT, &h(&[]), 10), Err(RequestError::Method));
         assert_eq!(check(&Method::TRACE, &h(&[]), 10), Err(RequestError::Method));
     }
