@@ -21,7 +21,8 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 BIN="${BULKHEAD_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/bulkhead-gateway}"
 PLAIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/plain_proxy"
 KEYS="$ROOT/gateway/tests/keys"
-DURATION="${DURATION:-10}"       # seconds per row
+DURATION="${DURATION:-10}"       # seconds per row and round
+ROUNDS="${ROUNDS:-3}"            # runs of every row; the table shows the medians
 CONNECTIONS="${CONNECTIONS:-64}"
 DISTINCT="${DISTINCT:-200000}"   # pre-minted tokens per algorithm for the distinct rows
 WRITE=""
@@ -135,7 +136,7 @@ CONF
 taskset -c $PROXY_CPU haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 PIDS+=($!)
 
-# bulkhead-gateway (it sees one CPU, so it runs tokio's current-thread runtime), audit lines written (to
+# bulkhead-gateway (it sees one CPU, so it runs tokio's current-thread runtime), audit lines chained (SHA-256 of each line) and written (to
 # /dev/null) as in production.
 echo "routes: [{org: $ORG, upstream: '$UPSTREAM', tenant: tenant-a}]" > "$WORK/routes.yaml"
 cat > "$WORK/gateway.yaml" <<CONF
@@ -201,7 +202,11 @@ done = function(summary, latency, requests)
 end
 LUA
 
-declare -A RPS P50 P99
+declare -A RPS P50 P99 RPS_ALL P50_ALL P99_ALL
+ms() { # wrk latency (us/ms/s) → milliseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
+}
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 ROWS=()
 WARN=""
 run() { # key label addr token-file-or-empty
@@ -217,27 +222,33 @@ run() { # key label addr token-file-or-empty
   p99="$(awk '$1=="99%" {print $2}' <<<"$out")"
   bad="$(awk '/Non-2xx/ {print $5}' <<<"$out")"
   requests="$(awk '/^REQUESTS/ {print $2}' <<<"$out")"
-  RPS[$1]="$rps"; P50[$1]="$p50"; P99[$1]="$p99"
+  RPS_ALL[$1]+=" $rps"; P50_ALL[$1]+=" $(ms "$p50")"; P99_ALL[$1]+=" $(ms "$p99")"
   if [[ -n "${bad:-}" ]]; then WARN+="$2: ${bad} non-2xx answers. "; fi
   if [[ "$4" == *distinct* && -n "$requests" && "$requests" -gt "$DISTINCT" ]]; then
     WARN+="$2: ${requests} requests for ${DISTINCT} tokens, so some repeated. "
   fi
   echo "$2: $rps req/s, p50 $p50, p99 $p99, non-2xx ${bad:-0}" >&2
 }
-run nginx "nginx plain proxy, no auth" $NGINX ""
-run hyper "hyper plain proxy, no auth (the gateway's HTTP stack)" $HYPER ""
-for alg in rs es; do
-  ALG=$([[ $alg == rs ]] && echo RS256 || echo ES256)
-  run "haproxy-$alg-hot" "HAProxy $ALG, hot tokens" $HAPROXY "$WORK/$alg-hot.txt"
-  run "gateway-$alg-hot" "bulkhead-gateway $ALG, hot tokens" $GATEWAY "$WORK/$alg-hot.txt"
-  run "haproxy-$alg-distinct" "HAProxy $ALG, distinct tokens" $HAPROXY "$WORK/$alg-distinct.txt"
-  run "gateway-$alg-distinct" "bulkhead-gateway $ALG, distinct tokens" $GATEWAY "$WORK/$alg-distinct.txt"
+# Every row runs ROUNDS times, the rows taking turns, and the table shows each row's medians: this VM's throughput
+# drifts by 10-20% over a minute, and rows that take turns share the drift instead of one row catching a slow
+# spell alone.
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round of $ROUNDS" >&2
+  run nginx "nginx plain proxy, no auth" $NGINX ""
+  run hyper "hyper plain proxy, no auth (the gateway's HTTP stack)" $HYPER ""
+  for alg in rs es; do
+    ALG=$([[ $alg == rs ]] && echo RS256 || echo ES256)
+    run "haproxy-$alg-hot" "HAProxy $ALG, hot tokens" $HAPROXY "$WORK/$alg-hot.txt"
+    run "gateway-$alg-hot" "bulkhead-gateway $ALG, hot tokens" $GATEWAY "$WORK/$alg-hot.txt"
+    run "haproxy-$alg-distinct" "HAProxy $ALG, distinct tokens" $HAPROXY "$WORK/$alg-distinct.txt"
+    run "gateway-$alg-distinct" "bulkhead-gateway $ALG, distinct tokens" $GATEWAY "$WORK/$alg-distinct.txt"
+  done
+done
+for key in "${!RPS_ALL[@]}"; do
+  RPS[$key]="$(median "${RPS_ALL[$key]}")"; P50[$key]="$(median "${P50_ALL[$key]}")"; P99[$key]="$(median "${P99_ALL[$key]}")"
 done
 RSS_KB="$(awk '/VmHWM/ {print $2}' "/proc/$GATEWAY_PID/status")"
 
-ms() { # wrk latency (us/ms/s) → milliseconds
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 row() { # key label target-note
   local k=$1
@@ -265,10 +276,10 @@ REPORT="$(cat <<MD
 
 Loopback on one $(nproc)-CPU machine: each proxy pinned to CPU ${PROXY_CPU} (HAProxy \`nbthread 1\`, nginx one
 worker, the gateway sees one CPU and so runs one current-thread runtime); wrk (1 thread, ${CONNECTIONS} connections, ${DURATION} s per row, HTTP/1.1
-keep-alive) and the upstream (nginx \`return 200\`, 20 bytes) share CPU ${LOAD_CPU}. Hot: 4 tokens in turn; distinct:
+keep-alive; every row run ${ROUNDS} times, the rows taking turns, medians shown) and the upstream (nginx \`return 200\`, 20 bytes) share CPU ${LOAD_CPU}. Hot: 4 tokens in turn; distinct:
 ${DISTINCT} pre-minted tokens walked in order by a wrk Lua script, one per request. HAProxy $(haproxy -v | awk 'NR==1 {print $3}')
 with the hardened config of anchors-gateway.md §1.4; nginx $(nginx -v 2>&1 | awk -F/ '{print $2}'); bulkhead-gateway
-release build, audit lines written (to /dev/null), default config (verified-token cache of 10000).
+release build, audit lines chained and written (to /dev/null), default config (verified-token cache of 10000).
 Gateway peak RSS over the whole run: $((RSS_KB / 1024)) MiB (target < 50 MiB: $( [[ $RSS_KB -lt 51200 ]] && echo met || echo '**missed**')).
 ${WARN:+Warnings: $WARN}
 
