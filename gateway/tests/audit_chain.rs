@@ -6,15 +6,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read as _};
+use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
 use jsonwebtoken::Algorithm;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bulkhead-gateway");
+use common::binary::{BIN, announced, terminate};
 
 #[tokio::test]
 async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
@@ -22,7 +22,7 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
     let mut child = spawn_gateway(dir.path(), &rsa, &up, "gw-test");
-    let addr = announced(&mut child);
+    let addr = announced(&mut child).0;
     let mut stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -43,15 +43,7 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     let denied = request("GET", "/late", &[], "");
     assert_eq!(Answer::parse(&raw(addr, denied.as_bytes()).await).status, 401);
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(child.wait().unwrap().success());
+    assert!(terminate(&mut child).success());
     let text = reader.join().unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let values: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -90,15 +82,9 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
         &tampered,
         lines.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| *l),
     );
-    let failed = verify(&[&tampered]);
-    assert_eq!(failed.status.code(), Some(1));
-    let message = String::from_utf8(failed.stderr).unwrap();
-    assert!(
-        message.contains(&format!(
-            "{}:3: seq 2 of chain {instance} deleted",
-            tampered.display()
-        )),
-        "{message}"
+    refused(
+        &[&tampered],
+        &format!("{}:3: seq 2 of chain {instance} deleted", tampered.display()),
     );
 
     // A decision edited (line 4, seq 3: allow → deny).
@@ -116,15 +102,9 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
         .collect();
     assert_ne!(edited[3], lines[3], "line 4 is an allowed request: {}", lines[3]);
     write_lines(&tampered, edited.iter().map(String::as_str));
-    let failed = verify(&[&tampered]);
-    assert_eq!(failed.status.code(), Some(1));
-    let message = String::from_utf8(failed.stderr).unwrap();
-    assert!(
-        message.contains(&format!(
-            "{}:4: seq 3 of chain {instance} was altered",
-            tampered.display()
-        )),
-        "{message}"
+    refused(
+        &[&tampered],
+        &format!("{}:4: seq 3 of chain {instance} was altered", tampered.display()),
     );
 
     // Two lines swapped (lines 5 and 6).
@@ -132,15 +112,12 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     let mut swapped = lines.clone();
     swapped.swap(4, 5);
     write_lines(&tampered, swapped.into_iter());
-    let failed = verify(&[&tampered]);
-    assert_eq!(failed.status.code(), Some(1));
-    let message = String::from_utf8(failed.stderr).unwrap();
-    assert!(
-        message.contains(&format!(
+    refused(
+        &[&tampered],
+        &format!(
             "{path}:5: chain {instance} has seq 5 where seq 4 belongs; seq 4 is at {path}:6: reordered",
             path = tampered.display()
-        )),
-        "{message}"
+        ),
     );
 
     // The tail cut off (the shutdown checkpoint and the line before it): exit 3, naming where the chain ends.
@@ -172,12 +149,9 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     // Cut mid-line.
     let tampered = dir.path().join("partial.log");
     std::fs::write(&tampered, &text[..text.len() - 10]).unwrap();
-    let failed = verify(&[&tampered]);
-    assert_eq!(failed.status.code(), Some(1));
-    let message = String::from_utf8(failed.stderr).unwrap();
-    assert!(
-        message.contains(&format!("{}:{}: partial line", tampered.display(), lines.len())),
-        "{message}"
+    refused(
+        &[&tampered],
+        &format!("{}:{}: partial line", tampered.display(), lines.len()),
     );
 
     // As a rotated set, in order: intact; with the middle file missing: named.
@@ -196,16 +170,11 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let failed = verify(&[&parts[0], &parts[2]]);
-    assert_eq!(failed.status.code(), Some(1));
-    let message = String::from_utf8(failed.stderr).unwrap();
-    assert!(
-        message.contains(&format!(
-            "{}:1: seq 4 to 7 of chain {instance} deleted",
-            parts[2].display()
-        )) && message.contains("a file of the set may be missing"),
-        "{message}"
+    let message = refused(
+        &[&parts[0], &parts[2]],
+        &format!("{}:1: seq 4 to 7 of chain {instance} deleted", parts[2].display()),
     );
+    assert!(message.contains("a file of the set may be missing"), "{message}");
 
     // A file that cannot be read: exit 2.
     let missing = verify(&[&dir.path().join("nothing.log")]);
@@ -222,7 +191,7 @@ async fn two_replicas_in_one_log_verify_as_two_chains() {
     let mut children = Vec::new();
     for name in ["gw-0", "gw-1"] {
         let mut child = spawn_gateway(dir.path(), &rsa, &up, name);
-        let addr = announced(&mut child);
+        let addr = announced(&mut child).0;
         let mut stdout = child.stdout.take().unwrap();
         outputs.push(std::thread::spawn(move || {
             let mut text = String::new();
@@ -238,15 +207,7 @@ async fn two_replicas_in_one_log_verify_as_two_chains() {
         }
     }
     for (child, _) in &mut children {
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(child.wait().unwrap().success());
+        assert!(terminate(child).success());
     }
     let texts: Vec<String> = outputs.into_iter().map(|t| t.join().unwrap()).collect();
     // The pipeline's view: whole lines of both pods, interleaved.
@@ -277,16 +238,23 @@ async fn two_replicas_in_one_log_verify_as_two_chains() {
     mixed.remove(victim);
     let tampered = dir.path().join("tampered.log");
     write_lines(&tampered, mixed.iter().copied());
-    let failed = verify(&[&tampered]);
-    assert_eq!(failed.status.code(), Some(1));
-    let message = String::from_utf8(failed.stderr).unwrap();
+    let message = refused(
+        &[&tampered],
+        &format!("seq 2 of chain {} deleted", gw1["instance"].as_str().unwrap()),
+    );
     assert!(
-        message.contains(&format!(
-            "seq 2 of chain {} deleted",
-            gw1["instance"].as_str().unwrap()
-        )) && message.contains(&format!("{}:{}:", tampered.display(), victim + 2)),
+        message.contains(&format!("{}:{}:", tampered.display(), victim + 2)),
         "{message}"
     );
+}
+
+/// `audit verify` of `files` fails (exit status 1) and its message, returned, contains `expected`.
+fn refused(files: &[&Path], expected: &str) -> String {
+    let failed = verify(files);
+    assert_eq!(failed.status.code(), Some(1), "{expected}");
+    let message = String::from_utf8(failed.stderr).unwrap();
+    assert!(message.contains(expected), "{expected} in {message}");
+    message
 }
 
 fn verify(files: &[&Path]) -> std::process::Output {
@@ -309,55 +277,15 @@ fn write_lines<'a>(path: &Path, lines: impl Iterator<Item = &'a str>) {
 /// Starts the binary routing org_a to `up`, with a 1 s checkpoint interval, the instance name `name`, both
 /// listeners on port 0, JSON logs on a piped stderr and audit lines on a piped stdout.
 fn spawn_gateway(dir: &Path, key: &TestKey, up: &Upstream, name: &str) -> std::process::Child {
-    std::fs::write(
-        dir.join("jwks.json"),
-        json!({"keys": [key.jwk(true)]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("routes.yaml"),
-        format!(
+    common::binary::spawn_gateway(
+        dir,
+        key,
+        &format!(
             "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
             up.addr
         ),
+        "audit:\n  checkpoint_seconds: 1\n",
+        &[("BULKHEAD_GATEWAY_INSTANCE", name)],
+        Stdio::piped(),
     )
-    .unwrap();
-    let config = format!(
-        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\naudit:\n  checkpoint_seconds: 1\n",
-        dir.join("jwks.json").display(),
-        dir.join("routes.yaml").display()
-    );
-    std::fs::write(dir.join("gateway.yaml"), config).unwrap();
-    Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(dir.join("gateway.yaml"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .env("BULKHEAD_GATEWAY_INSTANCE", name)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// The proxy address the child announces on stderr; stderr keeps being drained afterwards.
-fn announced(child: &mut std::process::Child) -> std::net::SocketAddr {
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
-            if value["message"] == "gateway listening" {
-                let _ = tx.send(value);
-            }
-        }
-    });
-    let listening = rx.recv().expect("the gateway announces its addresses");
-    listening["addr"].as_str().unwrap().parse().unwrap()
 }

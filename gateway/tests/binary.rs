@@ -14,7 +14,7 @@ use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bulkhead-gateway");
+use common::binary::{BIN, announced, spawn_gateway, terminate};
 
 fn mint(args: &[&str]) -> String {
     let out = Command::new(BIN).arg("token").args(args).output().unwrap();
@@ -127,7 +127,7 @@ async fn run_serves_audits_to_stdout_and_stops_on_sigterm() {
 async fn a_closed_log_pipe_does_not_stop_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let rsa = TestKey::load("rsa-a.pem", "k1", Algorithm::RS256);
-    let mut child = spawn_gateway(dir.path(), &rsa, "routes: []\n", Stdio::null());
+    let mut child = spawn_gateway(dir.path(), &rsa, "routes: []\n", "", &[], Stdio::null());
     let listening = {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
@@ -194,69 +194,6 @@ async fn org_a_gateway() -> (Upstream, tempfile::TempDir, TestKey, std::process:
         "routes:\n  - {{org: org_a, upstream: '{}', tenant: acme}}\n",
         up.addr
     );
-    let child = spawn_gateway(dir.path(), &rsa, &routes, Stdio::piped());
+    let child = spawn_gateway(dir.path(), &rsa, &routes, "", &[], Stdio::piped());
     (up, dir, rsa, child)
-}
-
-/// Sends SIGTERM and waits for the exit.
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    child.wait().unwrap()
-}
-
-/// The proxy and admin addresses the child announces on stderr (both listeners are on port 0). Stderr keeps
-/// being drained afterwards: a closed pipe would fail the gateway's log writes.
-fn announced(child: &mut std::process::Child) -> (std::net::SocketAddr, std::net::SocketAddr) {
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let value = serde_json::from_str::<Value>(&line).unwrap_or(Value::Null);
-            if value["message"] == "gateway listening" {
-                let _ = tx.send(value);
-            }
-        }
-    });
-    let listening = rx.recv().expect("the gateway announces its addresses");
-    let addr = |field: &str| listening[field].as_str().unwrap().parse().unwrap();
-    (addr("addr"), addr("admin_addr"))
-}
-
-/// Writes a JWKS with `key`, the routes file and a config into `dir`, and starts the binary on port 0 for both
-/// listeners with JSON logs on a piped stderr and audit lines on `stdout`.
-fn spawn_gateway(dir: &std::path::Path, key: &TestKey, routes: &str, stdout: Stdio) -> std::process::Child {
-    std::fs::write(
-        dir.join("jwks.json"),
-        json!({"keys": [key.jwk(true)]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(dir.join("routes.yaml"), routes).unwrap();
-    let config = format!(
-        "issuers:\n  - issuer: {ISS_A}\n    algorithms: [RS256]\n    jwks_file: {}\nroutes:\n  source: file\n  file: {}\n",
-        dir.join("jwks.json").display(),
-        dir.join("routes.yaml").display()
-    );
-    std::fs::write(dir.join("gateway.yaml"), config).unwrap();
-    Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(dir.join("gateway.yaml"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }

@@ -2,6 +2,8 @@
 //! test keys from `tests/keys/` (test-only keys, never used anywhere else), raw HTTP/1.1 over TCP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod binary;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
