@@ -63,14 +63,7 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     // Untouched: intact, exit 0.
     let log = dir.path().join("audit.log");
     std::fs::write(&log, &text).unwrap();
-    let ok = verify(&[&log]);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let out = String::from_utf8(ok.stdout).unwrap();
+    let out = passes(&[&log]);
     assert!(
         out.contains(&format!("chain {instance}: seq 0 to {}", lines.len() - 1)) && out.contains("intact"),
         "{out}"
@@ -163,13 +156,7 @@ async fn the_binary_chains_its_audit_lines_and_audit_verify_names_tampering() {
     write_lines(&parts[0], lines[..4].iter().copied());
     write_lines(&parts[1], lines[4..8].iter().copied());
     write_lines(&parts[2], lines[8..].iter().copied());
-    let ok = verify(&[&parts[0], &parts[1], &parts[2]]);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    passes(&[&parts[0], &parts[1], &parts[2]]);
     let message = refused(
         &[&parts[0], &parts[2]],
         &format!("{}:1: seq 4 to 7 of chain {instance} deleted", parts[2].display()),
@@ -219,14 +206,7 @@ async fn two_replicas_in_one_log_verify_as_two_chains() {
     }
     let log = dir.path().join("both.log");
     write_lines(&log, mixed.iter().copied());
-    let ok = verify(&[&log]);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let out = String::from_utf8(ok.stdout).unwrap();
+    let out = passes(&[&log]);
     assert!(
         out.contains("chain gw-1.") && out.contains("chain gw-0.") && out.contains("2 chains"),
         "{out}"
@@ -246,6 +226,18 @@ async fn two_replicas_in_one_log_verify_as_two_chains() {
         message.contains(&format!("{}:{}:", tampered.display(), victim + 2)),
         "{message}"
     );
+}
+
+/// `audit verify` of `files` passes (exit status 0); its report.
+fn passes(files: &[&Path]) -> String {
+    let ok = verify(files);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    String::from_utf8(ok.stdout).unwrap()
 }
 
 /// `audit verify` of `files` fails (exit status 1) and its message, returned, contains `expected`.

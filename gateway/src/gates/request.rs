@@ -87,19 +87,29 @@ pub fn check(method: &Method, headers: &HeaderMap, max_body: u64) -> Result<(), 
     Ok(())
 }
 
+/// Exactly one `Sec-WebSocket-Version`, and it is `13`.
+fn version_13(headers: &HeaderMap) -> bool {
+    headers.get_all(SEC_WEBSOCKET_VERSION).iter().count() == 1
+        && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13")
+}
+
+/// No body announced: no `Transfer-Encoding`, and any `Content-Length` is 0.
+fn without_body(headers: &HeaderMap) -> bool {
+    !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0")
+}
+
 /// Checks an HTTP/2 extended CONNECT (RFC 8441) whose `:protocol` is `protocol`: only `websocket`, with
 /// `Sec-WebSocket-Version: 13` and no body. The other checks of [`check`] apply as to the GET it stands for.
 pub fn extended_connect(protocol: &str, headers: &HeaderMap, max_body: u64) -> Result<(), RequestError> {
     if !protocol.eq_ignore_ascii_case("websocket") {
         return Err(RequestError::Upgrade);
     }
-    let version_ok = headers.get_all(SEC_WEBSOCKET_VERSION).iter().count() == 1
-        && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let no_body = !headers.contains_key(TRANSFER_ENCODING)
-        && headers
-            .get_all(CONTENT_LENGTH)
-            .iter()
-            .all(|v| v.as_bytes() == b"0");
+    let version_ok = version_13(headers);
+    let no_body = without_body(headers);
     if !version_ok || !no_body {
         return Err(RequestError::WebSocketInvalid);
     }
@@ -132,14 +142,9 @@ pub fn websocket(method: &Method, headers: &HeaderMap) -> Result<(), RequestErro
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
     }) && keys.next().is_none();
-    let version_ok = headers.get_all(SEC_WEBSOCKET_VERSION).iter().count() == 1
-        && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let version_ok = version_13(headers);
     // The handshake has no body: bytes after the head belong to the tunnel.
-    let no_body = !headers.contains_key(TRANSFER_ENCODING)
-        && headers
-            .get_all(CONTENT_LENGTH)
-            .iter()
-            .all(|v| v.as_bytes() == b"0");
+    let no_body = without_body(headers);
     if method != Method::GET || !connection_upgrade || !key_ok || !version_ok || !no_body {
         return Err(RequestError::WebSocketInvalid);
     }
