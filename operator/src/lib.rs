@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod run;
 pub mod settings;
 pub mod status;
+pub mod verify;
 
 pub use run::{Options, RunError, run};
 
