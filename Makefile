@@ -57,7 +57,7 @@ bench-cluster: assets
 # The PostgreSQL test binaries: the ones named here and every e2e/tests/postgres_*.rs. `make test` runs them once
 # more on PostgreSQL $(PG_EXTRA_VERSION) with a non-superuser CREATEROLE CREATEDB admin (as on managed services);
 # `make pg-matrix` on every supported major with both kinds of admin.
-PG_TESTS := $(sort postgres_isolation database postgres_capacity postgres_harness \
+PG_TESTS := $(sort postgres_isolation database postgres_capacity postgres_harness verify_postgres \
 	$(basename $(notdir $(wildcard e2e/tests/postgres_*.rs))))
 PG_EXTRA_VERSION := 18
 
