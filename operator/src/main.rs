@@ -38,6 +38,40 @@ enum Command {
     Crds(CrdsArgs),
     /// Print the operator's RBAC as the chart ships it (Helm template).
     Rbac,
+    /// Read the live state (read-only) and report whether the isolation contract holds: network reachability
+    /// under every NetworkPolicy in the cluster, the gateway's route table, every object each Tenant and
+    /// Customer needs, and what every Bulkhead Postgres role can reach. Exit 0 when it holds, 1 when a check
+    /// failed (the violations are listed first), 2 when the state could not be read.
+    Verify(Box<VerifyArgs>),
+}
+
+/// How `verify` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    /// The human report.
+    Text,
+    /// The JSON document (schema `bulkhead.dev/verify/v1`, see docs/verify.md).
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    peers: PeersArgs,
+    /// An address outside the cluster (`ip:port`), standing for "the outside" in the matrix.
+    #[arg(long, default_value = bulkhead_operator::verify::DEFAULT_OUTSIDE)]
+    outside: SocketAddr,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    output: ReportFormat,
+    /// Also write the JSON document to this file.
+    #[arg(long)]
+    json_file: Option<PathBuf>,
+    /// Log filter in RUST_LOG syntax (logs go to stderr).
+    #[arg(long, env = "RUST_LOG", default_value = "warn")]
+    log: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,15 +121,10 @@ struct CrdsApplyArgs {
     timeout_seconds: u64,
 }
 
+/// Where the gateway, cluster DNS and Postgres are: what the NetworkPolicies open (`run`) and what `verify`
+/// holds them against.
 #[derive(Debug, clap::Args)]
-struct RunArgs {
-    #[command(flatten)]
-    cluster: ClusterArgs,
-    /// Address for /metrics, /livez and /readyz.
-    #[arg(long, env = "BULKHEAD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
-    admin_addr: SocketAddr,
-    #[command(flatten)]
-    logging: LogArgs,
+struct PeersArgs {
     /// Namespace of the gateway's pods: the only source allowed to reach a stack.
     #[arg(long, env = "BULKHEAD_GATEWAY_NAMESPACE", default_value = "bulkhead-system")]
     gateway_namespace: String,
@@ -123,6 +152,68 @@ struct RunArgs {
     /// resources with `database.enabled` report DatabaseReady=False, NotConfigured.
     #[arg(long, env = "BULKHEAD_POSTGRES_ADMIN_SECRET")]
     postgres_admin_secret: Option<String>,
+}
+
+/// The parts of [`Settings`] that [`PeersArgs`] gives.
+struct Peers {
+    gateway: PeerPods,
+    dns: PeerPods,
+    postgres: Option<PostgresEndpoint>,
+    admin_secret: Option<AdminSecretRef>,
+}
+
+impl PeersArgs {
+    fn peers(&self) -> Result<Peers, String> {
+        let postgres = match &self.postgres_cidr {
+            Some(cidr) => {
+                let probe = bulkhead_crds::v1alpha1::NetworkSpec {
+                    allow_egress: vec![bulkhead_crds::v1alpha1::EgressRule {
+                        cidr: cidr.clone(),
+                        ports: vec![],
+                    }],
+                };
+                let spec_check = bulkhead_crds::validate::network_cidr(&probe);
+                spec_check.map_err(|e| format!("--postgres-cidr: {e}"))?;
+                Some(PostgresEndpoint {
+                    cidr: cidr.clone(),
+                    port: self.postgres_port.unwrap_or(5432),
+                })
+            }
+            None => None,
+        };
+        Ok(Peers {
+            gateway: PeerPods {
+                namespace: self.gateway_namespace.clone(),
+                pod_labels: parse_labels(&self.gateway_pod_labels)
+                    .map_err(|e| format!("--gateway-pod-labels: {e}"))?,
+            },
+            dns: PeerPods {
+                namespace: self.dns_namespace.clone(),
+                pod_labels: parse_labels(&self.dns_pod_labels)
+                    .map_err(|e| format!("--dns-pod-labels: {e}"))?,
+            },
+            postgres,
+            admin_secret: self
+                .postgres_admin_secret
+                .as_deref()
+                .map(str::parse::<AdminSecretRef>)
+                .transpose()
+                .map_err(|e| format!("--postgres-admin-secret: {e}"))?,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Address for /metrics, /livez and /readyz.
+    #[arg(long, env = "BULKHEAD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    admin_addr: SocketAddr,
+    #[command(flatten)]
+    logging: LogArgs,
+    #[command(flatten)]
+    peers: PeersArgs,
     /// Host of the Postgres server as stacks reach it, written into their credentials Secret (default: the
     /// admin DSN's host).
     #[arg(long, env = "BULKHEAD_POSTGRES_HOST")]
@@ -159,49 +250,20 @@ struct RunArgs {
 
 impl RunArgs {
     fn options(&self) -> Result<Options, String> {
-        let postgres = match &self.postgres_cidr {
-            Some(cidr) => {
-                let probe = bulkhead_crds::v1alpha1::NetworkSpec {
-                    allow_egress: vec![bulkhead_crds::v1alpha1::EgressRule {
-                        cidr: cidr.clone(),
-                        ports: vec![],
-                    }],
-                };
-                let spec_check = bulkhead_crds::validate::network_cidr(&probe);
-                spec_check.map_err(|e| format!("--postgres-cidr: {e}"))?;
-                Some(PostgresEndpoint {
-                    cidr: cidr.clone(),
-                    port: self.postgres_port.unwrap_or(5432),
-                })
-            }
-            None => None,
-        };
+        let peers = self.peers.peers()?;
         let settings = Settings {
-            gateway: PeerPods {
-                namespace: self.gateway_namespace.clone(),
-                pod_labels: parse_labels(&self.gateway_pod_labels)
-                    .map_err(|e| format!("--gateway-pod-labels: {e}"))?,
-            },
-            dns: PeerPods {
-                namespace: self.dns_namespace.clone(),
-                pod_labels: parse_labels(&self.dns_pod_labels)
-                    .map_err(|e| format!("--dns-pod-labels: {e}"))?,
-            },
-            postgres,
-            database: match &self.postgres_admin_secret {
-                Some(secret) => Some(DatabaseSettings {
-                    admin_secret: secret
-                        .parse::<AdminSecretRef>()
-                        .map_err(|e| format!("--postgres-admin-secret: {e}"))?,
-                    host: self.postgres_host.clone(),
-                    port: self.postgres_port,
-                    url_params: self.postgres_url_params.clone(),
-                    resync: std::time::Duration::from_secs(self.database_resync_seconds),
-                    connection_reserve: self.postgres_connection_reserve,
-                    grant_sweep: std::time::Duration::from_secs(self.grant_sweep_seconds),
-                }),
-                None => None,
-            },
+            gateway: peers.gateway,
+            dns: peers.dns,
+            postgres: peers.postgres,
+            database: peers.admin_secret.map(|admin_secret| DatabaseSettings {
+                admin_secret,
+                host: self.postgres_host.clone(),
+                port: self.peers.postgres_port,
+                url_params: self.postgres_url_params.clone(),
+                resync: std::time::Duration::from_secs(self.database_resync_seconds),
+                connection_reserve: self.postgres_connection_reserve,
+                grant_sweep: std::time::Duration::from_secs(self.grant_sweep_seconds),
+            }),
         };
         let leader_election = self.leader_elect.then(|| {
             let identity = self.identity.clone().unwrap_or_else(default_identity);
@@ -246,7 +308,62 @@ fn main() -> ExitCode {
             let (format, filter) = (args.logging.log_format, args.logging.log.clone());
             bulkhead_process::serve("bulkhead-operator", format, &filter, run(*args))
         }
+        Command::Verify(args) => verify_main(*args),
     }
+}
+
+/// `verify`: exit 0 when the contract holds, 1 when a check failed, 2 when no report could be made.
+fn verify_main(args: VerifyArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bulkhead-operator verify: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(verify(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("bulkhead-operator verify: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn verify(args: VerifyArgs) -> Result<u8, String> {
+    let peers = args.peers.peers()?;
+    let settings = Settings {
+        gateway: peers.gateway,
+        dns: peers.dns,
+        postgres: peers.postgres,
+        database: peers.admin_secret.map(DatabaseSettings::new),
+    };
+    let client = client(&args.cluster)
+        .await
+        .map_err(|e| format!("{}: {e}", e.category()))?;
+    let options = bulkhead_operator::verify::Options {
+        settings,
+        outside: args.outside,
+        context: args.cluster.context.clone(),
+    };
+    let report = bulkhead_operator::verify::run(&client, &options)
+        .await
+        .map_err(|e| format!("{}: {e}", e.category()))?;
+    if let Some(path) = &args.json_file {
+        std::fs::write(path, report.to_json() + "\n")
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    match args.output {
+        ReportFormat::Text => print!("{}", report.render()),
+        ReportFormat::Json => println!("{}", report.to_json()),
+    }
+    Ok(report.exit_code())
 }
 
 fn print_generated(result: Result<String, String>) -> ExitCode {

@@ -57,6 +57,38 @@ impl Plan {
     }
 }
 
+/// What to build for a Tenant (pure).
+pub fn tenant_plan(tenant: &Tenant) -> Plan {
+    Plan {
+        tenant: tenant.name_any(),
+        customer: None,
+        uid: tenant.uid().unwrap_or_default(),
+        stack: tenant.spec.stack.clone(),
+        quota: tenant.spec.quota.clone(),
+        egress: tenant.spec.network.allow_egress.clone(),
+        database: tenant.spec.database.clone(),
+        credentials_revision: None,
+    }
+}
+
+/// What to build for a Customer of `tenant` (pure): its own stack or else the Tenant's, the Tenant's egress.
+pub fn customer_plan(customer: &Customer, tenant: &Tenant) -> Plan {
+    Plan {
+        tenant: customer.spec.tenant_ref.clone(),
+        customer: Some(customer.name_any()),
+        uid: customer.uid().unwrap_or_default(),
+        stack: customer
+            .spec
+            .stack
+            .clone()
+            .unwrap_or_else(|| tenant.spec.stack.clone()),
+        quota: customer.spec.quota.clone(),
+        egress: tenant.spec.network.allow_egress.clone(),
+        database: customer.spec.database.clone(),
+        credentials_revision: None,
+    }
+}
+
 /// A cluster-scoped Bulkhead resource with the shared status.
 pub trait Managed:
     Resource<DynamicType = (), Scope = ClusterResourceScope>
@@ -188,16 +220,7 @@ impl Managed for Tenant {
     }
 
     fn plan(&self, _ctx: &Context) -> Result<Plan, Outcome> {
-        Ok(Plan {
-            tenant: self.name_any(),
-            customer: None,
-            uid: self.uid().unwrap_or_default(),
-            stack: self.spec.stack.clone(),
-            quota: self.spec.quota.clone(),
-            egress: self.spec.network.allow_egress.clone(),
-            database: self.spec.database.clone(),
-            credentials_revision: None,
-        })
+        Ok(tenant_plan(self))
     }
 
     fn owner_names(&self) -> (String, Option<String>) {
@@ -275,20 +298,7 @@ impl Managed for Customer {
             .collect();
         conflicts::quota_fits(&tenant.spec.quota, &older, &self.spec.quota)
             .map_err(Outcome::QuotaExceeded)?;
-        Ok(Plan {
-            tenant: tenant_name,
-            customer: Some(self.name_any()),
-            uid: self.uid().unwrap_or_default(),
-            stack: self
-                .spec
-                .stack
-                .clone()
-                .unwrap_or_else(|| tenant.spec.stack.clone()),
-            quota: self.spec.quota.clone(),
-            egress: tenant.spec.network.allow_egress.clone(),
-            database: self.spec.database.clone(),
-            credentials_revision: None,
-        })
+        Ok(customer_plan(self, &tenant))
     }
 
     fn owner_names(&self) -> (String, Option<String>) {

@@ -278,6 +278,18 @@ impl RouteTable {
             .count()
     }
 
+    /// Every org claimed more than once (unroutable), sorted.
+    pub fn conflicts(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Conflict))
+            .map(|(org, _)| org.as_str())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Every routable route.
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.entries.values().filter_map(|e| match e {

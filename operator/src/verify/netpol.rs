@@ -404,6 +404,36 @@ impl Policies {
         }
     }
 
+    /// The first port of every numbered port rule of the policies that select `from` for egress or `to` for
+    /// ingress, with its protocol: the ports on which a pod that declares none can be judged.
+    pub fn ports_named(&self, from: &Endpoint<'_>, to: &Endpoint<'_>) -> Vec<(u16, Protocol)> {
+        let mut out = Vec::new();
+        for (endpoint, direction) in [(from, Direction::Egress), (to, Direction::Ingress)] {
+            let Endpoint::Pod(pod) = endpoint else { continue };
+            let Some(namespace) = self.namespace_index.get(&pod.namespace).copied() else {
+                continue;
+            };
+            for &index in &self.by_direction(direction)[namespace] {
+                let policy = &self.policies[index];
+                if !policy.selector.matches(&pod.labels) {
+                    continue;
+                }
+                let rules = match direction {
+                    Direction::Ingress => &policy.ingress_rules,
+                    Direction::Egress => &policy.egress_rules,
+                };
+                for rule in rules {
+                    for port in &rule.ports {
+                        if let PortSpec::Range { first, .. } = port.port {
+                            out.push((first, port.protocol));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Whether some policy selects `pod` for `direction`.
     pub fn is_isolated(&self, pod: &Pod, direction: Direction) -> bool {
         let Some(namespace) = self.namespace_index.get(&pod.namespace).copied() else {
@@ -679,6 +709,11 @@ impl Cidr {
         let (v6, bits) = address_bits(ip);
         v6 == self.v6 && masked(bits, v6, self.prefix) == self.network
     }
+}
+
+/// Whether `ip` is inside `cidr` (`false` when `cidr` is not a valid CIDR).
+pub fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
+    Cidr::parse(cidr).is_some_and(|c| c.contains(ip))
 }
 
 fn width(v6: bool) -> u8 {

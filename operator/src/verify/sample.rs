@@ -57,7 +57,9 @@ pub fn customer(name: &str, tenant: &str) -> Result<Customer, serde_json::Error>
         "spec": {"tenantRef": tenant, "orgId": format!("org_{name}"),
                  "quota": {"cpu": "1", "memory": "1Gi", "pods": 5}}
     }))?;
-    c.status = serde_json::from_value(ready_status(&bulkhead_crds::naming::customer_namespace(tenant, name)))?;
+    c.status = serde_json::from_value(ready_status(&bulkhead_crds::naming::customer_namespace(
+        tenant, name,
+    )))?;
     Ok(c)
 }
 
@@ -121,18 +123,29 @@ pub fn installation(tenants: Vec<Tenant>, customers: Vec<Customer>, settings: &S
         add_subject(&mut s, &tenant_plan(t), settings);
     }
     for c in &customers {
-        if let Some(t) = tenants.iter().find(|t| t.metadata.name.as_deref() == Some(c.spec.tenant_ref.as_str())) {
+        if let Some(t) = tenants
+            .iter()
+            .find(|t| t.metadata.name.as_deref() == Some(c.spec.tenant_ref.as_str()))
+        {
             add_subject(&mut s, &customer_plan(c, t), settings);
         }
     }
     s.tenants = tenants;
     s.customers = customers;
-    for (peers, name, port) in [(&settings.gateway, "gateway", 8443), (&settings.dns, "coredns", 53)] {
-        if !s.namespaces.iter().any(|n| n.metadata.name.as_deref() == Some(peers.namespace.as_str())) {
+    for (peers, name, port) in [
+        (&settings.gateway, "gateway", 8443),
+        (&settings.dns, "coredns", 53),
+    ] {
+        if !s
+            .namespaces
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some(peers.namespace.as_str()))
+        {
             s.namespaces.push(namespace(&peers.namespace, BTreeMap::new()));
         }
         let ip = pod_ip(s.pods.len());
-        s.pods.push(pod(&peers.namespace, name, &peers.pod_labels, ip, port));
+        s.pods
+            .push(pod(&peers.namespace, name, &peers.pod_labels, ip, port));
     }
     s.api_server_endpoints.push(
         serde_json::from_value(json!({

@@ -42,7 +42,8 @@ fn converged() -> Snapshot {
     );
     s.namespaces.push(sample::namespace("team", BTreeMap::new()));
     let labels = BTreeMap::from([("app".to_owned(), "api".to_owned())]);
-    s.pods.push(sample::pod("team", "api", &labels, sample::pod_ip(900), 8000));
+    s.pods
+        .push(sample::pod("team", "api", &labels, sample::pod_ip(900), 8000));
     s
 }
 
@@ -50,7 +51,13 @@ fn report(s: &Snapshot) -> Report {
     let (network, routing, mut checks) = judge(s, &options());
     checks.extend(network.checks);
     checks.extend(routing.checks);
-    Report::new(String::new(), Identity::default(), network.matrix, routing.table, checks)
+    Report::new(
+        String::new(),
+        Identity::default(),
+        network.matrix,
+        routing.table,
+        checks,
+    )
 }
 
 fn failing(r: &Report) -> Vec<(&'static str, String)> {
@@ -110,10 +117,18 @@ fn a_converged_installation_holds_with_the_flows_the_contract_names() {
         (team.clone(), ns("bk-a"), false),
         (team.clone(), Place::Outside, true),
     ] {
-        assert_eq!(m.cell(&from, &to), Some(allowed), "{from:?} -> {to:?}\n{}", r.render());
+        assert_eq!(
+            m.cell(&from, &to),
+            Some(allowed),
+            "{from:?} -> {to:?}\n{}",
+            r.render()
+        );
     }
     assert_eq!(r.routes.len(), 3);
-    assert!(r.render().contains("== Routes (org -> stack)\norg_a -> stack.bk-a.svc:8080 (a)"));
+    assert!(
+        r.render()
+            .contains("== Routes (org -> stack)\norg_a -> stack.bk-a.svc:8080 (a)")
+    );
 }
 
 #[test]
@@ -129,7 +144,10 @@ fn a_hand_made_opening_between_tenants_fails_naming_both_ends() {
     assert_eq!(r.matrix.cell(&ns("bk-a"), &ns("bk-b")), Some(false));
     assert_eq!(
         failing(&r),
-        [("contract.foreign_network_policy", "bk-a/NetworkPolicy/to-b".to_owned())]
+        [(
+            "contract.foreign_network_policy",
+            "bk-a/NetworkPolicy/to-b".to_owned()
+        )]
     );
     s.network_policies.push(policy(
         "bk-b",
@@ -141,9 +159,16 @@ fn a_hand_made_opening_between_tenants_fails_naming_both_ends() {
     assert_eq!(r.matrix.cell(&ns("bk-b"), &ns("bk-a")), Some(false));
     let row = check(&r, "network.reachability", "bk-a");
     assert_eq!(row.verdict, Verdict::Fail);
-    assert!(row.summary.contains("allowed to bk-b (tenant to other tenant)"), "{}", row.summary);
+    assert!(
+        row.summary.contains("allowed to bk-b (tenant to other tenant)"),
+        "{}",
+        row.summary
+    );
     let differing = &row.evidence["differing"][0];
-    assert_eq!(differing["policies"]["ingress"]["allowed_by"][0]["name"], "from-a", "{differing}");
+    assert_eq!(
+        differing["policies"]["ingress"]["allowed_by"][0]["name"], "from-a",
+        "{differing}"
+    );
     assert_eq!(r.exit_code(), 1);
     let text = r.render();
     assert!(text.find("== Violations").unwrap() < text.find("== Reachability").unwrap());
@@ -156,7 +181,8 @@ fn an_edited_policy_that_admits_a_foreign_namespace_fails_twice() {
         .network_policies
         .iter_mut()
         .find(|p| {
-            p.metadata.namespace.as_deref() == Some("bk-b") && p.metadata.name.as_deref() == Some("bulkhead-allow-gateway")
+            p.metadata.namespace.as_deref() == Some("bk-b")
+                && p.metadata.name.as_deref() == Some("bulkhead-allow-gateway")
         })
         .unwrap();
     let mut spec = serde_json::to_value(&edited.spec).unwrap();
@@ -168,13 +194,20 @@ fn an_edited_policy_that_admits_a_foreign_namespace_fails_twice() {
     assert_eq!(
         failed,
         [
-            ("contract.network_policy", "bk-b/NetworkPolicy/bulkhead-allow-gateway".to_owned()),
+            (
+                "contract.network_policy",
+                "bk-b/NetworkPolicy/bulkhead-allow-gateway".to_owned()
+            ),
             ("network.reachability", "team".to_owned()),
         ],
         "{}",
         r.render()
     );
-    assert!(check(&r, "network.reachability", "team").summary.contains("unmanaged namespace to stack"));
+    assert!(
+        check(&r, "network.reachability", "team")
+            .summary
+            .contains("unmanaged namespace to stack")
+    );
 }
 
 #[test]
@@ -182,17 +215,30 @@ fn a_deleted_default_deny_fails_the_contract_even_when_no_flow_changes() {
     let mut s = converged();
     let before = report(&s).matrix.allowed;
     s.network_policies.retain(|p| {
-        !(p.metadata.namespace.as_deref() == Some("bk-b") && p.metadata.name.as_deref() == Some("bulkhead-default-deny"))
+        !(p.metadata.namespace.as_deref() == Some("bk-b")
+            && p.metadata.name.as_deref() == Some("bulkhead-default-deny"))
     });
     let r = report(&s);
-    assert_eq!(r.matrix.allowed, before, "the other policies still isolate every pod");
+    assert_eq!(
+        r.matrix.allowed, before,
+        "the other policies still isolate every pod"
+    );
     assert_eq!(
         failing(&r),
-        [("contract.network_policy", "bk-b/NetworkPolicy/bulkhead-default-deny".to_owned())]
+        [(
+            "contract.network_policy",
+            "bk-b/NetworkPolicy/bulkhead-default-deny".to_owned()
+        )]
     );
-    assert!(check(&r, "contract.network_policy", "bk-b/NetworkPolicy/bulkhead-default-deny")
+    assert!(
+        check(
+            &r,
+            "contract.network_policy",
+            "bk-b/NetworkPolicy/bulkhead-default-deny"
+        )
         .summary
-        .contains("missing"));
+        .contains("missing")
+    );
 }
 
 #[test]
@@ -203,9 +249,18 @@ fn other_objects_are_held_against_the_builder() {
         .iter_mut()
         .find(|d| d.metadata.namespace.as_deref() == Some("bk-a"))
         .unwrap();
-    let containers = &mut deployment.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers;
+    let containers = &mut deployment
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers;
     containers[0].image = Some("registry.example.com/evil:1".into());
-    s.resource_quotas.retain(|q| q.metadata.namespace.as_deref() != Some("bk-b"));
+    s.resource_quotas
+        .retain(|q| q.metadata.namespace.as_deref() != Some("bk-b"));
     let r = report(&s);
     let mut failed = failing(&r);
     failed.sort();
@@ -227,7 +282,12 @@ fn a_tenant_and_a_customer_claiming_one_org_fail_and_get_no_route() {
     twin.status = None;
     s.customers.push(twin);
     let r = report(&s);
-    assert_eq!(failing(&r), [("routing.duplicate_org", "org_b".to_owned())], "{}", r.render());
+    assert_eq!(
+        failing(&r),
+        [("routing.duplicate_org", "org_b".to_owned())],
+        "{}",
+        r.render()
+    );
     let c = check(&r, "routing.duplicate_org", "org_b");
     assert!(c.summary.contains("Tenant b and Customer a2"), "{}", c.summary);
     assert!(r.routes.iter().all(|route| route.org != "org_b"));
@@ -244,7 +304,10 @@ fn routes_must_go_to_the_stack_service_of_their_own_bulkhead_namespace() {
         .unwrap();
     service.spec.as_mut().unwrap().cluster_ip = Some(stack_ip.into());
     for (override_to, fails) in [
-        ("billing.default.svc:8080", Some("a namespace Bulkhead does not manage")),
+        (
+            "billing.default.svc:8080",
+            Some("a namespace Bulkhead does not manage"),
+        ),
         ("stack.bk-b.svc:8080", Some("(Service stack in bk-b)")),
         ("203.0.113.7:8080", Some("not a Service of this cluster")),
         ("198.19.5.5:8080", Some("(Service stack in bk-b)")),
@@ -257,9 +320,17 @@ fn routes_must_go_to_the_stack_service_of_their_own_bulkhead_namespace() {
         let r = report(&s);
         match fails {
             Some(reason) => {
-                assert_eq!(failing(&r), [("routing.upstream", "org_a".to_owned())], "{override_to}");
+                assert_eq!(
+                    failing(&r),
+                    [("routing.upstream", "org_a".to_owned())],
+                    "{override_to}"
+                );
                 let c = check(&r, "routing.upstream", "org_a");
-                assert!(c.summary.contains(override_to) && c.summary.contains(reason), "{}", c.summary);
+                assert!(
+                    c.summary.contains(override_to) && c.summary.contains(reason),
+                    "{}",
+                    c.summary
+                );
             }
             None => assert_eq!(failing(&r), [], "{override_to}\n{}", r.render()),
         }
@@ -293,15 +364,21 @@ fn a_broken_gateway_configuration_fails_and_a_missing_one_warns() {
 fn egress_a_tenant_allows_is_the_contract_and_more_is_not() {
     let mut s = converged();
     let outside = Place::Outside;
-    s.tenants[0].spec.network.allow_egress = vec![serde_json::from_value(json!({"cidr": "198.51.100.0/24",
+    s.tenants[0].spec.network.allow_egress = vec![
+        serde_json::from_value(json!({"cidr": "198.51.100.0/24",
         "ports": [{"port": 443}]}))
-    .unwrap()];
+        .unwrap(),
+    ];
     // Rebuild so the Tenant's egress policy exists, as the operator would have made it.
     let mut rebuilt = installation(s.tenants.clone(), s.customers.clone(), &settings());
     let r = report(&rebuilt);
     assert_eq!(failing(&r), [], "{}", r.render());
     assert_eq!(r.matrix.cell(&ns("bk-a"), &outside), Some(true));
-    assert_eq!(r.matrix.cell(&ns("bk-a-a1"), &outside), Some(true), "a Customer inherits its Tenant's egress");
+    assert_eq!(
+        r.matrix.cell(&ns("bk-a-a1"), &outside),
+        Some(true),
+        "a Customer inherits its Tenant's egress"
+    );
     assert_eq!(r.matrix.cell(&ns("bk-b"), &outside), Some(false));
     // The same opening by hand in bk-b is a violation.
     rebuilt.network_policies.push(policy(
@@ -313,7 +390,11 @@ fn egress_a_tenant_allows_is_the_contract_and_more_is_not() {
     let r = report(&rebuilt);
     let row = check(&r, "network.reachability", "bk-b");
     assert_eq!(row.verdict, Verdict::Fail);
-    assert!(row.summary.contains("stack to outside the cluster"), "{}", row.summary);
+    assert!(
+        row.summary.contains("stack to outside the cluster"),
+        "{}",
+        row.summary
+    );
 }
 
 #[test]
@@ -332,7 +413,8 @@ fn an_invalid_policy_fails_without_judging_flows() {
 #[test]
 fn checks_are_sorted_failures_first_and_the_grid_gives_way_to_a_list_when_large() {
     let mut s = converged();
-    s.network_policies.retain(|p| p.metadata.name.as_deref() != Some("bulkhead-default-deny"));
+    s.network_policies
+        .retain(|p| p.metadata.name.as_deref() != Some("bulkhead-default-deny"));
     let r = report(&s);
     let verdicts: Vec<Verdict> = r.checks.iter().map(|c| c.verdict).collect();
     let mut sorted = verdicts.clone();
@@ -340,7 +422,11 @@ fn checks_are_sorted_failures_first_and_the_grid_gives_way_to_a_list_when_large(
     assert_eq!(verdicts, sorted);
     assert_eq!(r.summary.fail, 3);
     let names: Vec<String> = (0..60).map(|i| format!("t{i:02}")).collect();
-    let big = installation(names.iter().map(|n| tenant(n, false).unwrap()).collect(), vec![], &settings());
+    let big = installation(
+        names.iter().map(|n| tenant(n, false).unwrap()).collect(),
+        vec![],
+        &settings(),
+    );
     let text = report(&big).render();
     assert!(text.contains("too many for a grid"), "{text}");
     assert!(text.contains("gateway -> bk-t00"));
