@@ -28,6 +28,8 @@ pub const ADMIN_USER: &str = "bulkhead-admin";
 pub const RESTRICTED_USER: &str = "bulkhead-restricted";
 /// A user with no groups that integration tests bind to the operator's own RBAC.
 pub const OPERATOR_USER: &str = "bulkhead-operator";
+/// A user with no groups that integration tests bind to `verify`'s read-only RBAC (context `verifier`).
+pub const VERIFIER_USER: &str = "bulkhead-verifier";
 /// The field manager the harness uses for what it applies.
 pub const FIELD_MANAGER: &str = "bulkhead-e2e";
 
@@ -257,6 +259,7 @@ impl ControlPlane {
             ("admin", ADMIN_USER.into(), "system:masters"),
             ("restricted", RESTRICTED_USER.into(), ""),
             ("operator", OPERATOR_USER.into(), ""),
+            ("verifier", VERIFIER_USER.into(), ""),
         ];
         if let Some(node) = &layout.node {
             identities.push(("node", format!("system:node:{node}"), "system:nodes"));

@@ -256,6 +256,15 @@ impl DatabaseFixture {
     }
 }
 
+impl DatabaseFixture {
+    /// Stops the operator on the spot, so that what a test breaks stays broken.
+    pub fn kill_operator(&mut self) {
+        if let Some(operator) = self.operator.take() {
+            operator.kill();
+        }
+    }
+}
+
 impl std::fmt::Debug for DatabaseFixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseFixture")
