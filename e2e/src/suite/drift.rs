@@ -11,8 +11,9 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
+use super::agreement;
 use super::deploy::{self, Issuer, OPERATOR, STACK_PORT, TokenKind, Topology};
-use super::matrix::Matrix;
+use super::matrix::{Destination, Matrix, Source, Verdict};
 use super::probes::{self, Pods, ProbePod, deployment_selector};
 use super::{Check, Config, say};
 use crate::HarnessError;
@@ -23,6 +24,8 @@ const DEFAULT_DENY: &str = bulkhead_operator::build::policy::DEFAULT_DENY;
 const HAND_MADE: &str = "suite-hand-made-open";
 /// The sabotage policy.
 const SABOTAGE: &str = "suite-sabotage-open";
+/// The hand-made policies that open one Tenant to another while the operator is down.
+const HOLE: &str = "suite-hole";
 /// A bound that makes a broken repair fail the run rather than hang it.
 const REPAIR_BOUND: Duration = Duration::from_secs(60);
 
@@ -351,8 +354,81 @@ pub async fn operator_down(
         .delete(late, &DeleteParams::default())
         .await
         .map_err(api_error(format!("deleting Tenant {late}")))?;
+    checks.extend(hole(client, config, topology, pods).await?);
     start_operator(client, config, replicas).await?;
     Ok((checks, matrix))
+}
+
+/// While nobody repairs it, a hand-made pair of policies lets the second Tenant's stack reach the first's: the
+/// probes and `verify` must both show the hole, and agree on every cell; then the hole is closed by hand.
+async fn hole(
+    client: &Client,
+    config: &Config,
+    topology: &Topology,
+    pods: &Pods,
+) -> Result<Vec<Check>, HarnessError> {
+    let a = &topology.stacks[0];
+    let b_index = topology
+        .stacks
+        .iter()
+        .position(|s| s.tenant != a.tenant)
+        .ok_or_else(|| HarnessError::Manifest("the topology has no second Tenant".into()))?;
+    let b = &topology.stacks[b_index];
+    let api = |ns: &str| Api::<NetworkPolicy>::namespaced(client.clone(), ns);
+    deploy::apply(
+        &api(&b.namespace),
+        opening(HOLE, &b.namespace, Some(&a.namespace), false, true),
+    )
+    .await?;
+    deploy::apply(
+        &api(&a.namespace),
+        opening(HOLE, &a.namespace, Some(&b.namespace), true, false),
+    )
+    .await?;
+    let opened = cross_tenant_until(client, topology, pods, "connected")
+        .await?
+        .is_some();
+    let probed = probes::measure(client, config, topology, pods).await?;
+    let report = agreement::verify(client, config).await?;
+    let seen = probed.cells.iter().any(|c| {
+        c.source == Source::Stack(b_index)
+            && c.destination == Destination::StackPod(0)
+            && c.observed == Verdict::Allowed
+    });
+    let checks = vec![
+        Check::new(
+            "the probes see a hand-made hole from one Tenant to another",
+            opened && seen,
+            format!(
+                "{} -> {}: {}",
+                b.namespace,
+                a.namespace,
+                if seen { "connected" } else { "REFUSED" }
+            ),
+        ),
+        agreement::verdict(
+            "verify fails, naming the hole",
+            &report,
+            false,
+            &[
+                &format!("network.reachability {}", b.namespace),
+                "tenant to other tenant",
+            ],
+        ),
+        agreement::agreement(
+            "verify's matrix equals the probed one, with the hole",
+            &probed,
+            &report.matrix,
+        ),
+    ];
+    delete_policy(client, &b.namespace, HOLE).await?;
+    delete_policy(client, &a.namespace, HOLE).await?;
+    cross_tenant_until(client, topology, pods, "refused")
+        .await?
+        .ok_or_else(|| {
+            HarnessError::Manifest("the hole did not close within 30 s of its policies' deletion".into())
+        })?;
+    Ok(checks)
 }
 
 /// Sends one request with `token` to the gateway from the outsider pod; returns its status and the namespace of

@@ -13,6 +13,7 @@
 //! The same code runs on the local cluster (`make test`) and on kind in users' CI (`make kind-test`); only how
 //! the cluster is made and the images are loaded differs.
 
+pub mod agreement;
 pub mod checks;
 pub mod deploy;
 pub mod drift;
@@ -259,6 +260,23 @@ pub async fn run(config: &Config) -> Result<bool, HarnessError> {
         let sabotaged = probes::measure(&client, config, &topology, &pods).await?;
         let differing = sabotaged.counts().differing;
         print_matrix("Traffic matrix with isolation sabotaged", &sabotaged);
+        let report = agreement::verify(&client, config).await?;
+        let agreed = print_checks(
+            "verify against the probes, with isolation sabotaged",
+            &[
+                agreement::verdict(
+                    "verify fails, naming the cross-tenant flows",
+                    &report,
+                    false,
+                    &["tenant to other tenant"],
+                ),
+                agreement::agreement(
+                    "verify's matrix equals the probed one",
+                    &sabotaged,
+                    &report.matrix,
+                ),
+            ],
+        );
         let cross_tenant = sabotaged
             .cells
             .iter()
@@ -268,11 +286,22 @@ pub async fn run(config: &Config) -> Result<bool, HarnessError> {
             "\nThe suite sees the sabotage: {differing} differing cells, {cross_tenant} of them cross-tenant."
         ));
         drift::restore(&client, config, &topology, &pods).await?;
-        return Ok(differing > 0 && cross_tenant > 0);
+        return Ok(differing > 0 && cross_tenant > 0 && agreed);
     }
 
     let first = probes::measure(&client, config, &topology, &pods).await?;
     passed &= print_matrix("Traffic matrix", &first);
+
+    let report = agreement::verify(&client, config).await?;
+    say("\n== bulkhead-operator verify, in-process against the same cluster");
+    say(report.render().trim_end());
+    passed &= print_checks(
+        "verify against the probes",
+        &[
+            agreement::verdict("verify: the contract holds (exit 0)", &report, true, &[]),
+            agreement::agreement("verify's matrix equals the probed one", &first, &report.matrix),
+        ],
+    );
 
     let database = checks::database(&client, &topology, &pods).await?;
     passed &= print_checks("Databases", &database);
