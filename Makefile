@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres pg-matrix pg-matrix-cluster sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster bench-grants
+.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres pg-matrix pg-matrix-cluster sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster bench-grants bench-verify
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test, and the PostgreSQL"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
 	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
 	@echo "make bench-grants   grant repair window (operator, sweep 5 s and 1 s) and catalog-scan cost at 1000 tenants"
+	@echo "make bench-verify   bulkhead-operator verify on 1000 namespaces x 5 policies + 200 foreign policies: time, peak RSS"
 	@echo "make bench-gateway  gateway vs HAProxy 2.6 and plain nginx, hot and distinct tokens (wrk, pinned CPUs)"
 	@echo "make images         OCI image archives of the operator, gateway and test stack in target/images (no Docker)"
 	@echo "make assets         provide the local cluster's components (versions in e2e/cluster/versions.env; cached)"
@@ -115,6 +116,10 @@ bench-postgres:
 bench-grants: assets
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-grants
 	./target/release/bench-grants --write BENCHMARKS.md
+
+bench-verify:
+	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-verify
+	./target/release/bench-verify --write BENCHMARKS.md
 
 bench-gateway:
 	@for tool in haproxy nginx wrk; do command -v $$tool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q haproxy nginx-light wrk >/dev/null; break; }; done

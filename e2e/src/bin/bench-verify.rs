@@ -22,9 +22,8 @@ use std::time::{Duration, Instant};
 
 use bulkhead_crds::v1alpha1::Tenant;
 use bulkhead_e2e::ControlPlane;
-use bulkhead_operator::build;
-use bulkhead_operator::managed::tenant_plan;
 use bulkhead_operator::settings::{PostgresEndpoint, Settings};
+use bulkhead_operator::verify::sample;
 use bulkhead_operator::verify::{self, snapshot::Snapshot};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
@@ -34,7 +33,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,7 +59,6 @@ struct Args {
 }
 
 const FOREIGN_PER_NAMESPACE: usize = 4;
-const GATEWAY_CONFIG: &str = "issuers:\n  - issuer: https://issuer.example\n    algorithms: [RS256]\n    jwks_url: https://issuer.example/jwks.json\nroutes:\n  source: kubernetes\n";
 const OUTSIDE: &str = "198.51.100.10:443";
 
 #[tokio::main]
@@ -112,20 +110,6 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn ns_labels(name: &str, mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
-    labels.insert(build::NAMESPACE_NAME_LABEL.into(), name.into());
-    labels
-}
-
-fn ready_status(namespace: &str) -> Value {
-    let condition = |t: &str| {
-        json!({"type": t, "status": "True", "reason": "Provisioned", "message": "",
-               "lastTransitionTime": "2026-12-02T00:00:00Z"})
-    };
-    json!({"namespace": namespace, "conditions": [condition("Ready"), condition("NetworkIsolated"),
-                                                   condition("Routable"), condition("NamespaceReady")]})
-}
-
 fn foreign_policy(i: usize, namespace: &str, managed: usize) -> Result<NetworkPolicy, String> {
     let target = format!("bk-t{:04}", i % managed.max(1));
     let spec = match i % 4 {
@@ -151,81 +135,25 @@ fn foreign_policy(i: usize, namespace: &str, managed: usize) -> Result<NetworkPo
     .map_err(|e| e.to_string())
 }
 
-fn pod(
-    namespace: &str,
-    name: &str,
-    labels: &BTreeMap<String, String>,
-    ip: String,
-    port: i32,
-) -> Result<Pod, String> {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"containers": [{"name": "c", "image": "registry.example.com/app:1",
-                                 "ports": [{"name": "http", "containerPort": port}]}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
-    }))
-    .map_err(|e| e.to_string())
-}
-
-fn ip(i: usize) -> String {
-    format!("198.18.{}.{}", 1 + i / 250, 1 + i % 250)
-}
-
 /// The installation, as a snapshot (what the API server would hold, statuses and pods included).
 fn installation(managed: usize, foreign: usize) -> Result<Snapshot, String> {
-    let settings = settings();
-    let mut s = Snapshot {
-        cluster_uid: Some("bench".into()),
-        server_version: Some("bench".into()),
-        gateway_config: Some(GATEWAY_CONFIG.into()),
-        ..Snapshot::default()
-    };
-    for i in 0..managed {
-        let name = format!("t{i:04}");
-        let mut tenant: Tenant = serde_json::from_value(json!({
-            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant",
-            "metadata": {"name": name, "uid": format!("uid-{name}")},
-            "spec": {"orgId": format!("org_bench{i:04}"),
-                     "stack": {"image": "registry.example.com/portal:1.0", "port": 8080, "replicas": 1},
-                     "database": {"enabled": true, "isolation": "Schema"}}
-        }))
-        .map_err(|e| e.to_string())?;
-        let plan = tenant_plan(&tenant);
-        let subject = plan.subject(false);
-        let desired = build::desired(&subject, &settings);
-        let namespace = subject.namespace();
-        tenant.status = serde_json::from_value(ready_status(&namespace)).map_err(|e| e.to_string())?;
-        let mut ns = desired.namespace;
-        ns.metadata.labels = Some(ns_labels(&namespace, ns.metadata.labels.unwrap_or_default()));
-        s.namespaces.push(ns);
-        s.network_policies.extend(desired.network_policies);
-        s.resource_quotas.push(desired.resource_quota);
-        s.limit_ranges.push(desired.limit_range);
-        s.service_accounts.push(desired.service_account);
-        let labels = desired
-            .deployment
-            .spec
-            .as_ref()
-            .and_then(|d| d.template.metadata.as_ref())
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        s.pods.push(pod(&namespace, "stack-0", &labels, ip(i), 8080)?);
-        s.deployments.push(desired.deployment);
-        s.services.push(desired.service);
-        s.tenants.push(tenant);
-    }
+    let e = |e: serde_json::Error| e.to_string();
+    let tenants = (0..managed)
+        .map(|i| sample::tenant(&format!("t{i:04}"), true))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(e)?;
+    let mut s = sample::installation(tenants, Vec::new(), &settings());
     let teams = foreign.div_ceil(FOREIGN_PER_NAMESPACE);
     for t in 0..teams {
         let namespace = format!("team-{t:03}");
-        s.namespaces.push(
-            serde_json::from_value(json!({"metadata": {"name": namespace,
-            "labels": ns_labels(&namespace, BTreeMap::from([("team".to_owned(), format!("t{t}"))]))}}))
-            .map_err(|e| e.to_string())?,
-        );
-        for (k, app) in ["api", "web"].iter().enumerate() {
-            let labels = BTreeMap::from([("app".to_owned(), (*app).to_owned())]);
-            s.pods
-                .push(pod(&namespace, app, &labels, ip(managed + 2 * t + k), 8000)?);
+        s.namespaces.push(sample::namespace(
+            &namespace,
+            BTreeMap::from([("team".to_owned(), format!("t{t}"))]),
+        ));
+        for app in ["api", "web"] {
+            let labels = BTreeMap::from([("app".to_owned(), app.to_owned())]);
+            let ip = sample::pod_ip(s.pods.len());
+            s.pods.push(sample::pod(&namespace, app, &labels, ip, 8000));
         }
     }
     for i in 0..foreign {
@@ -234,23 +162,6 @@ fn installation(managed: usize, foreign: usize) -> Result<Snapshot, String> {
             &format!("team-{:03}", i / FOREIGN_PER_NAMESPACE),
             managed,
         )?);
-    }
-    for (namespace, labels, name) in [
-        (
-            "kube-system",
-            BTreeMap::from([("k8s-app".to_owned(), "kube-dns".to_owned())]),
-            "coredns",
-        ),
-        ("bulkhead-system", settings.gateway.pod_labels.clone(), "gateway"),
-    ] {
-        s.namespaces.push(
-            serde_json::from_value(json!({"metadata": {"name": namespace,
-            "labels": ns_labels(namespace, BTreeMap::new())}}))
-            .map_err(|e| e.to_string())?,
-        );
-        let n = s.pods.len();
-        s.pods
-            .push(pod(namespace, name, &labels, ip(managed + 2 * teams + n), 53)?);
     }
     Ok(s)
 }
@@ -409,7 +320,7 @@ async fn populate(client: &Client, s: &Snapshot) -> Result<(), String> {
             &PostParams::default(),
             &serde_json::from_value(json!({
             "metadata": {"name": "bulkhead-gateway", "namespace": "bulkhead-system"},
-            "data": {"gateway.yaml": GATEWAY_CONFIG}}))
+            "data": {"gateway.yaml": sample::GATEWAY_CONFIG}}))
             .map_err(|e| e.to_string())?,
         )
         .await
