@@ -677,6 +677,45 @@ fn the_gateway_may_only_read_tenants_and_customers() {
 }
 
 #[test]
+fn verify_gets_read_only_rbac_and_the_same_rules_as_its_code() {
+    use bulkhead_operator::rbac;
+    let r = Rendered::render(&[minimal()], Value::Null);
+    let role: ClusterRole = r.get("ClusterRole", rbac::VERIFIER);
+    assert_eq!(role.rules, rbac::verify_cluster_role().rules);
+    for rule in role.rules.iter().flatten() {
+        assert_eq!(rule.verbs, strings(&["get", "list"]), "{rule:?}");
+        assert!(
+            !rule.resources.iter().flatten().any(|r| r == "secrets"),
+            "{rule:?}"
+        );
+    }
+    let binding: ClusterRoleBinding = r.get("ClusterRoleBinding", rbac::VERIFIER);
+    assert_eq!(binding.role_ref.name, rbac::VERIFIER);
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (
+            subject.kind.as_str(),
+            subject.name.as_str(),
+            subject.namespace.as_deref()
+        ),
+        ("ServiceAccount", rbac::VERIFIER, Some(NAMESPACE))
+    );
+    let namespaced: k8s_openapi::api::rbac::v1::Role = r.get("Role", rbac::VERIFIER);
+    assert_eq!(namespaced.rules, rbac::verify_role(NAMESPACE, None).rules);
+    // With an admin Secret, that Secret by name and nothing else.
+    let r = Rendered::render(
+        &[minimal()],
+        json!({"postgres": {"adminSecret": {"name": "pg-admin"},
+        "host": "db.example", "cidr": "198.18.9.9/32"}}),
+    );
+    let namespaced: k8s_openapi::api::rbac::v1::Role = r.get("Role", rbac::VERIFIER);
+    assert_eq!(
+        namespaced.rules,
+        rbac::verify_role(NAMESPACE, Some("pg-admin")).rules
+    );
+}
+
+#[test]
 fn the_gateway_pod_labels_have_one_source_of_truth() {
     let default_labels = Settings::default().gateway.pod_labels;
     let custom = BTreeMap::from([
