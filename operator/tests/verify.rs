@@ -147,6 +147,15 @@ where
     .unwrap();
 }
 
+/// Creates Customer `name` of Tenant `ta` claiming `org`.
+async fn create_customer(customers: &Api<Customer>, name: &str, org: &str) {
+    let mut customer = bulkhead_operator::verify::sample::customer(name, "ta").unwrap();
+    customer.spec.org_id = org.to_owned();
+    customer.metadata.uid = None;
+    customer.status = None;
+    customers.create(&PostParams::default(), &customer).await.unwrap();
+}
+
 /// Runs `sql` as the superuser in the shared database: a hand-made change nobody repairs while the operator is
 /// down.
 async fn psql(fx: &DatabaseFixture, sql: &str) {
@@ -179,17 +188,7 @@ async fn verify_holds_when_converged_and_names_each_violation() {
     let customers: Api<Customer> = Api::all(kube.clone());
     wait_ready(&tenants, "ta").await;
     wait_ready(&tenants, "tb").await;
-    customers
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Customer", "metadata": {"name": "c1"},
-                "spec": {"tenantRef": "ta", "orgId": "org_c1", "quota": {"cpu": "1", "memory": "1Gi", "pods": 5}}
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    create_customer(&customers, "c1", "org_c1").await;
     wait_ready(&customers, "c1").await;
 
     let verifier = Client::try_from(fx.plane.config_for("verifier").await.unwrap()).unwrap();
@@ -437,17 +436,7 @@ async fn verify_holds_when_converged_and_names_each_violation() {
     expect_failures(&verifier, &[], &[]).await;
 
     // 6. A Tenant and a Customer claiming one org.
-    customers
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Customer", "metadata": {"name": "c2"},
-                "spec": {"tenantRef": "ta", "orgId": "org_tb", "quota": {"cpu": "1", "memory": "1Gi", "pods": 5}}
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    create_customer(&customers, "c2", "org_tb").await;
     let report = expect_failures(
         &verifier,
         &[("routing.duplicate_org", "org_tb")],

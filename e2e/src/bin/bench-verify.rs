@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_crds::v1alpha1::Tenant;
 use bulkhead_e2e::ControlPlane;
-use bulkhead_operator::settings::{PostgresEndpoint, Settings};
+
 use bulkhead_operator::verify::sample;
 use bulkhead_operator::verify::{self, snapshot::Snapshot};
 use clap::Parser;
@@ -77,19 +77,9 @@ async fn main() -> ExitCode {
     }
 }
 
-fn settings() -> Settings {
-    Settings {
-        postgres: Some(PostgresEndpoint {
-            cidr: "198.18.255.1/32".into(),
-            port: 5432,
-        }),
-        ..Settings::default()
-    }
-}
-
 fn options() -> verify::Options {
     verify::Options {
-        settings: settings(),
+        settings: sample::settings(),
         outside: OUTSIDE
             .parse()
             .unwrap_or_else(|_| std::net::SocketAddr::from(([198, 51, 100, 10], 443))),
@@ -142,7 +132,7 @@ fn installation(managed: usize, foreign: usize) -> Result<Snapshot, String> {
         .map(|i| sample::tenant(&format!("t{i:04}"), true))
         .collect::<Result<Vec<_>, _>>()
         .map_err(e)?;
-    let mut s = sample::installation(tenants, Vec::new(), &settings());
+    let mut s = sample::installation(tenants, Vec::new(), &sample::settings());
     let teams = foreign.div_ceil(FOREIGN_PER_NAMESPACE);
     for t in 0..teams {
         let namespace = format!("team-{t:03}");

@@ -12,10 +12,21 @@ use serde_json::{Value, json};
 use super::snapshot::{API_SERVER_SERVICE, SERVICE_NAME_LABEL, Snapshot};
 use crate::build::{self, NAMESPACE_NAME_LABEL};
 use crate::managed::{Plan, customer_plan, tenant_plan};
-use crate::settings::Settings;
+use crate::settings::{PostgresEndpoint, Settings};
 
 /// The gateway configuration the sample's gateway runs with: routes from Tenants and Customers.
 pub const GATEWAY_CONFIG: &str = "issuers:\n  - issuer: https://issuer.example\n    algorithms: [RS256]\n    jwks_url: https://issuer.example/jwks.json\nroutes:\n  source: kubernetes\n";
+
+/// The operator's default settings with a Postgres endpoint at 198.18.255.1:5432.
+pub fn settings() -> Settings {
+    Settings {
+        postgres: Some(PostgresEndpoint {
+            cidr: "198.18.255.1/32".into(),
+            port: 5432,
+        }),
+        ..Settings::default()
+    }
+}
 
 /// The API server's address in the sample.
 pub const API_SERVER: &str = "198.19.0.1";

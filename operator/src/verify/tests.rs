@@ -12,21 +12,10 @@ use super::report::{Identity, Report};
 use super::sample::{self, customer, installation, tenant};
 use super::snapshot::Snapshot;
 use super::{Check, Options, Verdict, judge};
-use crate::settings::{PostgresEndpoint, Settings};
-
-fn settings() -> Settings {
-    Settings {
-        postgres: Some(PostgresEndpoint {
-            cidr: "198.18.255.1/32".into(),
-            port: 5432,
-        }),
-        ..Settings::default()
-    }
-}
 
 fn options() -> Options {
     Options {
-        settings: settings(),
+        settings: sample::settings(),
         outside: "198.51.100.10:443".parse().unwrap(),
         context: None,
     }
@@ -38,7 +27,7 @@ fn converged() -> Snapshot {
     let mut s = installation(
         vec![tenant("a", true).unwrap(), tenant("b", true).unwrap()],
         vec![customer("a1", "a").unwrap()],
-        &settings(),
+        &sample::settings(),
     );
     s.namespaces.push(sample::namespace("team", BTreeMap::new()));
     let labels = BTreeMap::from([("app".to_owned(), "api".to_owned())]);
@@ -370,7 +359,7 @@ fn egress_a_tenant_allows_is_the_contract_and_more_is_not() {
         .unwrap(),
     ];
     // Rebuild so the Tenant's egress policy exists, as the operator would have made it.
-    let mut rebuilt = installation(s.tenants.clone(), s.customers.clone(), &settings());
+    let mut rebuilt = installation(s.tenants.clone(), s.customers.clone(), &sample::settings());
     let r = report(&rebuilt);
     assert_eq!(failing(&r), [], "{}", r.render());
     assert_eq!(r.matrix.cell(&ns("bk-a"), &outside), Some(true));
@@ -425,7 +414,7 @@ fn checks_are_sorted_failures_first_and_the_grid_gives_way_to_a_list_when_large(
     let big = installation(
         names.iter().map(|n| tenant(n, false).unwrap()).collect(),
         vec![],
-        &settings(),
+        &sample::settings(),
     );
     let text = report(&big).render();
     assert!(text.contains("too many for a grid"), "{text}");
