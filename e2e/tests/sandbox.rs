@@ -1,7 +1,8 @@
 //! The sandbox on the real local cluster: every example's stack runs (the local stack image standing in for
 //! images that cannot be pulled here, and saying so) and becomes Ready, the gateway pod routes each token to a pod
 //! of its own namespace only, hostile requests are refused, and from inside the stacks another Tenant's stack
-//! resolves (DNS is allowed) but cannot be reached, and PostgreSQL only with a database. However the sandbox
+//! resolves (DNS is allowed) but cannot be reached, and PostgreSQL only with a database; `verify` finds the
+//! isolation contract holding and predicts every cell of the matrix probed from the stacks. However the sandbox
 //! ends (`--once`, Ctrl-C, its standard output going away), nothing it started is left: no process, network
 //! namespace, mount, cgroup or temp dir, and no Kubernetes rule in the host's iptables.
 //!
@@ -235,6 +236,54 @@ fn once_runs_every_example_for_real_and_routes_each_token_to_its_own_namespace()
             );
         }
         assert_eq!(row[3], "ok", "{row:?}");
+    }
+
+    // verify, run in-process with the operator's settings, finds the contract holding, and its matrix equals
+    // the one probed with real connections: from a stack pod of every example to every stack's pod and Service,
+    // DNS, the API server, PostgreSQL and the outside.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("verify: the isolation contract holds (exit 0; ")),
+        "{stdout}"
+    );
+    assert!(!stdout.lines().any(|l| l.starts_with("  FAIL ")), "{stdout}");
+    // 5 sources x (5 stack pods + 5 stack Services + DNS + API server + PostgreSQL + the outside).
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "verify's matrix equals the probed one: 70 cells"),
+        "{stdout}"
+    );
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("SOURCE POD "))
+        .map(cells)
+        .unwrap_or_else(|| panic!("no probed matrix in\n{stdout}"));
+    let mut columns = vec!["SOURCE POD"];
+    columns.extend(EXAMPLES.map(|e| e.2));
+    columns.extend(["dns", "api-server", "postgres", "outside"]);
+    assert_eq!(header, columns, "{stdout}");
+    let probed = table(&stdout, "SOURCE POD ");
+    assert_eq!(probed.len(), EXAMPLES.len(), "{stdout}");
+    for (_, name, namespace, database, _) in EXAMPLES {
+        let row = probed
+            .iter()
+            .find(|r| r[0].starts_with(&format!("{namespace}/stack-")))
+            .unwrap_or_else(|| panic!("no probes from {name} in\n{stdout}"));
+        assert_eq!(row.len(), header.len(), "{row:?}");
+        for (column, mark) in header.iter().zip(row).skip(1) {
+            // A stack's column: its pod, then its Service; every other column: one place.
+            let wanted = match *column {
+                c if c == namespace => "AA",
+                c if EXAMPLES.iter().any(|e| e.2 == c) => "..",
+                "dns" => "A",
+                "postgres" if database => "A",
+                "api-server" | "postgres" | "outside" => ".",
+                other => panic!("unexpected column {other:?} in\n{stdout}"),
+            };
+            assert_eq!(*mark, wanted, "{name} to {column}: {row:?}");
+        }
     }
 
     // The operator provisioned the databases in the sandbox's PostgreSQL.

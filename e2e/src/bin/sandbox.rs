@@ -6,9 +6,11 @@
 //! test stack image wherever an example's image is not on the node (nothing can be pulled here) and saying so,
 //! and waits until every example is Ready. Then it sends requests through the gateway's Service (each org's
 //! token, a spoofed identity, no token, an unknown org), prints which pod answered each and what identity it
-//! received, probes from inside stack pods what they may reach (another Tenant's stack, PostgreSQL), prints the
-//! status table and keeps running, reprinting the table when it changes, until Ctrl-C, SIGTERM, SIGHUP or its
-//! standard output goes away (`--once`: stops after printing).
+//! received, probes from inside stack pods what they may reach (another Tenant's stack, PostgreSQL), runs
+//! `verify` in-process with the operator's settings and holds its reachability matrix against one probed with
+//! real connections from a stack pod of every example, prints the status table and keeps running, reprinting
+//! the table when it changes, until Ctrl-C, SIGTERM, SIGHUP or its standard output goes away (`--once`: stops
+//! after printing).
 //!
 //! Everything it starts is owned by the cluster and PostgreSQL harnesses, which stop it when dropped (at the end,
 //! on an error, on a stop request, on a panic) and, through watchdogs, when this process is killed outright.
@@ -28,7 +30,11 @@ use bulkhead_e2e::gateway::Issuer;
 use bulkhead_e2e::install::{self, Database};
 use bulkhead_e2e::local_images::{self, Archive};
 use bulkhead_e2e::postgres::{Postgres, PostgresError, SUPERUSER};
+use bulkhead_e2e::suite::matrix::Verdict;
+use bulkhead_e2e::suite::probes::{self, ProbePod};
 use bulkhead_e2e::{Cluster, HarnessError, apply, signals, table};
+use bulkhead_operator::settings::{DatabaseSettings, PeerPods, PostgresEndpoint, Settings};
+use bulkhead_operator::verify::{self, Report, network::Place};
 use clap::Parser;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject};
@@ -340,6 +346,7 @@ async fn run(args: Args) -> Result<ExitCode, SandboxError> {
     let demo_ok = demo(&client, &gateway_bin, &issuer, gateway_addr, &rows).await?;
     let postgres_addr = database.as_ref().map(|db| SocketAddr::from((db.host, db.port)));
     let egress_ok = egress(cluster, &client, &rows, postgres_addr).await?;
+    let verify_ok = verify_against_probes(&client, &rows, database.as_ref()).await?;
     let mut shown = table::render(&rows);
     say("");
     say(shown.trim_end());
@@ -354,7 +361,7 @@ async fn run(args: Args) -> Result<ExitCode, SandboxError> {
     )
     .await?;
 
-    let code = if all_ready && demo_ok && egress_ok {
+    let code = if all_ready && demo_ok && egress_ok && verify_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -1025,6 +1032,349 @@ async fn egress(
         say(render([&row[0], &row[1], &row[2], &row[3]]));
     }
     Ok(all_ok)
+}
+
+/// How long one probe of the matrix may take before it counts as refused.
+const MATRIX_PROBE_TIMEOUT_MS: u64 = 3000;
+
+/// verify's options for the installation the sandbox made: the gateway's and DNS's pods and PostgreSQL exactly
+/// as `install::operator_args` tells the operator, and `outside` for the outside.
+fn verify_options(database: Option<&Database>, outside: SocketAddr) -> Result<verify::Options, SandboxError> {
+    let peers = Settings::default();
+    let admin_secret = match database {
+        Some(_) => Some(
+            format!("{}/{}", install::NAMESPACE, install::POSTGRES_ADMIN_SECRET)
+                .parse()
+                .map_err(|e| SandboxError::Setup(format!("the admin Secret's reference: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(verify::Options {
+        settings: Settings {
+            gateway: PeerPods {
+                namespace: install::NAMESPACE.to_owned(),
+                pod_labels: peers.gateway.pod_labels,
+            },
+            dns: peers.dns,
+            postgres: database.map(|db| PostgresEndpoint {
+                cidr: format!("{}/32", db.host),
+                port: db.port,
+            }),
+            database: database.zip(admin_secret).map(|(db, secret)| DatabaseSettings {
+                host: Some(db.host.to_string()),
+                port: Some(db.port),
+                ..DatabaseSettings::new(secret)
+            }),
+        },
+        outside,
+        context: None,
+    })
+}
+
+/// A destination of the probed matrix.
+#[derive(Debug)]
+struct Target {
+    /// The place verify knows it as.
+    place: Place,
+    /// What it is, for the list of differing cells.
+    what: String,
+    /// `ip:port`, as probed.
+    address: String,
+}
+
+/// One probed cell.
+#[derive(Debug)]
+struct Cell {
+    connected: bool,
+    detail: String,
+    /// verify's prediction (`None`: verify has no such cell).
+    predicted: Option<bool>,
+}
+
+impl Cell {
+    fn agrees(&self) -> bool {
+        self.predicted == Some(self.connected)
+    }
+}
+
+/// Probes `targets` from `pod` at once with the stack's `probe`; returns (connected, the probe's words) per
+/// target, in order.
+async fn probe_all(
+    client: &kube::Client,
+    pod: &ProbePod,
+    targets: &[Target],
+) -> Result<Vec<(bool, String)>, HarnessError> {
+    let addresses: Vec<String> = targets.iter().map(|t| t.address.clone()).collect();
+    let timeout = Duration::from_millis(MATRIX_PROBE_TIMEOUT_MS);
+    Ok(probes::probe_targets(client, pod, timeout, &addresses)
+        .await?
+        .into_iter()
+        .map(|(verdict, detail)| (verdict == Verdict::Allowed, detail))
+        .collect())
+}
+
+/// verify's verdict: one line, then each failure and warning.
+fn print_verdict(report: &Report) {
+    let s = &report.summary;
+    if s.holds {
+        say(format!(
+            "verify: the isolation contract holds (exit {}; {} checks passed, {} warnings)",
+            report.exit_code(),
+            s.pass,
+            s.warn
+        ));
+    } else {
+        say(format!(
+            "verify: THE ISOLATION CONTRACT IS BROKEN (exit {}; {} checks failed, {} passed, {} warnings)",
+            report.exit_code(),
+            s.fail,
+            s.pass,
+            s.warn
+        ));
+    }
+    for check in report
+        .checks
+        .iter()
+        .filter(|c| c.verdict != verify::Verdict::Pass)
+    {
+        say(format!(
+            "  {} {} {}: {}",
+            check.verdict.as_str().to_uppercase(),
+            check.id,
+            check.subject,
+            check.summary
+        ));
+    }
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs `verify` in-process against the sandbox's cluster, with the operator's settings, and probes the whole
+/// matrix with real connections: from a stack pod of every example to every example stack's pod IP and
+/// Service, cluster DNS (TCP 53), the API server's Service, PostgreSQL and an address outside the cluster (a
+/// port the sandbox listens on at the host's end of the cluster's link, which no policy opens). Prints verify's
+/// verdict, the probed grid and whether verify's matrix equals it; returns whether the contract holds and every
+/// cell is equal.
+async fn verify_against_probes(
+    client: &kube::Client,
+    rows: &[table::Row],
+    database: Option<&Database>,
+) -> Result<bool, SandboxError> {
+    let listener = std::net::TcpListener::bind((HOST_IP, 0))
+        .map_err(|e| SandboxError::Setup(format!("listening on {HOST_IP} for the outside: {e}")))?;
+    let outside = listener
+        .local_addr()
+        .map_err(|e| SandboxError::Setup(format!("the outside listener's address: {e}")))?;
+    let options = verify_options(database, outside)?;
+    let settings = &options.settings;
+    say("");
+    say(format!(
+        "verify, in-process with the operator's settings (gateway pods {} {{{}}}, DNS pods {} {{{}}}{}); the \
+         outside is {outside}, where the sandbox listens:",
+        settings.gateway.namespace,
+        labels_text(&settings.gateway.pod_labels),
+        settings.dns.namespace,
+        labels_text(&settings.dns.pod_labels),
+        match &settings.postgres {
+            Some(pg) => format!(
+                ", PostgreSQL {} port {}, admin Secret {}/{}",
+                pg.cidr,
+                pg.port,
+                install::NAMESPACE,
+                install::POSTGRES_ADMIN_SECRET
+            ),
+            None => ", no PostgreSQL".to_owned(),
+        },
+    ));
+    let report = match verify::run(client, &options).await {
+        Ok(report) => {
+            print_verdict(&report);
+            Some(report)
+        }
+        Err(err) => {
+            say(format!("verify: no report, the cluster could not be read: {err}"));
+            None
+        }
+    };
+
+    // The sources, and every destination (a stack: its pod IP, then its Service).
+    let mut sources = Vec::new();
+    let mut unprobed = Vec::new();
+    let mut targets = Vec::new();
+    for ns in rows
+        .iter()
+        .map(|r| r.namespace.as_str())
+        .filter(|ns| !ns.is_empty())
+    {
+        let pod = match probes::stack_pod(client, ns).await {
+            Ok(pod) => pod,
+            Err(err) => {
+                unprobed.push(format!("{ns}: {err}"));
+                continue;
+            }
+        };
+        let service = probes::service_address(client, ns, bulkhead_operator::build::STACK, None).await?;
+        let port = service.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+        let place = Place::Bulkhead {
+            namespace: ns.to_owned(),
+        };
+        targets.push(Target {
+            place: place.clone(),
+            what: format!("{ns}'s pod"),
+            address: format!("{}:{port}", pod.ip),
+        });
+        targets.push(Target {
+            place,
+            what: format!("{ns}'s Service"),
+            address: service,
+        });
+        sources.push(pod);
+    }
+    targets.push(Target {
+        place: Place::Dns,
+        what: "cluster DNS (TCP)".into(),
+        address: probes::service_address(client, &settings.dns.namespace, "kube-dns", Some(53)).await?,
+    });
+    targets.push(Target {
+        place: Place::ApiServer,
+        what: "the API server".into(),
+        address: probes::service_address(client, "default", "kubernetes", None).await?,
+    });
+    if let Some(db) = database {
+        targets.push(Target {
+            place: Place::Postgres,
+            what: "PostgreSQL".into(),
+            address: SocketAddr::from((db.host, db.port)).to_string(),
+        });
+    }
+    targets.push(Target {
+        place: Place::Outside,
+        what: "the outside".into(),
+        address: outside.to_string(),
+    });
+
+    let probed = futures::future::join_all(sources.iter().map(|pod| probe_all(client, pod, &targets))).await;
+    // The probes are done: the outside stops listening.
+    drop(listener);
+    let mut grid: Vec<(&ProbePod, Vec<Cell>)> = Vec::new();
+    for (pod, results) in sources.iter().zip(probed) {
+        let results = match results {
+            Ok(results) => results,
+            Err(err) => {
+                unprobed.push(format!("{}/{}: {err}", pod.namespace, pod.pod));
+                continue;
+            }
+        };
+        let from = Place::Bulkhead {
+            namespace: pod.namespace.clone(),
+        };
+        let cells = targets
+            .iter()
+            .zip(results)
+            .map(|(target, (connected, detail))| Cell {
+                connected,
+                detail,
+                predicted: report.as_ref().and_then(|r| r.matrix.cell(&from, &target.place)),
+            })
+            .collect();
+        grid.push((pod, cells));
+    }
+
+    // The grid: one column per place; a stack's column holds two marks, its pod's and its Service's.
+    let mut columns: Vec<(Place, Vec<usize>)> = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        match columns.iter_mut().find(|(place, _)| *place == target.place) {
+            Some((_, members)) => members.push(i),
+            None => columns.push((target.place.clone(), vec![i])),
+        }
+    }
+    let mut lines: Vec<Vec<String>> = vec![
+        std::iter::once("SOURCE POD".to_owned())
+            .chain(columns.iter().map(|(place, _)| place.label()))
+            .collect(),
+    ];
+    for (pod, cells) in &grid {
+        let mut line = vec![format!("{}/{}", pod.namespace, pod.pod)];
+        for (_, members) in &columns {
+            line.push(
+                members
+                    .iter()
+                    .map(|i| match &cells[*i] {
+                        cell if !cell.agrees() => '!',
+                        cell if cell.connected => 'A',
+                        _ => '.',
+                    })
+                    .collect(),
+            );
+        }
+        lines.push(line);
+    }
+    let mut widths = vec![0; columns.len() + 1];
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    say("");
+    say(format!(
+        "The matrix probed with real connections ({MATRIX_PROBE_TIMEOUT_MS} ms each) from a stack pod of every \
+         example; a stack's column shows its pod IP, then its Service (A: connected, .: refused, !: verify \
+         predicts otherwise):"
+    ));
+    say("");
+    for line in &lines {
+        say(line
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end());
+    }
+    say("");
+
+    let cells: usize = grid.iter().map(|(_, cells)| cells.len()).sum();
+    let mut differing = Vec::new();
+    for (pod, cells) in &grid {
+        for (target, cell) in targets.iter().zip(cells) {
+            if !cell.agrees() {
+                differing.push(format!(
+                    "  {}/{} -> {} ({}): probed {}, verify {}",
+                    pod.namespace,
+                    pod.pod,
+                    target.what,
+                    target.address,
+                    cell.detail,
+                    match cell.predicted {
+                        Some(true) => "allowed",
+                        Some(false) => "refused",
+                        None => "has no such cell",
+                    }
+                ));
+            }
+        }
+    }
+    if differing.is_empty() && cells > 0 {
+        say(format!("verify's matrix equals the probed one: {cells} cells"));
+    } else {
+        say(format!(
+            "verify's matrix differs from the probed one in {} of {cells} cells:",
+            differing.len()
+        ));
+        for line in &differing {
+            say(line);
+        }
+    }
+    for line in &unprobed {
+        say(format!("  not probed: {line}"));
+    }
+    Ok(report.is_some_and(|r| r.summary.holds) && differing.is_empty() && unprobed.is_empty() && cells > 0)
 }
 
 /// Where to look further: kubectl, logs, tokens, the database catalog.

@@ -284,14 +284,26 @@ impl Pods {
     }
 }
 
-/// Probes `targets` from `pod` at once; returns (result, detail) per target, in order.
+/// Probes `targets` from `pod` at once with the suite's probe timeout; returns (result, detail) per target, in
+/// order.
 pub async fn probe_many(
     client: &Client,
     config: &Config,
     pod: &ProbePod,
     targets: &[String],
 ) -> Result<Vec<(Verdict, String)>, HarnessError> {
-    let timeout = config.probe_timeout.as_millis().to_string();
+    probe_targets(client, pod, config.probe_timeout, targets).await
+}
+
+/// Probes `targets` from `pod` at once, each attempt bounded by `timeout`; returns (result, detail) per target,
+/// in order.
+pub async fn probe_targets(
+    client: &Client,
+    pod: &ProbePod,
+    timeout: std::time::Duration,
+    targets: &[String],
+) -> Result<Vec<(Verdict, String)>, HarnessError> {
+    let timeout = timeout.as_millis().to_string();
     let mut args = vec!["probe", "--report-only", "--timeout-ms", timeout.as_str()];
     args.extend(targets.iter().map(String::as_str));
     let (_, lines) = pod.run(client, &args).await?;
