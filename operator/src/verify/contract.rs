@@ -32,10 +32,57 @@ pub mod ids {
     pub const UNJUDGED: &str = "contract.unjudged";
 }
 
-fn find<'a, K: Resource>(objects: &'a [K], namespace: &str, name: &str) -> Option<&'a K> {
+/// Objects of one kind by (namespace, name); cluster-scoped ones under the namespace "".
+type ByName<'a, K> = HashMap<(&'a str, &'a str), &'a K>;
+
+fn by_name<K: Resource>(objects: &[K]) -> ByName<'_, K> {
     objects
         .iter()
-        .find(|o| o.meta().namespace.as_deref() == Some(namespace) && o.meta().name.as_deref() == Some(name))
+        .map(|o| {
+            let meta = o.meta();
+            (
+                (
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                ),
+                o,
+            )
+        })
+        .collect()
+}
+
+/// The live objects, indexed once: the contract looks each one up by name.
+struct Live<'a> {
+    namespaces: ByName<'a, k8s_openapi::api::core::v1::Namespace>,
+    network_policies: ByName<'a, k8s_openapi::api::networking::v1::NetworkPolicy>,
+    policies_by_namespace: HashMap<&'a str, Vec<&'a k8s_openapi::api::networking::v1::NetworkPolicy>>,
+    resource_quotas: ByName<'a, k8s_openapi::api::core::v1::ResourceQuota>,
+    limit_ranges: ByName<'a, k8s_openapi::api::core::v1::LimitRange>,
+    service_accounts: ByName<'a, k8s_openapi::api::core::v1::ServiceAccount>,
+    deployments: ByName<'a, k8s_openapi::api::apps::v1::Deployment>,
+    services: ByName<'a, k8s_openapi::api::core::v1::Service>,
+}
+
+impl<'a> Live<'a> {
+    fn new(snapshot: &'a Snapshot) -> Live<'a> {
+        let mut policies_by_namespace: HashMap<&str, Vec<_>> = HashMap::new();
+        for p in &snapshot.network_policies {
+            policies_by_namespace
+                .entry(p.meta().namespace.as_deref().unwrap_or_default())
+                .or_default()
+                .push(p);
+        }
+        Live {
+            namespaces: by_name(&snapshot.namespaces),
+            network_policies: by_name(&snapshot.network_policies),
+            policies_by_namespace,
+            resource_quotas: by_name(&snapshot.resource_quotas),
+            limit_ranges: by_name(&snapshot.limit_ranges),
+            service_accounts: by_name(&snapshot.service_accounts),
+            deployments: by_name(&snapshot.deployments),
+            services: by_name(&snapshot.services),
+        }
+    }
 }
 
 /// Whether `live` holds every field of `desired` (the operator's own drift test).
@@ -48,7 +95,7 @@ fn holds<K: Serialize>(live: &K, desired: &K) -> bool {
 
 fn object_check<K: Resource<DynamicType = ()> + Serialize>(
     namespace: &str,
-    live: &[K],
+    live: &ByName<'_, K>,
     desired: &K,
 ) -> Check {
     let kind = K::kind(&()).into_owned();
@@ -60,11 +107,11 @@ fn object_check<K: Resource<DynamicType = ()> + Serialize>(
         ids::OBJECT
     };
     let found = if kind == "Namespace" {
-        live.iter().find(|o| o.meta().name.as_deref() == Some(namespace))
+        live.get(&("", namespace))
     } else {
-        find(live, namespace, &name)
+        live.get(&(namespace, name.as_str()))
     };
-    match found {
+    match found.copied() {
         None => Check::fail(
             id,
             subject,
@@ -83,10 +130,12 @@ fn object_check<K: Resource<DynamicType = ()> + Serialize>(
 }
 
 /// The checks for one Tenant or Customer.
-fn subject_checks(snapshot: &Snapshot, settings: &Settings, plan: &mut Plan, out: &mut Vec<Check>) {
+fn subject_checks(live: &Live<'_>, settings: &Settings, plan: &mut Plan, out: &mut Vec<Check>) {
     let namespace = plan.subject(false).namespace();
     // The credentials revision is the operator's record of the last rotation: taken from the live template.
-    plan.credentials_revision = find(&snapshot.deployments, &namespace, build::STACK)
+    plan.credentials_revision = live
+        .deployments
+        .get(&(namespace.as_str(), build::STACK))
         .and_then(|d| d.spec.as_ref())
         .and_then(|s| s.template.metadata.as_ref())
         .and_then(|m| m.annotations.as_ref())
@@ -100,37 +149,40 @@ fn subject_checks(snapshot: &Snapshot, settings: &Settings, plan: &mut Plan, out
         deployment,
         service,
     } = build::desired(&plan.subject(false), settings);
-    out.push(object_check(&namespace, &snapshot.namespaces, &desired_namespace));
+    out.push(object_check(&namespace, &live.namespaces, &desired_namespace));
     let mut wanted = BTreeSet::new();
     for desired in &network_policies {
         let name = desired.name_any();
         wanted.insert(name.clone());
         let subject = format!("{namespace}/NetworkPolicy/{name}");
-        out.push(match find(&snapshot.network_policies, &namespace, &name) {
-            None => Check::fail(
-                ids::NETWORK_POLICY,
-                subject,
-                format!("NetworkPolicy {name} is missing."),
-                json!({"namespace": namespace, "name": name}),
-            ),
-            // The operator replaces a policy's spec whole, so only an exact match is the contract.
-            Some(live) if live.spec == desired.spec => Check::pass(
-                ids::NETWORK_POLICY,
-                subject,
-                format!("NetworkPolicy {name} is as built."),
-            ),
-            Some(live) => Check::fail(
-                ids::NETWORK_POLICY,
-                subject,
-                format!("NetworkPolicy {name} differs from what the operator builds."),
-                json!({"namespace": namespace, "name": name, "live": live.spec, "desired": desired.spec}),
-            ),
-        });
+        out.push(
+            match live.network_policies.get(&(namespace.as_str(), name.as_str())) {
+                None => Check::fail(
+                    ids::NETWORK_POLICY,
+                    subject,
+                    format!("NetworkPolicy {name} is missing."),
+                    json!({"namespace": namespace, "name": name}),
+                ),
+                // The operator replaces a policy's spec whole, so only an exact match is the contract.
+                Some(live) if live.spec == desired.spec => Check::pass(
+                    ids::NETWORK_POLICY,
+                    subject,
+                    format!("NetworkPolicy {name} is as built."),
+                ),
+                Some(live) => Check::fail(
+                    ids::NETWORK_POLICY,
+                    subject,
+                    format!("NetworkPolicy {name} differs from what the operator builds."),
+                    json!({"namespace": namespace, "name": name, "live": live.spec, "desired": desired.spec}),
+                ),
+            },
+        );
     }
-    for live in snapshot
-        .network_policies
-        .iter()
-        .filter(|p| p.meta().namespace.as_deref() == Some(namespace.as_str()))
+    for live in live
+        .policies_by_namespace
+        .get(namespace.as_str())
+        .into_iter()
+        .flatten()
         .filter(|p| !wanted.contains(&p.name_any()))
     {
         let name = live.name_any();
@@ -141,19 +193,11 @@ fn subject_checks(snapshot: &Snapshot, settings: &Settings, plan: &mut Plan, out
             json!({"namespace": namespace, "name": name, "spec": live.spec}),
         ));
     }
-    out.push(object_check(
-        &namespace,
-        &snapshot.resource_quotas,
-        &resource_quota,
-    ));
-    out.push(object_check(&namespace, &snapshot.limit_ranges, &limit_range));
-    out.push(object_check(
-        &namespace,
-        &snapshot.service_accounts,
-        &service_account,
-    ));
-    out.push(object_check(&namespace, &snapshot.deployments, &deployment));
-    out.push(object_check(&namespace, &snapshot.services, &service));
+    out.push(object_check(&namespace, &live.resource_quotas, &resource_quota));
+    out.push(object_check(&namespace, &live.limit_ranges, &limit_range));
+    out.push(object_check(&namespace, &live.service_accounts, &service_account));
+    out.push(object_check(&namespace, &live.deployments, &deployment));
+    out.push(object_check(&namespace, &live.services, &service));
 }
 
 /// Whether a resource is provisioned at all: refused resources (invalid, conflicts, no quota left) and deleted
@@ -170,10 +214,11 @@ fn provisioned<K: Resource>(object: &K, status: Option<&bulkhead_crds::v1alpha1:
 /// Every contract check.
 pub fn evaluate(snapshot: &Snapshot, settings: &Settings) -> Vec<Check> {
     let mut out = Vec::new();
+    let live = Live::new(snapshot);
     let tenants: HashMap<String, &Tenant> = snapshot.tenants.iter().map(|t| (t.name_any(), t)).collect();
     for tenant in &snapshot.tenants {
         if provisioned(tenant, tenant.status.as_ref()) {
-            subject_checks(snapshot, settings, &mut tenant_plan(tenant), &mut out);
+            subject_checks(&live, settings, &mut tenant_plan(tenant), &mut out);
         }
     }
     for customer in &snapshot.customers {
@@ -181,7 +226,7 @@ pub fn evaluate(snapshot: &Snapshot, settings: &Settings) -> Vec<Check> {
             continue;
         }
         match tenants.get(&customer.spec.tenant_ref) {
-            Some(tenant) => subject_checks(snapshot, settings, &mut customer_plan(customer, tenant), &mut out),
+            Some(tenant) => subject_checks(&live, settings, &mut customer_plan(customer, tenant), &mut out),
             None => out.push(Check::new(
                 ids::UNJUDGED,
                 customer.name_any(),
@@ -214,7 +259,10 @@ pub fn evaluate(snapshot: &Snapshot, settings: &Settings) -> Vec<Check> {
             continue;
         }
         let subject = format!("{name}/NetworkPolicy/{}", build::policy::DEFAULT_DENY);
-        let deny = find(&snapshot.network_policies, &name, build::policy::DEFAULT_DENY);
+        let deny = live
+            .network_policies
+            .get(&(name.as_str(), build::policy::DEFAULT_DENY))
+            .copied();
         let intact = deny.is_some_and(|p| {
             p.spec.as_ref().is_some_and(|s| {
                 s.ingress.as_ref().is_none_or(Vec::is_empty)

@@ -122,40 +122,48 @@ pub fn expect(
     from: &Place,
     to: &Place,
 ) -> Option<Expectation> {
+    let owner = |p: &Place| match p {
+        Place::Bulkhead { namespace } => owners.get(namespace),
+        _ => None,
+    };
+    expect_between(addresses, postgres, (from, owner(from)), (to, owner(to)))
+}
+
+/// [`expect`] with each end's owner already looked up.
+fn expect_between(
+    addresses: &Addresses,
+    postgres: Option<SocketAddr>,
+    (from, owner): (&Place, Option<&Owner>),
+    (to, other): (&Place, Option<&Owner>),
+) -> Option<Expectation> {
     use Verdict::{Fail, Warn};
     match from {
-        Place::Bulkhead { namespace: src } => {
-            let owner = owners.get(src);
-            Some(match to {
-                Place::Bulkhead { namespace: dst } if dst == src => allow("same namespace", Warn),
-                Place::Bulkhead { namespace: dst } => {
-                    let other = owners.get(dst);
-                    match (owner, other) {
-                        (Some(a), Some(b)) if a.tenant == b.tenant => refuse("customer boundary", Fail),
-                        _ => refuse("tenant to other tenant", Fail),
-                    }
+        Place::Bulkhead { namespace: src } => Some(match to {
+            Place::Bulkhead { namespace: dst } if dst == src => allow("same namespace", Warn),
+            Place::Bulkhead { .. } => match (owner, other) {
+                (Some(a), Some(b)) if a.tenant == b.tenant => refuse("customer boundary", Fail),
+                _ => refuse("tenant to other tenant", Fail),
+            },
+            Place::Gateway => refuse("stack to gateway", Fail),
+            Place::Unmanaged { .. } => refuse("stack to unmanaged namespace", Fail),
+            Place::Dns => allow("stack to DNS", Warn),
+            Place::ApiServer => refuse("stack to API server", Fail),
+            Place::Postgres => match owner.and_then(|o| o.database) {
+                Some(true) => allow("stack to its database server", Warn),
+                Some(false) => refuse("stack without database to PostgreSQL", Fail),
+                None => return None,
+            },
+            Place::Outside => {
+                let covered = owner.is_some_and(|o| egress_covers(&o.egress, addresses.outside));
+                let postgres_too =
+                    postgres == Some(addresses.outside) && owner.and_then(|o| o.database) == Some(true);
+                if covered || postgres_too {
+                    allow("stack to its allowed egress", Warn)
+                } else {
+                    refuse("stack to outside the cluster", Fail)
                 }
-                Place::Gateway => refuse("stack to gateway", Fail),
-                Place::Unmanaged { .. } => refuse("stack to unmanaged namespace", Fail),
-                Place::Dns => allow("stack to DNS", Warn),
-                Place::ApiServer => refuse("stack to API server", Fail),
-                Place::Postgres => match owner.and_then(|o| o.database) {
-                    Some(true) => allow("stack to its database server", Warn),
-                    Some(false) => refuse("stack without database to PostgreSQL", Fail),
-                    None => return None,
-                },
-                Place::Outside => {
-                    let covered = owner.is_some_and(|o| egress_covers(&o.egress, addresses.outside));
-                    let postgres_too =
-                        postgres == Some(addresses.outside) && owner.and_then(|o| o.database) == Some(true);
-                    if covered || postgres_too {
-                        allow("stack to its allowed egress", Warn)
-                    } else {
-                        refuse("stack to outside the cluster", Fail)
-                    }
-                }
-            })
-        }
+            }
+        }),
         Place::Gateway => Some(match to {
             Place::Bulkhead { .. } => allow("gateway to stack", Warn),
             Place::Gateway => return None,
@@ -287,15 +295,38 @@ fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
 
 /// The pods of `namespace` accepted by `keep`, one per distinct label set; the templates of its Deployments
 /// (accepted by `keep`) when no such pod runs.
+/// The pods and Deployments of the cluster by namespace.
+#[derive(Default)]
+struct Workloads<'a> {
+    pods: HashMap<&'a str, Vec<&'a k8s_openapi::api::core::v1::Pod>>,
+    deployments: HashMap<&'a str, Vec<&'a k8s_openapi::api::apps::v1::Deployment>>,
+}
+
+impl<'a> Workloads<'a> {
+    fn new(snapshot: &'a Snapshot) -> Workloads<'a> {
+        let mut out = Workloads::default();
+        for pod in snapshot.pods.iter().filter(|p| networked(p)) {
+            if let Some(ns) = pod.metadata.namespace.as_deref() {
+                out.pods.entry(ns).or_default().push(pod);
+            }
+        }
+        for deployment in &snapshot.deployments {
+            if let Some(ns) = deployment.metadata.namespace.as_deref() {
+                out.deployments.entry(ns).or_default().push(deployment);
+            }
+        }
+        out
+    }
+}
+
 fn members_of(
-    snapshot: &Snapshot,
-    pods_by_namespace: &HashMap<&str, Vec<&k8s_openapi::api::core::v1::Pod>>,
+    workloads: &Workloads<'_>,
     namespace: &str,
     keep: &dyn Fn(&BTreeMap<String, String>) -> bool,
 ) -> Vec<Member> {
     let mut seen: BTreeSet<BTreeMap<String, String>> = BTreeSet::new();
     let mut out = Vec::new();
-    for pod in pods_by_namespace.get(namespace).into_iter().flatten() {
+    for pod in workloads.pods.get(namespace).into_iter().flatten() {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         if !keep(&labels) || !seen.insert(labels.clone()) {
             continue;
@@ -308,11 +339,7 @@ fn members_of(
         out.push(pod_of(namespace, labels, ip, pod.spec.as_ref()));
     }
     if out.is_empty() {
-        for deployment in snapshot
-            .deployments
-            .iter()
-            .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
-        {
+        for deployment in workloads.deployments.get(namespace).into_iter().flatten() {
             let template: Option<&PodTemplateSpec> = deployment.spec.as_ref().map(|s| &s.template);
             let labels = template
                 .and_then(|t| t.metadata.as_ref())
@@ -414,12 +441,7 @@ pub fn evaluate(snapshot: &Snapshot, settings: &Settings, addresses: &Addresses)
         }
     };
     let owners = owners(snapshot);
-    let mut pods_by_namespace: HashMap<&str, Vec<&k8s_openapi::api::core::v1::Pod>> = HashMap::new();
-    for pod in snapshot.pods.iter().filter(|p| networked(p)) {
-        if let Some(ns) = pod.metadata.namespace.as_deref() {
-            pods_by_namespace.entry(ns).or_default().push(pod);
-        }
-    }
+    let workloads = Workloads::new(snapshot);
     let gateway = &settings.gateway;
     // The gateway's and DNS's pods are places of their own, not part of their namespaces' places.
     let is_peer = |ns: &str, l: &BTreeMap<String, String>| {
@@ -436,23 +458,24 @@ pub fn evaluate(snapshot: &Snapshot, settings: &Settings, addresses: &Addresses)
             place: Place::Bulkhead {
                 namespace: (*ns).clone(),
             },
-            members: members_of(snapshot, &pods_by_namespace, ns, &|_| true),
+            members: members_of(&workloads, ns, &|_| true),
         });
     }
     located.push(Located {
         place: Place::Gateway,
-        members: members_of(snapshot, &pods_by_namespace, &gateway.namespace, &|l| {
+        members: members_of(&workloads, &gateway.namespace, &|l| {
             selects(&gateway.pod_labels, l)
         }),
     });
-    let mut unmanaged: Vec<&str> = pods_by_namespace
+    let mut unmanaged: Vec<&str> = workloads
+        .pods
         .keys()
         .copied()
         .filter(|ns| !owners.contains_key(*ns))
         .collect();
     unmanaged.sort_unstable();
     for ns in unmanaged {
-        let members = members_of(snapshot, &pods_by_namespace, ns, &|l| !is_peer(ns, l));
+        let members = members_of(&workloads, ns, &|l| !is_peer(ns, l));
         if !members.is_empty() {
             located.push(Located {
                 place: Place::Unmanaged {
@@ -463,7 +486,7 @@ pub fn evaluate(snapshot: &Snapshot, settings: &Settings, addresses: &Addresses)
         }
     }
     let sources = located.len();
-    let dns: Vec<Member> = members_of(snapshot, &pods_by_namespace, &settings.dns.namespace, &|l| {
+    let dns: Vec<Member> = members_of(&workloads, &settings.dns.namespace, &|l| {
         selects(&settings.dns.pod_labels, l)
     })
     .into_iter()
@@ -542,9 +565,28 @@ pub fn evaluate(snapshot: &Snapshot, settings: &Settings, addresses: &Addresses)
         allowed,
         unrepresented,
     };
+    let owner_at: Vec<Option<&Owner>> = matrix
+        .places
+        .iter()
+        .map(|p| match p {
+            Place::Bulkhead { namespace } => owners.get(namespace),
+            _ => None,
+        })
+        .collect();
+    let mut unrepresented = vec![false; matrix.places.len()];
+    for i in &matrix.unrepresented {
+        unrepresented[*i] = true;
+    }
     for s in 0..sources {
         checks.push(row_check(
-            &matrix, &located, &policies, &owners, addresses, postgres, s,
+            &matrix,
+            &located,
+            &policies,
+            &owners,
+            (&owner_at, &unrepresented),
+            addresses,
+            postgres,
+            s,
         ));
     }
     Network { matrix, checks }
@@ -595,6 +637,7 @@ fn row_check(
     located: &[Located],
     policies: &Policies,
     owners: &HashMap<String, Owner>,
+    (owner_at, unrepresented): (&[Option<&Owner>], &[bool]),
     addresses: &Addresses,
     postgres: Option<SocketAddr>,
     s: usize,
@@ -603,15 +646,29 @@ fn row_check(
     let mut worst = Verdict::Pass;
     let mut differing = Vec::new();
     let mut judged = 0usize;
+    let mut row = vec![false; matrix.places.len()];
+    let first = matrix.allowed.partition_point(|cell| cell.0 < s);
+    for (_, d) in matrix.allowed[first..].iter().take_while(|cell| cell.0 == s) {
+        row[*d] = true;
+    }
+    let owner = |p: &Place| match p {
+        Place::Bulkhead { namespace } => owners.get(namespace),
+        _ => None,
+    };
+    let from_owner = owner(from);
     for (d, to) in matrix.places.iter().enumerate() {
-        let Some(expected) = expect(owners, addresses, postgres, from, to) else {
-            continue;
-        };
-        if matrix.unrepresented.contains(&s) || matrix.unrepresented.contains(&d) {
+        if unrepresented[s] || unrepresented[d] {
             continue;
         }
+        let to_owner = match to {
+            Place::Bulkhead { .. } => owner_at[d],
+            _ => None,
+        };
+        let Some(expected) = expect_between(addresses, postgres, (from, from_owner), (to, to_owner)) else {
+            continue;
+        };
         judged += 1;
-        let allowed = matrix.allowed.binary_search(&(s, d)).is_ok();
+        let allowed = row[d];
         if allowed != expected.allowed {
             worst = worst.max(expected.otherwise);
             differing.push(json!({

@@ -84,12 +84,15 @@ pub fn namespace(name: &str, labels: BTreeMap<String, String>) -> Namespace {
     ns
 }
 
-/// A running pod with `labels` at `ip`, declaring `port` (named `http`).
+/// A running pod with `labels` at `ip`, declaring `port` (named `http`), as Pod Security `restricted` admits it.
 pub fn pod(namespace: &str, name: &str, labels: &BTreeMap<String, String>, ip: IpAddr, port: i32) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"containers": [{"name": "c", "image": "registry.example.com/app:1",
-                                 "ports": [{"name": "http", "containerPort": port}]}]},
+        "spec": {"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{"name": "c", "image": "registry.example.com/app:1",
+                                 "ports": [{"name": "http", "containerPort": port}],
+                                 "securityContext": {"allowPrivilegeEscalation": false,
+                                                     "capabilities": {"drop": ["ALL"]}}}]},
         "status": {"phase": "Running", "podIP": ip.to_string()}
     }))
     .unwrap_or_default()

@@ -83,7 +83,7 @@ where
 {
     let api: Api<K> = Api::all(client.clone());
     let mut out = Vec::new();
-    let mut params = ListParams::default().limit(500);
+    let mut params = ListParams::default().limit(5000);
     loop {
         let page = api.list(&params).await.map_err(|source| ReadError::Api {
             what: what.to_owned(),
