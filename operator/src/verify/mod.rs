@@ -21,6 +21,7 @@ mod tests;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+use bulkhead_crds::v1alpha1::{Customer, Tenant};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -62,7 +63,7 @@ impl VerifyError {
 }
 
 /// The Postgres subjects: every provisioned Tenant and Customer with a database.
-fn database_subjects(snapshot: &snapshot::Snapshot) -> Vec<postgres::Subject> {
+fn database_subjects(tenants: &[Tenant], customers: &[Customer]) -> Vec<postgres::Subject> {
     let ready = |status: Option<&bulkhead_crds::v1alpha1::ResourceStatus>| {
         status.is_some_and(|s| {
             s.conditions
@@ -71,7 +72,7 @@ fn database_subjects(snapshot: &snapshot::Snapshot) -> Vec<postgres::Subject> {
         })
     };
     let mut out = Vec::new();
-    for t in &snapshot.tenants {
+    for t in tenants {
         if t.spec.database.enabled && ready(t.status.as_ref()) {
             out.push(postgres::Subject {
                 tenant: t.name_any(),
@@ -80,7 +81,7 @@ fn database_subjects(snapshot: &snapshot::Snapshot) -> Vec<postgres::Subject> {
             });
         }
     }
-    for c in &snapshot.customers {
+    for c in customers {
         if c.spec.database.enabled && ready(c.status.as_ref()) {
             out.push(postgres::Subject {
                 tenant: c.spec.tenant_ref.clone(),
@@ -103,7 +104,7 @@ async fn server_version(server: &Server) -> Option<String> {
 async fn inspect_postgres(
     client: &Client,
     options: &Options,
-    snapshot: &snapshot::Snapshot,
+    subjects: &[postgres::Subject],
 ) -> (Vec<Check>, Option<String>) {
     let Some(database) = &options.settings.database else {
         return (
@@ -132,7 +133,7 @@ async fn inspect_postgres(
         }
     };
     let version = server_version(&server).await;
-    match postgres::inspect(&server, &database_subjects(snapshot)).await {
+    match postgres::inspect(&server, subjects).await {
         Ok(checks) => (checks, version),
         Err(e) => (
             vec![Check::fail(
@@ -167,11 +168,20 @@ pub fn judge(
 /// Reads the live state and judges it.
 pub async fn run(client: &Client, options: &Options) -> Result<Report, VerifyError> {
     let generated_at = k8s_openapi::jiff::Timestamp::now().to_string();
-    let snapshot = snapshot::read(client, &options.settings.gateway.namespace).await?;
+    // The Postgres catalogs are read while the cluster is: they need only the resources with a database.
+    let (tenants, customers) = futures::try_join!(
+        snapshot::list_all::<Tenant>(client, "Tenants"),
+        snapshot::list_all::<Customer>(client, "Customers"),
+    )?;
+    let subjects = database_subjects(&tenants, &customers);
+    let (snapshot, (pg_checks, postgres_version)) = futures::join!(
+        snapshot::read(client, &options.settings.gateway.namespace),
+        inspect_postgres(client, options, &subjects)
+    );
+    let snapshot = snapshot?;
     let (network, routing, mut checks) = judge(&snapshot, options);
     checks.extend(network.checks);
     checks.extend(routing.checks);
-    let (pg_checks, postgres_version) = inspect_postgres(client, options, &snapshot).await;
     checks.extend(pg_checks);
     let identity = report::Identity {
         cluster_uid: snapshot.cluster_uid.clone(),

@@ -77,7 +77,8 @@ impl ReadError {
     }
 }
 
-async fn list_all<K>(client: &Client, what: &str) -> Result<Vec<K>, ReadError>
+/// Every object of kind `K` in the cluster, in pages.
+pub async fn list_all<K>(client: &Client, what: &str) -> Result<Vec<K>, ReadError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
