@@ -125,12 +125,14 @@ pub fn agreement(title: &str, probed: &Matrix, predicted: &Predicted) -> Check {
 
 /// verify's verdict as a check: holds (exit 0) when `holds` is expected, else fails naming at least `naming`.
 pub fn verdict(title: &str, report: &Report, holds: bool, naming: &[&str]) -> Check {
-    let failures: Vec<String> = report
+    let mut failures: Vec<String> = report
         .checks
         .iter()
         .filter(|c| c.verdict == verify::Verdict::Fail)
         .map(|c| format!("{} {}: {}", c.id, c.subject, c.summary))
         .collect();
+    // The failures that name what was expected come first, as they are the ones printed.
+    failures.sort_by_key(|f| !naming.iter().any(|n| f.contains(n)));
     let named = naming.iter().all(|n| failures.iter().any(|f| f.contains(n)));
     let ok = if holds {
         report.summary.holds
@@ -148,7 +150,19 @@ pub fn verdict(title: &str, report: &Report, holds: bool, naming: &[&str]) -> Ch
                 report.summary.warn
             )
         } else {
-            format!("exit {}: {}", report.exit_code(), failures.join(" | "))
+            const SHOWN: usize = 4;
+            let more = failures.len().saturating_sub(SHOWN);
+            format!(
+                "exit {}, {} failed: {}{}",
+                report.exit_code(),
+                failures.len(),
+                failures[..failures.len().min(SHOWN)].join(" | "),
+                if more > 0 {
+                    format!(" | and {more} more")
+                } else {
+                    String::new()
+                }
+            )
         },
     )
 }
