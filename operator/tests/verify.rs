@@ -470,3 +470,18 @@ async fn verify_holds_when_converged_and_names_each_violation() {
     gateway_config(&kube, GATEWAY_CONFIG).await;
     expect_failures(&verifier, &[], &[]).await;
 }
+
+#[test]
+fn an_unreadable_cluster_is_exit_2_with_the_reason_and_no_report() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead-operator"))
+        .args(["verify", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no report without a cluster");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kubeconfig") && stderr.contains("/nonexistent/kubeconfig"),
+        "{stderr}"
+    );
+}
