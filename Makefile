@@ -9,7 +9,7 @@ help:
 	@echo "make pg-matrix      the PostgreSQL tests on PostgreSQL 14..18 x superuser/CREATEROLE admin, as a table"
 	@echo "make pg-matrix-cluster  the cluster isolation suite on the same ten combinations"
 	@echo "make sandbox        local cluster + PostgreSQL + operator and gateway pods + examples/, Ctrl-C to stop"
-	@echo "make generate       regenerate the CRD YAML (crds/generated, chart) and the chart's operator RBAC"
+	@echo "make generate       regenerate the CRD YAML (crds/generated, chart), the chart's RBAC and verify's JSON Schema"
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
 	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
 	@echo "make bench-grants   grant repair window (operator, sweep 5 s and 1 s) and catalog-scan cost at 1000 tenants"
@@ -97,10 +97,11 @@ test: assets postgres images lint
 	BULKHEAD_PG_VERSION=$(PG_EXTRA_VERSION) BULKHEAD_PG_ADMIN=createrole \
 	  $(CARGO) test --locked -p bulkhead-e2e $(addprefix --test ,$(PG_TESTS))
 
-# Regenerates every checked-in generated file: the CRDs and the operator's RBAC in the chart.
+# Regenerates every checked-in generated file: the CRDs, the operator's RBAC in the chart and verify's JSON Schema.
 generate:
 	$(CARGO) run -q -p bulkhead-crds --bin crdgen
 	$(CARGO) run -q -p bulkhead-operator -- rbac > charts/bulkhead/templates/operator-rbac.yaml
+	$(CARGO) run -q -p bulkhead-operator -- verify --print-schema > docs/verify.schema.json
 
 crds: generate
 

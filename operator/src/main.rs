@@ -72,6 +72,9 @@ struct VerifyArgs {
     /// Log filter in RUST_LOG syntax (logs go to stderr).
     #[arg(long, env = "RUST_LOG", default_value = "warn")]
     log: String,
+    /// Print the JSON Schema of the JSON document and exit, without reading any cluster.
+    #[arg(long)]
+    print_schema: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -314,6 +317,10 @@ fn main() -> ExitCode {
 
 /// `verify`: exit 0 when the contract holds, 1 when a check failed, 2 when no report could be made.
 fn verify_main(args: VerifyArgs) -> ExitCode {
+    if args.print_schema {
+        print!("{}", bulkhead_operator::verify::report::json_schema());
+        return ExitCode::SUCCESS;
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()

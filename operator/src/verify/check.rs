@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// The contract holds here.
@@ -27,7 +27,7 @@ impl Verdict {
 }
 
 /// One check with its verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Check {
     /// The kind of check, a fixed dotted name (`network.cell`, `routing.duplicate_org`,
     /// `contract.network_policy`, `postgres.cross_grant`, …); the JSON schema lists them all.

@@ -26,7 +26,7 @@ use crate::settings::Settings;
 pub const DNS_PORT: u16 = 53;
 
 /// Where a connection starts or ends.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Place {
     /// A namespace Bulkhead manages (a Tenant's or a Customer's).
@@ -212,7 +212,7 @@ struct Located {
 }
 
 /// The matrix: every source against every destination.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Matrix {
     /// Every place, sources and destinations alike; cells index into it.
     pub places: Vec<Place>,

@@ -13,11 +13,21 @@ use super::routing::Row;
 /// The JSON document's schema; bumped on any change that is not a pure addition.
 pub const SCHEMA: &str = "bulkhead.dev/verify/v1";
 
+/// Where the JSON Schema of the document is checked in, from the repository's root (`make generate` writes it).
+pub const SCHEMA_FILE: &str = "docs/verify.schema.json";
+
+/// The JSON Schema of the JSON document, as `make generate` writes it to [`SCHEMA_FILE`].
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(Report);
+    schema.insert("$id".into(), SCHEMA.into());
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
 /// Above this many places, the human report lists flows instead of drawing the grid.
 pub const GRID_LIMIT: usize = 40;
 
 /// Which cluster and which software the report is about.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Identity {
     /// The UID of the cluster's `kube-system` namespace.
     pub cluster_uid: Option<String>,
@@ -32,7 +42,7 @@ pub struct Identity {
 }
 
 /// The counts of the checks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Whether the contract holds (no check failed).
     pub holds: bool,
@@ -45,7 +55,7 @@ pub struct Summary {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     /// [`SCHEMA`].
     pub schema: &'static str,
@@ -230,5 +240,37 @@ impl Report {
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_checked_in_json_schema_matches_the_types() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(SCHEMA_FILE);
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == json_schema(),
+            "{} is out of date; run `make generate`",
+            path.display()
+        );
+        let schema: serde_json::Value = serde_json::from_str(&checked_in).unwrap();
+        assert_eq!(schema["$id"], SCHEMA);
+        for field in [
+            "schema",
+            "generated_at",
+            "identity",
+            "summary",
+            "matrix",
+            "routes",
+            "checks",
+        ] {
+            assert!(schema["properties"][field].is_object(), "{field}");
+        }
     }
 }

@@ -29,7 +29,7 @@ pub mod ids {
 }
 
 /// One row of the table, for the report.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Row {
     /// The org.
     pub org: String,
