@@ -185,20 +185,15 @@ fn already_there(e: kube::Error, name: &str) -> Result<(), String> {
     }
 }
 
-/// Creates namespaced objects, 32 at a time.
-async fn create_all<K>(client: &Client, objects: Vec<K>) -> Result<(), String>
+/// Creates `objects`, 32 at a time, each through the Api `api_for` gives it.
+async fn create_each<K>(objects: Vec<K>, api_for: impl Fn(&K) -> Api<K>) -> Result<(), String>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     futures::stream::iter(objects.into_iter().map(|mut o| {
-        let client = client.clone();
         o.meta_mut().uid = None;
+        let api = api_for(&o);
         async move {
-            let api: Api<K> = Api::namespaced(client, &o.namespace().unwrap_or_default());
             api.create(&PostParams::default(), &o)
                 .await
                 .map(drop)
@@ -211,7 +206,22 @@ where
     .map(drop)
 }
 
-/// Creates cluster-scoped objects, 32 at a time.
+/// Creates namespaced objects.
+async fn create_all<K>(client: &Client, objects: Vec<K>) -> Result<(), String>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    create_each(objects, |o| {
+        Api::namespaced(client.clone(), &o.namespace().unwrap_or_default())
+    })
+    .await
+}
+
+/// Creates cluster-scoped objects.
 async fn create_cluster<K>(client: &Client, objects: Vec<K>) -> Result<(), String>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
@@ -220,21 +230,7 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    futures::stream::iter(objects.into_iter().map(|mut o| {
-        let client = client.clone();
-        o.meta_mut().uid = None;
-        async move {
-            Api::<K>::all(client)
-                .create(&PostParams::default(), &o)
-                .await
-                .map(drop)
-                .or_else(|e| already_there(e, &o.name_any()))
-        }
-    }))
-    .buffer_unordered(32)
-    .try_collect::<Vec<()>>()
-    .await
-    .map(drop)
+    create_each(objects, |_| Api::all(client.clone())).await
 }
 
 /// Writes the installation into the API server, statuses included (pods keep their IPs: nothing schedules them).
