@@ -127,6 +127,27 @@ async fn expect_failures(client: &Client, expected: &[(&str, &str)], mention: &[
     report
 }
 
+/// Runs verify and asserts that it fails, every failing check having one of `ids`, and that a check of `ids[0]`
+/// names everything in `mention`.
+async fn expect_named_failure(client: &Client, ids: &[&str], mention: &[&str]) {
+    let report = verify::run(client, &options()).await.unwrap();
+    let failed: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .collect();
+    assert!(!failed.is_empty(), "{}", report.render());
+    assert!(failed.iter().all(|c| ids.contains(&c.id)), "{}", report.render());
+    assert!(
+        failed
+            .iter()
+            .any(|c| c.id == ids[0] && mention.iter().all(|m| c.summary.contains(m))),
+        "{}",
+        report.render()
+    );
+    assert_eq!(report.exit_code(), 1);
+}
+
 async fn wait_ready<K>(api: &Api<K>, name: &str)
 where
     K: kube::Resource<DynamicType = ()>
@@ -341,25 +362,7 @@ async fn verify_holds_when_converged_and_names_each_violation() {
         ),
     )
     .await;
-    let report = verify::run(&verifier, &options()).await.unwrap();
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
-        .collect();
-    assert!(!failed.is_empty(), "{}", report.render());
-    assert!(
-        failed.iter().all(|c| c.id == "postgres.relations"),
-        "{}",
-        report.render()
-    );
-    assert!(
-        failed.iter().any(|c| c.id == "postgres.relations"
-            && c.summary.contains("secrets")
-            && c.summary.contains(&a.login)),
-        "{}",
-        report.render()
-    );
+    expect_named_failure(&verifier, &["postgres.relations"], &["secrets", &a.login]).await;
     psql(
         &fx,
         &format!("REVOKE ALL ON \"{}\".secrets FROM \"{}\";", b.place, a.login),
@@ -375,24 +378,7 @@ async fn verify_holds_when_converged_and_names_each_violation() {
         ),
     )
     .await;
-    let report = verify::run(&verifier, &options()).await.unwrap();
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
-        .collect();
-    assert!(
-        failed
-            .iter()
-            .any(|c| c.id == "postgres.large_objects" && c.summary.contains("424242")),
-        "{}",
-        report.render()
-    );
-    assert!(
-        failed.iter().all(|c| c.id == "postgres.large_objects"),
-        "{}",
-        report.render()
-    );
+    expect_named_failure(&verifier, &["postgres.large_objects"], &["424242"]).await;
     psql(&fx, "SELECT lo_unlink(424242);").await;
     expect_failures(&verifier, &[], &[]).await;
 
@@ -405,26 +391,12 @@ async fn verify_holds_when_converged_and_names_each_violation() {
         ),
     )
     .await;
-    let report = verify::run(&verifier, &options()).await.unwrap();
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
-        .collect();
-    assert!(
-        failed.iter().any(|c| c.id == "postgres.public_grants"
-            && c.summary.contains("CONNECT")
-            && c.summary.contains(DatabaseFixture::SHARED_DB)),
-        "{}",
-        report.render()
-    );
-    assert!(
-        failed
-            .iter()
-            .all(|c| c.id == "postgres.public_grants" || c.id == "postgres.databases"),
-        "{}",
-        report.render()
-    );
+    expect_named_failure(
+        &verifier,
+        &["postgres.public_grants", "postgres.databases"],
+        &["CONNECT", DatabaseFixture::SHARED_DB],
+    )
+    .await;
     psql(
         &fx,
         &format!(
