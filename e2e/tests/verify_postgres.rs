@@ -14,8 +14,7 @@ use bulkhead_operator::postgres::connect::Server;
 use bulkhead_operator::postgres::naming::Names;
 use bulkhead_operator::postgres::provision;
 use bulkhead_operator::verify::postgres::{
-    self as verify, DATABASES, LARGE_OBJECTS, LOCK_FUNCTIONS, MEMBERSHIPS, PUBLIC_GRANTS, RELATIONS,
-    ROLE_ATTRIBUTES, SCHEMAS, Subject,
+    self as verify, DATABASES, LARGE_OBJECTS, LOCK_FUNCTIONS, MEMBERSHIPS, PUBLIC_GRANTS, RELATIONS, Subject,
 };
 use bulkhead_operator::verify::{Check, Verdict};
 use postgres_protocol::password::scram_sha_256;
@@ -142,15 +141,7 @@ async fn a_provisioned_and_hardened_server_has_no_failing_check() {
     let checks = inspect(&s).await;
     assert!(failing(&checks).is_empty(), "{:#?}", failing(&checks));
     for tenant in [&s.a, &s.b, &s.c] {
-        for id in [
-            ROLE_ATTRIBUTES,
-            DATABASES,
-            SCHEMAS,
-            RELATIONS,
-            LARGE_OBJECTS,
-            MEMBERSHIPS,
-            LOCK_FUNCTIONS,
-        ] {
+        for id in verify::PER_ROLE {
             let n = checks
                 .iter()
                 .filter(|c| c.id == id && c.subject == tenant.names.login)

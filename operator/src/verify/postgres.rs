@@ -39,7 +39,8 @@ use crate::postgres::naming::{self, Names};
 use crate::verify::check::Check;
 
 pub use classify::{
-    DATABASES, LARGE_OBJECTS, LOCK_FUNCTIONS, MEMBERSHIPS, PUBLIC_GRANTS, RELATIONS, ROLE_ATTRIBUTES, SCHEMAS,
+    DATABASES, LARGE_OBJECTS, LOCK_FUNCTIONS, MEMBERSHIPS, PER_ROLE, PUBLIC_GRANTS, RELATIONS,
+    ROLE_ATTRIBUTES, SCHEMAS,
 };
 
 /// How many subject databases are read at once.

@@ -30,6 +30,16 @@ pub const PUBLIC_GRANTS: &str = "postgres.public_grants";
 pub const LOCK_FUNCTIONS: &str = "postgres.lock_functions";
 /// The login role's existence and attributes.
 pub const ROLE_ATTRIBUTES: &str = "postgres.role_attributes";
+/// The checks every login role gets, one each, in the order they are made.
+pub const PER_ROLE: [&str; 7] = [
+    ROLE_ATTRIBUTES,
+    DATABASES,
+    SCHEMAS,
+    RELATIONS,
+    LARGE_OBJECTS,
+    MEMBERSHIPS,
+    LOCK_FUNCTIONS,
+];
 
 /// How many findings a summary names before it counts the rest.
 const NAMED_IN_SUMMARY: usize = 5;

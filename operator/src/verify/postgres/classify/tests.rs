@@ -154,15 +154,7 @@ fn a_clean_server_passes_every_check_and_shows_what_was_checked() {
     let objects = 4 + 2 + 2 + 1;
     assert_eq!(checks.len(), objects + 7 * 3);
     for scope in &facts.scopes {
-        for id in [
-            ROLE_ATTRIBUTES,
-            DATABASES,
-            SCHEMAS,
-            RELATIONS,
-            LARGE_OBJECTS,
-            MEMBERSHIPS,
-            LOCK_FUNCTIONS,
-        ] {
+        for id in PER_ROLE {
             let check = the(&checks, id, &scope.names.login);
             assert_eq!(check.evidence["role"], json!(scope.names.login), "{check:?}");
         }
