@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use bulkhead_operator::rbac;
+use bulkhead_operator::process::rbac;
 use bulkhead_operator::{Options, RunError};
 
 use crate::control_plane::{FIELD_MANAGER, OPERATOR_USER};

@@ -17,7 +17,7 @@ use bulkhead_gateway::config::{
     CacheFile, FileConfig, KeysFile, ProxyFile, RouteSource, Settings as GatewaySettings, TokenFile,
 };
 use bulkhead_gateway::keys::KeySource;
-use bulkhead_operator::crd_apply::Outcome;
+use bulkhead_operator::process::crd_apply::Outcome;
 use bulkhead_operator::settings::{Settings, parse_labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -678,7 +678,7 @@ fn the_gateway_may_only_read_tenants_and_customers() {
 
 #[test]
 fn verify_gets_read_only_rbac_and_the_same_rules_as_its_code() {
-    use bulkhead_operator::rbac;
+    use bulkhead_operator::process::rbac;
     let r = Rendered::render(&[minimal()], Value::Null);
     let role: ClusterRole = r.get("ClusterRole", rbac::VERIFIER);
     assert_eq!(role.rules, rbac::verify_cluster_role().rules);
@@ -1348,7 +1348,7 @@ async fn a_real_api_server_accepts_the_chart_and_its_pods() {
     // The CRD hook's ClusterRole is all `crds apply` needs: bound to the operator's user (which has no other
     // rights), it creates the CRDs, and runs again (as on every upgrade); unbound, it may do nothing.
     let operator = plane.operator().await.unwrap();
-    let denied = bulkhead_operator::crd_apply::apply(&operator, Duration::from_secs(30)).await;
+    let denied = bulkhead_operator::process::crd_apply::apply(&operator, Duration::from_secs(30)).await;
     assert!(denied.unwrap_err().to_string().contains("forbidden"));
     let hook_role = looked_up.find("ClusterRole", "bulkhead-crds").unwrap().clone();
     let binding: DynamicObject = serde_json::from_value(json!({
@@ -1366,7 +1366,7 @@ async fn a_real_api_server_accepts_the_chart_and_its_pods() {
     let mut created = None;
     for _ in 0..50 {
         // RBAC changes reach the authorizer's cache within moments.
-        match bulkhead_operator::crd_apply::apply(&operator, Duration::from_secs(30)).await {
+        match bulkhead_operator::process::crd_apply::apply(&operator, Duration::from_secs(30)).await {
             Ok(applied) => {
                 created = Some(applied);
                 break;
@@ -1414,7 +1414,7 @@ async fn a_real_api_server_accepts_the_chart_and_its_pods() {
         .await
         .unwrap();
     assert!(!served_properties(&older).contains("network"));
-    let upgraded = bulkhead_operator::crd_apply::apply(&operator, Duration::from_secs(30))
+    let upgraded = bulkhead_operator::process::crd_apply::apply(&operator, Duration::from_secs(30))
         .await
         .expect("an upgrade under the hook's role");
     let tenants = upgraded

@@ -1,11 +1,11 @@
-//! What one tenant can still see or affect of another on the same PostgreSQL server, using nothing but the login
-//! role Bulkhead hands out: every row of README's "What each isolation mode still shares" table, observed on a
-//! real server, once with both tenants in Schema mode and once with both in Database mode. Tenant B creates what
-//! a stack would (a table with defaults, a CHECK constraint, a partial index and a comment, a view, a function,
-//! an enum, a sequence, rows), and tenant A looks for it. Leaks are asserted as they are, so a change in
-//! PostgreSQL or in Bulkhead's hardening is noticed and the table updated. The server is hardened and the tenants
-//! provisioned by the operator's admin of `BULKHEAD_PG_ADMIN` (the superuser, or a CREATEROLE CREATEDB role as on
-//! managed services), on the major of `BULKHEAD_PG_VERSION`.
+//! What one tenant can still see or affect of another on the same PostgreSQL server, using nothing but the login role
+//! Bulkhead hands out: every row of the "What each isolation mode still shares" table in docs/postgres.md, observed on
+//! a real server, once with both tenants in Schema mode and once with both in Database mode. Tenant B creates what a
+//! stack would (a table with defaults, a CHECK constraint, a partial index and a comment, a view, a function, an enum,
+//! a sequence, rows), and tenant A looks for it. Leaks are asserted as they are, so a change in PostgreSQL or in
+//! Bulkhead's hardening is noticed and the table updated. The server is hardened and the tenants provisioned by the
+//! operator's admin of `BULKHEAD_PG_ADMIN` (the superuser, or a CREATEROLE CREATEDB role as on managed services), on
+//! the major of `BULKHEAD_PG_VERSION`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -232,7 +232,7 @@ async fn what_database_mode_shares() {
 /// Prepared transactions on (PostgreSQL's default is off), to show what an administrator who enables them shares.
 const SETTINGS: &[&str] = &["max_prepared_transactions=4"];
 
-/// Every row of README's table that one server can show.
+/// Every row of that table (docs/postgres.md) that one server can show.
 async fn every_row(w: &World) {
     rows_and_values(w).await;
     object_names(w).await;

@@ -30,7 +30,7 @@
 //! present), just before the bytes go out; lines leave in buffer order, which is chain order.
 //!
 //! A hash chain without a key shows tampering by anyone who does not rewrite every later line as well; the
-//! protection comes from shipping the lines off the node as they are written (see the gateway README), so a
+//! protection comes from shipping the lines off the node as they are written (see docs/gateway.md), so a
 //! second copy exists that the writer of the first cannot reach.
 
 use std::io::Write as _;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::verify::Identity;
+use crate::identity::Identity;
 
 /// A token's cache key: the SHA-256 of the whole token.
 pub type TokenHash = [u8; 32];

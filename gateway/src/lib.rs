@@ -1,8 +1,9 @@
 //! Bulkhead's gateway: verifies each request's JWT through a fixed order of gates, routes it to the stack of
 //! the tenant or customer that owns the token's org, and to nothing else.
 //!
-//! See `docs/design.md` (Gateway) for the contract. Every module here is named after what it does; the pure
-//! ones ([`gates`], [`headers`], [`routes`], [`keys::jwk`], [`cache`]) carry the unit tests.
+//! `docs/gateway.md` documents it and `docs/architecture.md` shows where it sits. Every module here is named
+//! after what it does; the pure ones ([`gates`], [`headers`], [`routes`], [`keys::jwk`], [`cache`]) carry the
+//! unit tests.
 
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod denial;
 pub mod frames;
 pub mod gates;
 pub mod headers;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod mint;

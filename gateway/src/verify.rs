@@ -19,27 +19,10 @@ use crate::gates::{alg, audience, bearer, issuer, kid, org, parse, session, time
 use crate::keys::{KeyStore, Lookup};
 use crate::metrics::Metrics;
 
+pub use crate::identity::Identity;
+
 /// Longest value of an unverified field copied into an audit line.
 const MAX_AUDIT_FIELD: usize = 256;
-
-/// What a verified token says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The issuer whose key verified the token.
-    pub issuer: String,
-    /// The key id.
-    pub kid: String,
-    /// `sub`.
-    pub subject: Option<String>,
-    /// The org id read from the configured claim.
-    pub org: String,
-    /// `act.sub`, while impersonating.
-    pub impersonator: Option<String>,
-    /// `sid`.
-    pub session: Option<String>,
-    /// `exp`.
-    pub exp: i64,
-}
 
 /// An issuer's claim policy.
 #[derive(Debug, Clone)]

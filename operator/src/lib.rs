@@ -1,34 +1,26 @@
-//! The Bulkhead operator: reconciles `Tenant` and `Customer` resources into isolated stacks.
+//! The Bulkhead operator: reconciles `Tenant` and `Customer` resources into isolated stacks, and reports on the
+//! isolation it keeps (`verify`).
 //!
-//! Each controller runs the same plain pipeline (see `reconcile.rs`): read → validate (pure) → check conflicts →
-//! build the desired objects (pure, `build.rs`) → server-side apply and prune (`apply.rs`) → status (pure,
-//! `status.rs`). Deletion runs `cleanup.rs` under the operator's finalizer.
+//! The modules form layers; each imports only from the layers below it, never from above or in a circle (a test
+//! in `e2e/tests/layering.rs` holds this):
+//!
+//! - [`process`]: the operator process: `run` (caches, controllers, leader election, admin endpoints, the
+//!   Postgres sweep), the CRD install and wait, the RBAC it needs.
+//! - [`verify`]: the isolation report, read from the live state and judged with the pipeline's own builder.
+//! - [`pipeline`]: the reconcile pipeline and its steps: read → validate → conflicts → build (pure) → apply →
+//!   database → status, and deletion (`cleanup`).
+//! - [`cluster`]: Kubernetes plumbing: the caches and triggers, drift comparison, Events, the leader lease.
+//! - [`postgres`]: the PostgreSQL layer: connection, credentials, naming, SQL and provisioning.
+//! - [`settings`] and [`metrics`]: configuration and the operator's metrics, shared by everything above.
+//!
+//! `docs/architecture.md` walks through the data flow and which module does each step.
 
-pub mod admin;
-pub mod apply;
-pub mod build;
-pub mod cleanup;
-pub mod conditions;
-pub mod conflicts;
-pub mod crd_apply;
-pub mod crd_wait;
-pub mod database;
-pub mod diff;
-pub mod events;
-pub mod leader;
-pub mod managed;
+pub mod cluster;
 pub mod metrics;
-pub mod namespace;
-pub mod observe;
+pub mod pipeline;
 pub mod postgres;
-pub mod rbac;
-pub mod reconcile;
-pub mod run;
+pub mod process;
 pub mod settings;
-pub mod status;
 pub mod verify;
 
-pub use run::{Options, RunError, run};
-
-/// The field manager for every server-side apply the operator makes.
-pub const FIELD_MANAGER: &str = "bulkhead-operator";
+pub use process::run::{Options, RunError, run};

@@ -11,9 +11,9 @@ use kube::{Client, Config};
 use tracing::info;
 
 use bulkhead_operator::Options;
-use bulkhead_operator::crd_apply;
-use bulkhead_operator::leader::LeaseConfig;
+use bulkhead_operator::cluster::leader::LeaseConfig;
 use bulkhead_operator::postgres::connect::AdminSecretRef;
+use bulkhead_operator::process::crd_apply;
 use bulkhead_operator::settings::{DatabaseSettings, PeerPods, PostgresEndpoint, Settings, parse_labels};
 use bulkhead_process::telemetry::LogFormat;
 
@@ -306,7 +306,9 @@ fn main() -> ExitCode {
             let (format, filter) = (args.logging.log_format, args.logging.log.clone());
             bulkhead_process::serve("bulkhead-operator crds apply", format, &filter, crds_apply(args))
         }
-        Command::Rbac => print_generated(bulkhead_operator::rbac::chart_yaml().map_err(|e| e.to_string())),
+        Command::Rbac => {
+            print_generated(bulkhead_operator::process::rbac::chart_yaml().map_err(|e| e.to_string()))
+        }
         Command::Run(args) => {
             let (format, filter) = (args.logging.log_format, args.logging.log.clone());
             bulkhead_process::serve("bulkhead-operator", format, &filter, run(*args))

@@ -10,9 +10,9 @@ use std::process::Output;
 
 use bulkhead_e2e::ControlPlane;
 use bulkhead_e2e::control_plane::{FIELD_MANAGER, OPERATOR_USER};
-use bulkhead_operator::crd_apply::{VERSION, VERSION_ANNOTATION};
-use bulkhead_operator::crd_wait::is_established;
-use bulkhead_operator::rbac;
+use bulkhead_operator::process::crd_apply::{VERSION, VERSION_ANNOTATION};
+use bulkhead_operator::process::crd_wait::is_established;
+use bulkhead_operator::process::rbac;
 use common::BIN;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

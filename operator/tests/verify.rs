@@ -15,7 +15,7 @@ use bulkhead_e2e::operator::{
 };
 use bulkhead_e2e::wait;
 use bulkhead_operator::postgres::naming::names;
-use bulkhead_operator::rbac;
+use bulkhead_operator::process::rbac;
 use bulkhead_operator::settings::{DatabaseSettings, Settings};
 use bulkhead_operator::verify::{self, Report, Verdict};
 use k8s_openapi::api::core::v1::ConfigMap;

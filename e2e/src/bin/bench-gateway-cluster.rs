@@ -136,7 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
     let direct = service_address(
         &client,
         &namespace,
-        bulkhead_operator::build::STACK,
+        bulkhead_operator::pipeline::build::STACK,
         Some(i32::from(STACK_PORT)),
     )
     .await

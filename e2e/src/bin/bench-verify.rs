@@ -342,7 +342,7 @@ async fn populate(client: &Client, s: &Snapshot) -> Result<(), String> {
 }
 
 async fn bind_verifier(client: &Client) -> Result<(), String> {
-    use bulkhead_operator::rbac;
+    use bulkhead_operator::process::rbac;
     let user = json!([{"kind": "User", "name": bulkhead_e2e::control_plane::VERIFIER_USER,
                        "apiGroup": "rbac.authorization.k8s.io"}]);
     let e = |e: kube::Error| e.to_string();

@@ -1219,7 +1219,8 @@ async fn verify_against_probes(
                 continue;
             }
         };
-        let service = probes::service_address(client, ns, bulkhead_operator::build::STACK, None).await?;
+        let service =
+            probes::service_address(client, ns, bulkhead_operator::pipeline::build::STACK, None).await?;
         let port = service.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
         let place = Place::Bulkhead {
             namespace: ns.to_owned(),

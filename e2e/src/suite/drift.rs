@@ -19,7 +19,7 @@ use super::{Check, Config, say};
 use crate::HarnessError;
 
 /// The operator's default-deny policy.
-const DEFAULT_DENY: &str = bulkhead_operator::build::policy::DEFAULT_DENY;
+const DEFAULT_DENY: &str = bulkhead_operator::pipeline::build::policy::DEFAULT_DENY;
 /// The hand-made policies the suite adds.
 const HAND_MADE: &str = "suite-hand-made-open";
 /// The sabotage policy.
@@ -518,7 +518,7 @@ pub async fn retained(
         ),
     ));
 
-    let selector = deployment_selector(client, &namespace, bulkhead_operator::build::STACK).await?;
+    let selector = deployment_selector(client, &namespace, bulkhead_operator::pipeline::build::STACK).await?;
     let labels = selector
         .split(',')
         .filter_map(|kv| kv.split_once('='))

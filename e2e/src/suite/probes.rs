@@ -209,7 +209,7 @@ async fn gateway_probe(client: &Client, config: &Config) -> Result<ProbePod, Har
 
 /// The ready stack pod of a namespace.
 pub async fn stack_pod(client: &Client, namespace: &str) -> Result<ProbePod, HarnessError> {
-    let pod = ready_pod_of(client, namespace, bulkhead_operator::build::STACK).await?;
+    let pod = ready_pod_of(client, namespace, bulkhead_operator::pipeline::build::STACK).await?;
     Ok(ProbePod {
         namespace: namespace.to_owned(),
         pod: deploy::pod_name(&pod),
@@ -229,7 +229,7 @@ impl Pods {
                 service_address(
                     client,
                     &stack.namespace,
-                    bulkhead_operator::build::STACK,
+                    bulkhead_operator::pipeline::build::STACK,
                     Some(i32::from(STACK_PORT)),
                 )
                 .await?,

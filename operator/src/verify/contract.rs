@@ -1,6 +1,6 @@
 //! The contract per namespace (pure): every object the operator would build for a Tenant or Customer is present
 //! with the content it would build, and no NetworkPolicy is there that Bulkhead did not make. The desired objects
-//! come from the operator's own builder ([`crate::build::desired`]), so this module restates nothing.
+//! come from the operator's own builder ([`crate::pipeline::build::desired`]), so this module restates nothing.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::check::{Check, Verdict};
 use super::snapshot::Snapshot;
-use crate::build::{self, Desired};
-use crate::diff;
-use crate::managed::{Plan, customer_plan, tenant_plan};
+use crate::cluster::diff;
+use crate::pipeline::build::{self, Desired};
+use crate::pipeline::managed::{Plan, customer_plan, tenant_plan};
 use crate::postgres::credentials::REVISION_ANNOTATION;
 use crate::settings::Settings;
 
@@ -205,9 +205,9 @@ fn subject_checks(live: &Live<'_>, settings: &Settings, plan: &mut Plan, out: &m
 fn provisioned<K: Resource>(object: &K, status: Option<&bulkhead_crds::v1alpha1::ResourceStatus>) -> bool {
     object.meta().deletion_timestamp.is_none()
         && status.is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == crate::conditions::types::NETWORK_ISOLATED && c.status == "True")
+            s.conditions.iter().any(|c| {
+                c.type_ == crate::pipeline::conditions::types::NETWORK_ISOLATED && c.status == "True"
+            })
         })
 }
 

@@ -68,7 +68,7 @@ fn database_subjects(tenants: &[Tenant], customers: &[Customer]) -> Vec<postgres
         status.is_some_and(|s| {
             s.conditions
                 .iter()
-                .any(|c| c.type_ == crate::conditions::types::DATABASE_READY && c.status == "True")
+                .any(|c| c.type_ == crate::pipeline::conditions::types::DATABASE_READY && c.status == "True")
         })
     };
     let mut out = Vec::new();

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{Value, json};
 
 use super::snapshot::{API_SERVER_SERVICE, SERVICE_NAME_LABEL, Snapshot};
-use crate::build::{self, NAMESPACE_NAME_LABEL};
-use crate::managed::{Plan, customer_plan, tenant_plan};
+use crate::pipeline::build::{self, NAMESPACE_NAME_LABEL};
+use crate::pipeline::managed::{Plan, customer_plan, tenant_plan};
 use crate::settings::{PostgresEndpoint, Settings};
 
 /// The gateway configuration the sample's gateway runs with: routes from Tenants and Customers.

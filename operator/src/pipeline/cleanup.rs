@@ -22,13 +22,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::info;
 
-use crate::build;
-use crate::database::{self, Teardown};
-use crate::events;
-use crate::managed::Managed;
-use crate::namespace::{self, NamespaceState};
-use crate::reconcile::{Context, ReconcileError, WAIT, finish, remove_finalizer};
-use crate::status::Outcome;
+use crate::cluster::events;
+use crate::pipeline::build;
+use crate::pipeline::context::{Context, WAIT};
+use crate::pipeline::database::{self, Teardown};
+use crate::pipeline::finalizer::{FinalizerError, remove_finalizer};
+use crate::pipeline::managed::Managed;
+use crate::pipeline::namespace::{self, NamespaceState};
+use crate::pipeline::outcome::Outcome;
+use crate::pipeline::status::{StatusError, finish};
 
 /// Errors of the cleanup step.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +64,29 @@ pub enum CleanupError {
         #[source]
         source: kube::Error,
     },
+    /// The status could not be written.
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    /// The finalizer could not be removed.
+    #[error(transparent)]
+    Finalizer(#[from] FinalizerError),
+}
+
+impl CleanupError {
+    /// A fixed category for metrics labels and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            CleanupError::Crd { .. } | CleanupError::Namespace { .. } | CleanupError::Scale { .. } => {
+                "cleanup"
+            }
+            CleanupError::Status(_) => "status_patch",
+            CleanupError::Finalizer(e) => e.category(),
+        }
+    }
 }
 
 /// Runs the cleanup for a resource being deleted and releases its finalizer when done.
-pub async fn run<K: Managed>(object: &K, ctx: &Context, now: &Time) -> Result<Action, ReconcileError> {
+pub async fn run<K: Managed>(object: &K, ctx: &Context, now: &Time) -> Result<Action, CleanupError> {
     if let Some(blocker) = object.deletion_blocker(ctx) {
         finish(ctx, object, &Outcome::Deleting(blocker), None, now).await?;
         return Ok(Action::requeue(WAIT));
@@ -142,8 +163,7 @@ pub async fn run<K: Managed>(object: &K, ctx: &Context, now: &Time) -> Result<Ac
                         action: "deleting",
                         name: ns_name,
                         source,
-                    }
-                    .into());
+                    });
                 }
             }
             events::publish(
@@ -171,7 +191,7 @@ pub async fn run<K: Managed>(object: &K, ctx: &Context, now: &Time) -> Result<Ac
 async fn retire(ctx: &Context, ns: &Namespace, now: &Time) -> Result<(), CleanupError> {
     let name = ns.name_any();
     let params = PatchParams {
-        field_manager: Some(crate::FIELD_MANAGER.to_owned()),
+        field_manager: Some(crate::cluster::FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     };
     if !ns.labels().contains_key(labels::ORPHANED) {

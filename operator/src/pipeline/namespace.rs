@@ -7,7 +7,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
-use crate::observe::Stores;
+use crate::cluster::observe::Stores;
 
 /// The state of a subject's namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +79,7 @@ pub async fn clear_orphan_marks(client: &Client, name: &str) -> Result<(), kube:
     api.patch(
         name,
         &PatchParams {
-            field_manager: Some(crate::FIELD_MANAGER.to_owned()),
+            field_manager: Some(crate::cluster::FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         },
         &Patch::Merge(&patch),

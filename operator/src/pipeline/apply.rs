@@ -20,9 +20,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::warn;
 
-use crate::build::{Desired, Subject};
-use crate::diff;
-use crate::observe::Stores;
+use crate::cluster::diff;
+use crate::cluster::observe::Stores;
+use crate::pipeline::build::{Desired, Subject};
 
 /// Errors of the apply step.
 #[derive(Debug, thiserror::Error)]
@@ -302,7 +302,7 @@ where
     let written = api
         .patch(
             &name,
-            &PatchParams::apply(crate::FIELD_MANAGER).force(),
+            &PatchParams::apply(crate::cluster::FIELD_MANAGER).force(),
             &Patch::Apply(&value),
         )
         .await
@@ -340,7 +340,7 @@ async fn ensure_policy(
     api.replace(
         &name,
         &PostParams {
-            field_manager: Some(crate::FIELD_MANAGER.to_owned()),
+            field_manager: Some(crate::cluster::FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         },
         &live,

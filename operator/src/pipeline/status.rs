@@ -1,118 +1,20 @@
-//! Pure computation of a Tenant's or Customer's status from what the reconcile found and did.
+//! The status step: the status computed purely from what the reconcile concluded, then written only when it
+//! changed, with an Event when the Ready reason changes.
 
 use bulkhead_crds::v1alpha1::{AcceptedIdentity, ResourceStatus};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tracing::info;
 
-use crate::conditions::{self, Wanted, reasons, types};
-use crate::database::{self, DatabaseState};
-
-/// How the stack's rollout stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stack {
-    /// Every desired replica is updated and available (or zero replicas are desired).
-    Available {
-        /// Replicas desired.
-        replicas: i32,
-    },
-    /// The rollout has not finished.
-    RollingOut {
-        /// Replicas available.
-        available: i32,
-        /// Replicas desired.
-        replicas: i32,
-    },
-}
-
-impl Stack {
-    /// Reads a Deployment's rollout state.
-    pub fn of(deployment: &Deployment) -> Stack {
-        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let status = deployment.status.clone().unwrap_or_default();
-        let current = status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
-        let available = status.available_replicas.unwrap_or(0);
-        let updated = status.updated_replicas.unwrap_or(0);
-        if replicas == 0 || (current && available >= replicas && updated >= replicas) {
-            Stack::Available { replicas }
-        } else {
-            Stack::RollingOut { available, replicas }
-        }
-    }
-}
-
-/// What a reconcile concluded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The spec was refused; nothing was changed.
-    Invalid(String),
-    /// Another, older resource holds the org id.
-    OrgIdConflict {
-        /// `Kind/name` of the holder.
-        holder: String,
-    },
-    /// The namespace exists and is not ours.
-    NamespaceConflict {
-        /// The namespace.
-        namespace: String,
-        /// Why it is not ours.
-        detail: String,
-    },
-    /// The namespace is being deleted; provisioning waits.
-    NamespaceTerminating {
-        /// The namespace.
-        namespace: String,
-    },
-    /// A Customer's Tenant does not exist.
-    TenantMissing {
-        /// The Tenant's name.
-        tenant: String,
-    },
-    /// A Customer's Tenant is not Ready.
-    TenantNotReady {
-        /// The Tenant's name.
-        tenant: String,
-    },
-    /// A Customer's quota does not fit its Tenant's remaining quota.
-    QuotaExceeded(String),
-    /// Everything was applied.
-    Provisioned {
-        /// The namespace.
-        namespace: String,
-        /// The NetworkPolicies in force.
-        policies: Vec<String>,
-        /// The stack's rollout.
-        stack: Stack,
-        /// The database, when enabled.
-        database: Option<DatabaseState>,
-    },
-    /// The resource is being deleted and cleanup is waiting.
-    Deleting(String),
-}
-
-impl Outcome {
-    /// The `Ready` reason this outcome leads to.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Outcome::Invalid(_) => reasons::INVALID,
-            Outcome::OrgIdConflict { .. } => reasons::ORG_ID_CONFLICT,
-            Outcome::NamespaceConflict { .. } => reasons::NAMESPACE_CONFLICT,
-            Outcome::NamespaceTerminating { .. } => reasons::NAMESPACE_TERMINATING,
-            Outcome::TenantMissing { .. } => reasons::TENANT_MISSING,
-            Outcome::TenantNotReady { .. } => reasons::TENANT_NOT_READY,
-            Outcome::QuotaExceeded(_) => reasons::QUOTA_EXCEEDED,
-            Outcome::Provisioned {
-                database: Some(DatabaseState::NotReady { .. }),
-                ..
-            } => reasons::DATABASE_NOT_READY,
-            Outcome::Provisioned {
-                stack: Stack::Available { .. },
-                ..
-            } => reasons::PROVISIONED,
-            Outcome::Provisioned { .. } => reasons::STACK_NOT_READY,
-            Outcome::Deleting(_) => reasons::DELETING,
-        }
-    }
-}
+use crate::cluster::events;
+use crate::pipeline::conditions::{self, Wanted, reasons, types};
+use crate::pipeline::context::Context;
+use crate::pipeline::database;
+use crate::pipeline::managed::Managed;
+use crate::pipeline::outcome::{DatabaseState, Outcome, Stack};
 
 /// The status after a reconcile with `outcome` (pure). Conditions the outcome says nothing about are kept.
 pub fn compute(
@@ -271,6 +173,114 @@ pub fn compute(
         conditions: list,
         accepted_identity: identity.or(previous.accepted_identity),
     }
+}
+
+/// Errors of the status step.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The status could not be written.
+    #[error("writing status of {name}: {source}")]
+    Patch {
+        /// The object's name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Computes the status for `outcome`, writes it if it changed, and reports a change of the Ready reason.
+pub async fn finish<K: Managed>(
+    ctx: &Context,
+    object: &K,
+    outcome: &Outcome,
+    identity: Option<AcceptedIdentity>,
+    now: &Time,
+) -> Result<(), StatusError> {
+    let previous = object.current_status();
+    let status = compute(previous, object.meta().generation, outcome, identity, now);
+    if previous == Some(&status) {
+        return Ok(());
+    }
+    let name = object.name_any();
+    write_status::<K>(&ctx.client, &name, &status).await?;
+    let reason_of = |s: Option<&ResourceStatus>| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
+            .map(|c| c.reason.clone())
+    };
+    let (before, after) = (reason_of(previous), reason_of(Some(&status)));
+    if before != after {
+        let ready = status.conditions.iter().find(|c| c.type_ == types::READY);
+        let message = ready.map(|c| c.message.clone()).unwrap_or_default();
+        info!(
+            controller = K::CONTROLLER,
+            name,
+            reason = after.as_deref(),
+            "ready condition changed"
+        );
+        let database_down = matches!(
+            outcome,
+            Outcome::Provisioned {
+                database: Some(DatabaseState::NotReady { .. }),
+                ..
+            }
+        );
+        let warning = matches!(
+            outcome,
+            Outcome::Invalid(_)
+                | Outcome::OrgIdConflict { .. }
+                | Outcome::NamespaceConflict { .. }
+                | Outcome::QuotaExceeded(_)
+        ) || database_down;
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        // Events are for actions and problems. Becoming Ready, waiting on a rollout or on the Tenant show in the
+        // status; the actions behind them (creating, repairing) have events of their own.
+        let transient = !database_down
+            && matches!(
+                outcome,
+                Outcome::Provisioned { .. } | Outcome::TenantNotReady { .. }
+            );
+        if !transient {
+            events::publish(
+                &ctx.recorder,
+                object,
+                type_,
+                outcome.reason(),
+                "Reconcile",
+                message,
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+async fn write_status<K: Managed>(
+    client: &Client,
+    name: &str,
+    status: &ResourceStatus,
+) -> Result<(), StatusError> {
+    let api: Api<K> = Api::all(client.clone());
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(crate::cluster::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| StatusError::Patch {
+        name: name.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

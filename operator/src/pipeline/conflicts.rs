@@ -4,7 +4,7 @@ use bulkhead_crds::quantity;
 use bulkhead_crds::v1alpha1::QuotaSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::build::quota_values;
+use crate::pipeline::build::quota_values;
 
 /// One resource claiming an org id.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,95 +1,41 @@
-//! The reconcile pipeline shared by the Tenant and Customer controllers:
+//! The reconcile pipeline shared by the Tenant and Customer controllers, the top of [`crate::pipeline`]:
 //!
-//! read (the object, its Tenant, the caches) → validate (pure) → check conflicts → build the desired objects
-//! (pure) → server-side apply and prune → status (pure, then written only when it changed).
-//! Deletion runs the cleanup in `cleanup.rs` under the operator's finalizer.
+//! read (the object, its Tenant, the caches) → validate (pure) → check conflicts → namespace → build the desired
+//! objects (pure) → server-side apply and prune → database → status (pure, then written only when it changed).
+//! Deletion runs [`cleanup`] under the operator's finalizer. Each step returns its own error; [`ReconcileError`]
+//! gathers them, with the category each one reports.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_crds::FINALIZER;
-use bulkhead_crds::v1alpha1::{AcceptedIdentity, Customer, ResourceStatus, Tenant};
+use bulkhead_crds::v1alpha1::ResourceStatus;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
-use serde_json::json;
+use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
-use crate::apply::{self, ApplyError, Report};
-use crate::build;
-use crate::cleanup::{self, CleanupError};
-use crate::database::{self, DatabaseError, DatabaseState};
-use crate::events;
-use crate::managed::{self, Managed};
-use crate::metrics::Metrics;
-use crate::namespace::{self, NamespaceState};
-use crate::observe::Stores;
-use crate::settings::Settings;
-use crate::status::{self, Outcome, Stack};
-
-/// How often a converged object is looked at again even without a change (a safety net, not the trigger).
-pub const RESYNC: Duration = Duration::from_secs(300);
-/// How soon a resource that waits on something outside itself (its Tenant, a conflict) is looked at again.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Shared state of the controllers.
-pub struct Context {
-    /// The API client, under the operator's own identity.
-    pub client: Client,
-    /// The operator's metrics.
-    pub metrics: Arc<Metrics>,
-    /// Where the gateway, DNS and Postgres are.
-    pub settings: Settings,
-    /// Caches of the managed objects.
-    pub stores: Stores,
-    /// Cache of all Tenants.
-    pub tenants: Store<Tenant>,
-    /// Cache of all Customers.
-    pub customers: Store<Customer>,
-    /// Publishes Events.
-    pub recorder: Recorder,
-    /// The shared PostgreSQL server, when database provisioning is configured.
-    pub database: Option<crate::database::Database>,
-}
-
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Errors of the status step.
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    /// The status could not be written.
-    #[error("writing status of {name}: {source}")]
-    Patch {
-        /// The object's name.
-        name: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-}
+use crate::cluster::events;
+use crate::pipeline::apply::{self, ApplyError, Report};
+use crate::pipeline::build;
+use crate::pipeline::cleanup::{self, CleanupError};
+use crate::pipeline::conditions::types;
+use crate::pipeline::context::{Context, RESYNC, WAIT};
+use crate::pipeline::database::{self, DatabaseError};
+use crate::pipeline::finalizer::{FinalizerError, add_finalizer};
+use crate::pipeline::managed::{self, Managed};
+use crate::pipeline::namespace::{self, NamespaceState};
+use crate::pipeline::outcome::{DatabaseState, Outcome, Stack};
+use crate::pipeline::status::{StatusError, finish};
 
 /// Errors of one reconcile, one variant per step.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// The finalizer could not be added or removed.
-    #[error("updating finalizers of {name}: {source}")]
-    Finalizer {
-        /// The object's name.
-        name: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
+    /// The finalizer could not be added.
+    #[error(transparent)]
+    Finalizer(#[from] FinalizerError),
     /// The namespace could not be read.
     #[error("reading namespace {name}: {source}")]
     NamespaceRead {
@@ -117,10 +63,10 @@ impl ReconcileError {
     /// A fixed category for metrics labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
-            ReconcileError::Finalizer { .. } => "finalizer",
+            ReconcileError::Finalizer(e) => e.category(),
             ReconcileError::NamespaceRead { .. } => "namespace_read",
             ReconcileError::Apply(e) => e.category(),
-            ReconcileError::Cleanup(_) => "cleanup",
+            ReconcileError::Cleanup(e) => e.category(),
             ReconcileError::Status(_) => "status_patch",
             ReconcileError::Database(e) => e.category(),
         }
@@ -135,7 +81,7 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
         if !object.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(Action::await_change());
         }
-        return cleanup::run(object.as_ref(), &ctx, &now).await;
+        return Ok(cleanup::run(object.as_ref(), &ctx, &now).await?);
     }
     // The finalizer goes on before anything is created, so no object can outlive its cleanup.
     let object = if object.finalizers().iter().any(|f| f == FINALIZER) {
@@ -267,7 +213,7 @@ async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous
     let was_provisioned = previous.is_some_and(|s| {
         s.conditions
             .iter()
-            .any(|c| c.type_ == crate::conditions::types::NAMESPACE_READY && c.status == "True")
+            .any(|c| c.type_ == types::NAMESPACE_READY && c.status == "True")
     });
     ctx.metrics.objects_applied(K::CONTROLLER, report.writes());
     info!(
@@ -354,83 +300,6 @@ async fn record<K: Managed>(ctx: &Context, object: &K, report: &Report, previous
     }
 }
 
-/// Computes the status for `outcome`, writes it if it changed, and reports a change of the Ready reason.
-pub async fn finish<K: Managed>(
-    ctx: &Context,
-    object: &K,
-    outcome: &Outcome,
-    identity: Option<AcceptedIdentity>,
-    now: &Time,
-) -> Result<(), ReconcileError> {
-    let previous = object.current_status();
-    let status = status::compute(previous, object.meta().generation, outcome, identity, now);
-    if previous == Some(&status) {
-        return Ok(());
-    }
-    let name = object.name_any();
-    write_status::<K>(&ctx.client, &name, &status).await?;
-    let reason_of = |s: Option<&ResourceStatus>| {
-        s.and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == crate::conditions::types::READY)
-        })
-        .map(|c| c.reason.clone())
-    };
-    let (before, after) = (reason_of(previous), reason_of(Some(&status)));
-    if before != after {
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == crate::conditions::types::READY);
-        let message = ready.map(|c| c.message.clone()).unwrap_or_default();
-        info!(
-            controller = K::CONTROLLER,
-            name,
-            reason = after.as_deref(),
-            "ready condition changed"
-        );
-        let database_down = matches!(
-            outcome,
-            Outcome::Provisioned {
-                database: Some(DatabaseState::NotReady { .. }),
-                ..
-            }
-        );
-        let warning = matches!(
-            outcome,
-            Outcome::Invalid(_)
-                | Outcome::OrgIdConflict { .. }
-                | Outcome::NamespaceConflict { .. }
-                | Outcome::QuotaExceeded(_)
-        ) || database_down;
-        let type_ = if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        // Events are for actions and problems. Becoming Ready, waiting on a rollout or on the Tenant show in the
-        // status; the actions behind them (creating, repairing) have events of their own.
-        let transient = !database_down
-            && matches!(
-                outcome,
-                Outcome::Provisioned { .. } | Outcome::TenantNotReady { .. }
-            );
-        if !transient {
-            events::publish(
-                &ctx.recorder,
-                object,
-                type_,
-                outcome.reason(),
-                "Reconcile",
-                message,
-            )
-            .await;
-        }
-    }
-    Ok(())
-}
-
 /// Decides when to retry after an error, counts it and reports it.
 pub fn error_policy<K: Managed>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(K::CONTROLLER, error.category());
@@ -450,72 +319,4 @@ pub fn error_policy<K: Managed>(object: Arc<K>, error: &ReconcileError, ctx: Arc
         .await;
     });
     Action::requeue(Duration::from_secs(5))
-}
-
-async fn add_finalizer<K: Managed>(client: &Client, object: &K) -> Result<K, ReconcileError> {
-    let name = object.name_any();
-    let api: Api<K> = Api::all(client.clone());
-    // A JSON patch that fails if the list changed meanwhile, so no other finalizer is lost.
-    let patch = match &object.meta().finalizers {
-        Some(list) => json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": list},
-            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
-        ]),
-        None => json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]),
-    };
-    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ReconcileError::Finalizer {
-        name: name.clone(),
-        source: kube::Error::SerdeError(e),
-    })?;
-    api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-        .map_err(|source| ReconcileError::Finalizer { name, source })
-}
-
-/// Removes the operator's finalizer, keeping any others.
-pub async fn remove_finalizer<K: Managed>(client: &Client, object: &K) -> Result<(), ReconcileError> {
-    let name = object.name_any();
-    let list = object.finalizers().to_vec();
-    let kept: Vec<&String> = list.iter().filter(|f| *f != FINALIZER).collect();
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": "/metadata/finalizers", "value": list},
-        {"op": "replace", "path": "/metadata/finalizers", "value": kept}
-    ]))
-    .map_err(|e| ReconcileError::Finalizer {
-        name: name.clone(),
-        source: kube::Error::SerdeError(e),
-    })?;
-    let api: Api<K> = Api::all(client.clone());
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(ReconcileError::Finalizer { name, source }),
-    }
-}
-
-async fn write_status<K: Managed>(
-    client: &Client,
-    name: &str,
-    status: &ResourceStatus,
-) -> Result<(), StatusError> {
-    let api: Api<K> = Api::all(client.clone());
-    let patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(crate::FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| StatusError::Patch {
-        name: name.to_owned(),
-        source,
-    })
 }

@@ -16,7 +16,7 @@ use kube::{Client, ResourceExt};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::crd_wait::is_established;
+use crate::process::crd_wait::is_established;
 
 /// The field manager of `crds apply`.
 pub const FIELD_MANAGER: &str = "bulkhead-crds";

@@ -12,11 +12,11 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::build::Subject;
-use crate::conditions::{reasons, types};
-use crate::conflicts::{self, Claim};
-use crate::reconcile::Context;
-use crate::status::Outcome;
+use crate::pipeline::build::Subject;
+use crate::pipeline::conditions::{reasons, types};
+use crate::pipeline::conflicts::{self, Claim};
+use crate::pipeline::context::Context;
+use crate::pipeline::outcome::Outcome;
 
 /// Everything needed to build a subject's objects, resolved from the resource (and, for a Customer, its
 /// Tenant).

@@ -10,20 +10,21 @@ use bulkhead_crds::v1alpha1::{Customer, Tenant};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::admin::{self, AdminState};
-use crate::crd_wait::{self, CrdWaitError};
-use crate::leader::{Elector, LeaseConfig};
-use crate::managed::Managed;
+use crate::cluster::leader::{Elector, LeaseConfig};
+use crate::cluster::observe::{self, Triggers};
 use crate::metrics::Metrics;
-use crate::observe::{self, Triggers};
-use crate::reconcile::{self, Context};
+use crate::pipeline::context::Context;
+use crate::pipeline::managed::Managed;
+use crate::pipeline::reconcile;
+use crate::process::admin::{self, AdminState};
+use crate::process::crd_wait::{self, CrdWaitError};
 use crate::settings::Settings;
 
 /// How long the controllers wait for more changes of one object before reconciling it.
@@ -192,7 +193,7 @@ pub async fn run(
             .settings
             .database
             .clone()
-            .map(crate::database::Database::new),
+            .map(crate::pipeline::database::Database::new),
     });
     let watch_tasks: Vec<_> = watches.into_iter().map(tokio::spawn).collect();
     // Reconciling against a half-filled cache would take every object not yet listed for a deleted one and
@@ -209,13 +210,13 @@ pub async fn run(
         return Ok(());
     }
     let readiness = tokio::spawn(async move {
-        if synced(&tenant_store).await && synced(&customer_store).await {
+        if observe::store_synced(&tenant_store).await && observe::store_synced(&customer_store).await {
             state.ready.store(true, Ordering::Release);
             info!("caches synced; ready");
         }
     });
     info!("managed objects cached; starting controllers");
-    let sweeper = tokio::spawn(crate::database::sweep_grants(ctx.clone(), triggers));
+    let sweeper = tokio::spawn(crate::pipeline::database::sweep_grants(ctx.clone(), triggers));
     tokio::join!(
         drive(tenants, ctx.clone(), stopped()),
         drive(customers, ctx, stopped())
@@ -258,20 +259,6 @@ async fn acquire(elector: &Elector, ready: &AtomicBool) {
             }
         }
         tokio::time::sleep(elector.config().retry).await;
-    }
-}
-
-/// Waits until a cache has synced. The store's readiness signal wakes only its most recent waiter (the
-/// controller's own runner polls it too), so poll again on a short timer instead of waiting once.
-pub async fn synced<K>(store: &Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        if let Ok(result) = tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
-            return result.is_ok();
-        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::time::Duration;
 
 use bulkhead_crds::labels;
 use bulkhead_crds::v1alpha1::{Customer, Tenant};
@@ -226,13 +227,27 @@ where
 
 /// Waits until every cache has its first full list.
 pub async fn synced(stores: &Stores) {
-    crate::run::synced(&stores.namespaces).await;
-    crate::run::synced(&stores.network_policies).await;
-    crate::run::synced(&stores.resource_quotas).await;
-    crate::run::synced(&stores.limit_ranges).await;
-    crate::run::synced(&stores.service_accounts).await;
-    crate::run::synced(&stores.deployments).await;
-    crate::run::synced(&stores.services).await;
+    store_synced(&stores.namespaces).await;
+    store_synced(&stores.network_policies).await;
+    store_synced(&stores.resource_quotas).await;
+    store_synced(&stores.limit_ranges).await;
+    store_synced(&stores.service_accounts).await;
+    store_synced(&stores.deployments).await;
+    store_synced(&stores.services).await;
+}
+
+/// Waits until a cache has synced. The store's readiness signal wakes only its most recent waiter (the
+/// controller's own runner polls it too), so poll again on a short timer instead of waiting once.
+pub async fn store_synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) = tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            return result.is_ok();
+        }
+    }
 }
 
 #[cfg(test)]

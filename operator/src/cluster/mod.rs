@@ -1,0 +1,12 @@
+//! Kubernetes plumbing shared by the pipeline and the process: the caches of managed objects and the triggers
+//! they fire ([`observe`]), drift comparison ([`diff`]), Events ([`events`]) and the leader lease ([`leader`]).
+//!
+//! The layer below the pipeline: it knows nothing of Tenants' pipeline and imports nothing else from this crate.
+
+pub mod diff;
+pub mod events;
+pub mod leader;
+pub mod observe;
+
+/// The field manager for every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "bulkhead-operator";
