@@ -19,7 +19,7 @@ help:
 	@echo "make assets         provide the local cluster's components (versions in e2e/cluster/versions.env; cached)"
 	@echo "make cluster        start the local one-node cluster, print its KUBECONFIG, Ctrl-C to stop and clean up"
 	@echo "make netpol-e2e     upstream [sig-network] Netpol e2e tests on the local cluster (records docs/netpol-e2e.md)"
-	@echo "make bench-cluster  cluster start-up, pod start and NetworkPolicy latency (records BENCHMARKS.md)"
+	@echo "make bench-cluster  cluster start-up, pod start and NetworkPolicy latency (records docs/benchmarks.md)"
 	@echo "make bench-gateway-cluster  requests through the gateway Service vs the stack Service, on the local cluster"
 	@echo "make isolation      the isolation suite on the local cluster: helm install, traffic matrix, drift window"
 	@echo "make kind-test      the same isolation suite on a kind cluster (needs docker, kind, kubectl, helm)"
@@ -49,11 +49,11 @@ kind-test:
 
 bench-gateway-cluster: assets images
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-gateway-cluster
-	./target/release/bench-gateway-cluster --write BENCHMARKS.md
+	./target/release/bench-gateway-cluster --write docs/benchmarks.md
 
 bench-cluster: assets
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-cluster
-	./target/release/bench-cluster --write BENCHMARKS.md
+	./target/release/bench-cluster --write docs/benchmarks.md
 
 # The PostgreSQL test binaries: the ones named here and every e2e/tests/postgres_*.rs. `make test` runs them once
 # more on PostgreSQL $(PG_EXTRA_VERSION) with a non-superuser CREATEROLE CREATEDB admin (as on managed services);
@@ -108,24 +108,24 @@ crds: generate
 N ?= 200
 bench: assets
 	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
-	./target/release/bench-operator --tenants $(N) --write BENCHMARKS.md
+	./target/release/bench-operator --tenants $(N) --write docs/benchmarks.md
 
 bench-postgres:
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-postgres
-	./target/release/bench-postgres --tenants 500 --write BENCHMARKS.md
+	./target/release/bench-postgres --tenants 500 --write docs/benchmarks.md
 
 bench-grants: assets
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-grants
-	./target/release/bench-grants --write BENCHMARKS.md
+	./target/release/bench-grants --write docs/benchmarks.md
 
 bench-verify:
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-verify
-	./target/release/bench-verify --write BENCHMARKS.md
+	./target/release/bench-verify --write docs/benchmarks.md
 
 bench-gateway:
 	@for tool in haproxy nginx wrk; do command -v $$tool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q haproxy nginx-light wrk >/dev/null; break; }; done
 	$(CARGO) build -q --release -p bulkhead-gateway --bin bulkhead-gateway --example plain_proxy --example ws_bench
-	gateway/bench/bench.sh --write BENCHMARKS.md
+	gateway/bench/bench.sh --write docs/benchmarks.md
 
 # The operator, the gateway and the examples' stacks run as pods on the local cluster, from the images of `make images`.
 sandbox: assets images

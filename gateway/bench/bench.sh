@@ -12,7 +12,7 @@
 # upstream (nginx returning a small body) share CPU 1. Every server is started here, on loopback, and stopped by
 # pid at the end.
 #
-#   gateway/bench/bench.sh [--write BENCHMARKS.md]      (make bench-gateway)
+#   gateway/bench/bench.sh [--write docs/benchmarks.md]      (make bench-gateway)
 # Needs haproxy, nginx (nginx-light), wrk, taskset, curl, and a release build of bulkhead-gateway.
 set -euo pipefail
 

@@ -3,7 +3,7 @@
 //!
 //! Both runs get a fresh control plane with API audit logging; writes are counted from the audit log for the
 //! operator's own user (so the controller-manager's writes are not counted), and the operator's peak RSS is
-//! read from /proc. Prints one Markdown table; `--write FILE` also stores it (BENCHMARKS.md).
+//! read from /proc. Prints one Markdown table; `--write FILE` also stores it (docs/benchmarks.md).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

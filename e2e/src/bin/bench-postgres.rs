@@ -1,6 +1,6 @@
 //! `bench-postgres`: provisioning N tenants' schemas and roles (Schema isolation) on a real PostgreSQL 15, by
 //! Bulkhead's provisioning code, against the floor: the very same SQL sent by `psql` in one session.
-//! Prints one Markdown table; `--write FILE` also stores it (BENCHMARKS.md).
+//! Prints one Markdown table; `--write FILE` also stores it (docs/benchmarks.md).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
