@@ -1,5 +1,5 @@
 use super::*;
-use bulkhead_crds::v1alpha1::{EgressPort, Protocol, StackResources};
+use bulkhead_crds::v1alpha1::{EgressPort, EgressRule, Protocol, QuotaSpec, StackResources, StackSpec};
 use serde_json::{Value, json};
 
 use crate::settings::PostgresEndpoint;
