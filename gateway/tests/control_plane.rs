@@ -54,9 +54,9 @@ fn status(namespace: &str, ready: bool) -> Patch<serde_json::Value> {
     )
 }
 
-/// Waits (bounded) until the gateway's table gives `want` for `org`, and says how long that took (the issue asks
-/// for a change to be routable within 2 s; the bound here is wider so a loaded CI machine does not fail it, and
-/// the printed times show the real figure).
+/// Waits (bounded) until the gateway's table gives `want` for `org`, and says how long that took (the target is a
+/// change routable within 2 s; the bound here is wider so a loaded CI machine does not fail it, and the printed
+/// times show the real figure).
 async fn until_route(gw: &Gateway, org: &str, want: Result<(), RouteError>) {
     let start = std::time::Instant::now();
     for _ in 0..400 {
