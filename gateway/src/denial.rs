@@ -6,7 +6,7 @@
 use http::StatusCode;
 use serde::Serialize;
 
-/// The gates of design.md's fixed order, plus the request framing check before them and the upstream after.
+/// The gates in their fixed order (docs/gateway.md), plus the request framing check before them and the upstream after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {

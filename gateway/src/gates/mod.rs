@@ -1,5 +1,5 @@
-//! The token gates, in design.md's fixed order. Each is a pure function returning a typed error that names
-//! its gate and a fixed reason ([`crate::denial::GateError`]).
+//! The token gates, in the fixed order documented in docs/gateway.md. Each is a pure function returning a typed
+//! error that names its gate and a fixed reason ([`crate::denial::GateError`]).
 //!
 //! Order: [`bearer`] → [`parse`] → [`typ`] → [`alg`] → [`kid`] → key and signature (in [`crate::verify`]) → [`time`] →
 //! [`issuer`] → [`audience`] → [`session`] → [`org`] (version, then org shape) → route.
