@@ -29,14 +29,17 @@
 
 mod classify;
 mod queries;
+mod subject;
 
 use bulkhead_crds::v1alpha1::DatabaseIsolation;
 use futures::{StreamExt, TryStreamExt};
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::postgres::connect::{Failure, Server, describe};
-use crate::postgres::naming::{self, Names};
 use crate::verify::check::Check;
+
+pub use queries::InspectError;
+pub use subject::Subject;
 
 pub use classify::{
     DATABASES, LARGE_OBJECTS, LOCK_FUNCTIONS, MEMBERSHIPS, PER_ROLE, PUBLIC_GRANTS, RELATIONS,
@@ -45,67 +48,6 @@ pub use classify::{
 
 /// How many subject databases are read at once.
 const PARALLEL_DATABASES: usize = 4;
-
-/// A Tenant or Customer with its database enabled, as the caller found it in the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject {
-    /// The Tenant's name (the Customer's Tenant for a Customer).
-    pub tenant: String,
-    /// The Customer's name; none for a Tenant.
-    pub customer: Option<String>,
-    /// Where its data lives: a schema of the shared database or a database of its own.
-    pub isolation: DatabaseIsolation,
-}
-
-impl Subject {
-    /// The names of its schema or database and roles.
-    pub fn names(&self) -> Names {
-        naming::names(&self.tenant, self.customer.as_deref())
-    }
-
-    /// How the report names it: `Tenant acme` or `Customer acme/dental`.
-    pub fn label(&self) -> String {
-        match &self.customer {
-            Some(customer) => format!("Customer {}/{customer}", self.tenant),
-            None => format!("Tenant {}", self.tenant),
-        }
-    }
-}
-
-/// Why the server could not be inspected. Messages never carry the DSN or a password.
-#[derive(Debug, thiserror::Error)]
-pub enum InspectError {
-    /// The admin could not connect to a database.
-    #[error("connecting as the admin to database {database}: {message}")]
-    Connect {
-        /// The database.
-        database: String,
-        /// How it failed.
-        failure: Failure,
-        /// The error text (from the server or the connection).
-        message: String,
-    },
-    /// A catalog read failed, or returned a value of an unexpected type.
-    #[error("{what} in database {database}: {message}")]
-    Query {
-        /// The database.
-        database: String,
-        /// What was being read.
-        what: &'static str,
-        /// The error text.
-        message: String,
-    },
-}
-
-impl InspectError {
-    /// A fixed category for logs and metrics labels.
-    pub fn category(&self) -> &'static str {
-        match self {
-            InspectError::Connect { .. } => "connect",
-            InspectError::Query { .. } => "query",
-        }
-    }
-}
 
 /// Reads what every subject's login role can reach on the server and judges it; see the module docs for the
 /// checks. Connects as the admin (fresh connections, not the operator's pool) and only reads.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bulkhead_crds::v1alpha1::DatabaseIsolation;
 use serde_json::{Map, Value, json};
 
-use super::Subject;
+use super::subject::Subject;
 use crate::postgres::naming::Names;
 use crate::postgres::provision::RoleRow;
 use crate::verify::check::{Check, Verdict};

@@ -7,15 +7,49 @@ use std::collections::BTreeMap;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Row, Transaction};
 
-use super::InspectError;
 use super::classify::{
     DatabaseFacts, DatabaseReach, FunctionReach, LargeObjectGrant, Membership, ObjectKind, PublicGrant,
     RelationReach, SchemaReach, Scope, Via,
 };
-use crate::postgres::connect::describe;
+use crate::postgres::connect::{Failure, describe};
 use crate::postgres::lockdown;
 use crate::postgres::provision::RoleRow;
 use crate::postgres::sql;
+
+/// Why the server could not be inspected. Messages never carry the DSN or a password.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The admin could not connect to a database.
+    #[error("connecting as the admin to database {database}: {message}")]
+    Connect {
+        /// The database.
+        database: String,
+        /// How it failed.
+        failure: Failure,
+        /// The error text (from the server or the connection).
+        message: String,
+    },
+    /// A catalog read failed, or returned a value of an unexpected type.
+    #[error("{what} in database {database}: {message}")]
+    Query {
+        /// The database.
+        database: String,
+        /// What was being read.
+        what: &'static str,
+        /// The error text.
+        message: String,
+    },
+}
+
+impl InspectError {
+    /// A fixed category for logs and metrics labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            InspectError::Connect { .. } => "connect",
+            InspectError::Query { .. } => "query",
+        }
+    }
+}
 
 /// The subjects' login roles (`l`: with their owner roles and places; `$1`, `$2`, `$3` are parallel arrays),
 /// every role each login role reaches through memberships, itself included (`reach`, and `lr` with the login
