@@ -60,9 +60,9 @@ pub enum AuditEvent<'a> {
     /// A stream or connection the HTTP/2 layer refused on its own, before any request existed.
     ProtocolError(ProtocolRecord),
     /// A WebSocket tunnel opened (after its request's 101).
-    TunnelOpen(crate::tunnel::TunnelRecord<'a>),
+    TunnelOpen(TunnelRecord<'a>),
     /// A WebSocket tunnel closed: bytes each way, duration, reason.
-    TunnelClose(crate::tunnel::TunnelRecord<'a>),
+    TunnelClose(TunnelRecord<'a>),
 }
 
 /// A refusal by the HTTP/2 layer: the frame it sent, the stream and the error code's name.
@@ -248,6 +248,52 @@ fn write_time(out: &mut Vec<u8>, time: &Timestamp) {
         out.extend_from_slice(&digits[..len]);
     }
     out.push(b'Z');
+}
+
+/// One `tunnel_open` or `tunnel_close` audit line. The close fields are absent from the open line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TunnelRecord<'a> {
+    /// When the line was written (RFC 3339).
+    #[serde(serialize_with = "display")]
+    pub time: Timestamp,
+    /// The request id of the upgrade request (its own `request` line carries the same id).
+    pub request_id: &'a str,
+    /// The org id (verified).
+    pub org: &'a str,
+    /// The routed Tenant.
+    pub tenant: &'a str,
+    /// The routed Customer.
+    pub customer: Option<&'a str>,
+    /// `sub` (verified).
+    pub subject: Option<&'a str>,
+    /// `act.sub` (verified).
+    pub impersonator: Option<&'a str>,
+    /// The request path, without the query.
+    pub path: &'a str,
+    /// `websocket`.
+    pub protocol: &'static str,
+    /// The client's HTTP version: `HTTP/1.1` (an upgrade) or `HTTP/2` (an extended CONNECT).
+    pub http_version: &'static str,
+    /// When the tunnel will be closed at the latest (the earlier of token expiry plus leeway and the maximum
+    /// duration), RFC 3339.
+    #[serde(serialize_with = "display")]
+    pub closes_at: Timestamp,
+    /// What the close line adds.
+    #[serde(flatten)]
+    pub closed: Option<Closed>,
+}
+
+/// The close line's own fields.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Closed {
+    /// Why the tunnel ended.
+    pub reason: &'static str,
+    /// Bytes copied from the client to the stack.
+    pub bytes_client_to_stack: u64,
+    /// Bytes copied from the stack to the client.
+    pub bytes_stack_to_client: u64,
+    /// Milliseconds from the 101 to the close.
+    pub duration_ms: f64,
 }
 
 fn display<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
