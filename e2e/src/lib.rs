@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod helm;
 pub mod http;
 pub mod install;
+pub mod layering;
 pub mod local_images;
 pub mod oci;
 pub mod operator;
