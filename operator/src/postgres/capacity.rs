@@ -13,7 +13,7 @@
 use bulkhead_crds::v1alpha1::DEFAULT_CONNECTION_LIMIT;
 use tokio_postgres::Client;
 
-use super::provision::DbError;
+use super::error::DbError;
 use super::sql::ROLE_MARKER_PREFIX;
 
 /// The server's connection settings.

@@ -21,7 +21,7 @@
 use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::Client;
 
-use super::provision::DbError;
+use super::error::DbError;
 
 /// What [`apply`] does with a lock-taking function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
