@@ -51,7 +51,11 @@ fn operator_modules_have_no_import_cycle() {
 fn operator_module_graph_is_read_whole() {
     let graph = crate_graph("operator");
     assert_read_whole(&graph, 15, 20);
-    for module in ["reconcile", "postgres::provision", "verify::postgres::classify"] {
+    for module in [
+        "pipeline::reconcile",
+        "postgres::provision",
+        "verify::postgres::classify",
+    ] {
         assert!(
             graph.modules().iter().any(|name| name == module),
             "no {module}:\n{}",
@@ -90,4 +94,44 @@ fn crds_modules_have_no_import_cycle() {
     let graph = crate_graph("crds");
     assert_read_whole(&graph, 8, 8);
     assert_acyclic(&graph);
+}
+
+/// The operator's top-level modules, top layer first, as `operator/src/lib.rs` describes them. A module imports
+/// only from its own top-level module or from one further down this list; the crate root may import any.
+const OPERATOR_LAYERS: &[&[&str]] = &[
+    &["process"],
+    &["verify"],
+    &["pipeline"],
+    &["settings"],
+    &["cluster", "postgres", "metrics"],
+];
+
+#[test]
+fn operator_folders_import_only_downward() {
+    let graph = crate_graph("operator");
+    let rank = |module: &str| {
+        let top = module.split("::").next().unwrap_or(module);
+        OPERATOR_LAYERS
+            .iter()
+            .position(|layer| layer.contains(&top))
+            .map(|rank| (top.to_owned(), rank))
+    };
+    let mut upward = Vec::new();
+    for import in graph.imports() {
+        if import.from == "crate" {
+            continue;
+        }
+        let from =
+            rank(&import.from).unwrap_or_else(|| panic!("{} is in no layer of OPERATOR_LAYERS", import.from));
+        let to =
+            rank(&import.to).unwrap_or_else(|| panic!("{} is in no layer of OPERATOR_LAYERS", import.to));
+        if from.0 != to.0 && from.1 >= to.1 {
+            upward.push(import.to_string());
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports that do not go down the operator's layers ({OPERATOR_LAYERS:?}):\n{}",
+        upward.join("\n")
+    );
 }

@@ -1,7 +1,7 @@
 //! Kubernetes plumbing shared by the pipeline and the process: the caches of managed objects and the triggers
 //! they fire ([`observe`]), drift comparison ([`diff`]), Events ([`events`]) and the leader lease ([`leader`]).
 //!
-//! The layer below the pipeline: it knows nothing of Tenants' pipeline and imports nothing else from this crate.
+//! The bottom layer: it knows nothing of the pipeline and imports nothing else from this crate.
 
 pub mod diff;
 pub mod events;

@@ -31,8 +31,9 @@ use crate::pipeline::managed::{Managed, Plan};
 use crate::postgres::capacity;
 use crate::postgres::connect::{ConnectError, Failure, Server, describe};
 use crate::postgres::credentials::{self, Location, PasswordPlan};
+use crate::postgres::error::DbError;
 use crate::postgres::naming::{self, Names};
-use crate::postgres::provision::{self, DbError};
+use crate::postgres::provision;
 
 /// Reasons of the `DatabaseReady` condition besides the connection failures of [`Failure`].
 pub mod reasons {

@@ -4,6 +4,10 @@
 //! Reading ([`snapshot`], and the catalog reads of [`postgres`]) is kept apart from judging: [`netpol`],
 //! [`network`], [`routing`] and [`contract`] are pure and table-tested, and [`report`] turns their checks into
 //! the human report and the JSON document.
+//!
+//! The layer below [`crate::process`]: it imports the pipeline's builder and plans ([`crate::pipeline`]), the
+//! Postgres layer, the settings and the gateway's route table, and nothing imports it but the process (for its
+//! RBAC) and the binary.
 
 pub mod check;
 pub mod contract;

@@ -9,7 +9,8 @@ use tracing::{info, warn};
 
 use crate::cluster::observe::Owner;
 use crate::postgres::connect::{ConnectError, Failure, Server};
-use crate::postgres::provision::{self, DbError, DdlLocks};
+use crate::postgres::error::DbError;
+use crate::postgres::provision::{self, DdlLocks};
 use crate::postgres::sql;
 use crate::settings::DatabaseSettings;
 
