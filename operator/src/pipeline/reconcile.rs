@@ -320,3 +320,61 @@ pub fn error_policy<K: Managed>(object: Arc<K>, error: &ReconcileError, ctx: Arc
     });
     Action::requeue(Duration::from_secs(5))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error() -> kube::Error {
+        kube::Error::SerdeError(serde_json::from_str::<u8>("x").unwrap_err())
+    }
+
+    /// A step's error keeps its category (the metric label and Event reason) and message whichever step it
+    /// surfaces through: a status write or finalizer removal during cleanup reports as it does elsewhere.
+    #[test]
+    fn each_error_keeps_its_category_and_message_through_the_step_that_raised_it() {
+        let finalizer = || FinalizerError::Patch {
+            name: "acme".into(),
+            source: api_error(),
+        };
+        let status = || StatusError::Patch {
+            name: "acme".into(),
+            source: api_error(),
+        };
+        let cases: Vec<(ReconcileError, &str, &str)> = vec![
+            (finalizer().into(), "finalizer", "updating finalizers of acme: "),
+            (
+                ReconcileError::NamespaceRead {
+                    name: "bk-acme".into(),
+                    source: api_error(),
+                },
+                "namespace_read",
+                "reading namespace bk-acme: ",
+            ),
+            (status().into(), "status_patch", "writing status of acme: "),
+            (
+                CleanupError::from(status()).into(),
+                "status_patch",
+                "writing status of acme: ",
+            ),
+            (
+                CleanupError::from(finalizer()).into(),
+                "finalizer",
+                "updating finalizers of acme: ",
+            ),
+            (
+                CleanupError::Scale {
+                    namespace: "bk-acme".into(),
+                    source: api_error(),
+                }
+                .into(),
+                "cleanup",
+                "scaling the stack in bk-acme to zero: ",
+            ),
+        ];
+        for (error, category, message) in cases {
+            assert_eq!(error.category(), category, "{error}");
+            assert!(error.to_string().starts_with(message), "{error}");
+        }
+    }
+}
