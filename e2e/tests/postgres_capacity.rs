@@ -11,7 +11,7 @@ use bulkhead_crds::v1alpha1::{ResourceStatus, Tenant};
 use bulkhead_e2e::operator::{OPERATOR_NAMESPACE, RunningOperator, install_rbac, postgres_admin_secret};
 use bulkhead_e2e::postgres::Postgres;
 use bulkhead_e2e::{ControlPlane, wait};
-use bulkhead_operator::pipeline::database::reasons;
+use bulkhead_operator::pipeline::conditions::database_reasons as reasons;
 use bulkhead_operator::postgres::naming;
 use bulkhead_operator::settings::{DatabaseSettings, Settings};
 use kube::Client;

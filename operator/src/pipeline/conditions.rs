@@ -57,6 +57,18 @@ pub mod reasons {
     pub const ROUTABLE: &str = "Routable";
 }
 
+/// Reasons of the `DatabaseReady` condition besides the connection failures of `postgres::connect::Failure`.
+pub mod database_reasons {
+    /// Schema (or database), roles and Secret are in place.
+    pub const PROVISIONED: &str = "Provisioned";
+    /// `database.enabled` is set but the operator has no admin Secret configured.
+    pub const NOT_CONFIGURED: &str = "NotConfigured";
+    /// A role, schema or database with Bulkhead's name exists and is not Bulkhead's.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    /// Creating the login role, or raising its limit, would hand out more connections than the server has.
+    pub const CONNECTION_CAPACITY_EXCEEDED: &str = "ConnectionCapacityExceeded";
+}
+
 /// The message of a condition is capped by the API at 32768 bytes.
 const MAX_MESSAGE: usize = 32 * 1024;
 

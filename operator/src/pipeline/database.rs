@@ -26,6 +26,7 @@ use handle::from_db;
 
 use crate::cluster::events;
 use crate::cluster::observe::{Owner, Triggers};
+use crate::pipeline::conditions::database_reasons as reasons;
 use crate::pipeline::context::Context;
 use crate::pipeline::managed::{Managed, Plan};
 use crate::postgres::capacity;
@@ -34,18 +35,6 @@ use crate::postgres::credentials::{self, Location, PasswordPlan};
 use crate::postgres::error::DbError;
 use crate::postgres::naming::{self, Names};
 use crate::postgres::provision;
-
-/// Reasons of the `DatabaseReady` condition besides the connection failures of [`Failure`].
-pub mod reasons {
-    /// Schema (or database), roles and Secret are in place.
-    pub const PROVISIONED: &str = "Provisioned";
-    /// `database.enabled` is set but the operator has no admin Secret configured.
-    pub const NOT_CONFIGURED: &str = "NotConfigured";
-    /// A role, schema or database with Bulkhead's name exists and is not Bulkhead's.
-    pub const NAME_CONFLICT: &str = "NameConflict";
-    /// Creating the login role, or raising its limit, would hand out more connections than the server has.
-    pub const CONNECTION_CAPACITY_EXCEEDED: &str = "ConnectionCapacityExceeded";
-}
 
 /// Errors of the database step that are the Kubernetes API's.
 #[derive(Debug, thiserror::Error)]

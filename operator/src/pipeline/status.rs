@@ -12,7 +12,6 @@ use tracing::info;
 use crate::cluster::events;
 use crate::pipeline::conditions::{self, Wanted, reasons, types};
 use crate::pipeline::context::Context;
-use crate::pipeline::database;
 use crate::pipeline::managed::Managed;
 use crate::pipeline::outcome::{DatabaseState, Outcome, Stack};
 
@@ -143,7 +142,7 @@ pub fn compute(
                     set(
                         types::DATABASE_READY,
                         true,
-                        database::reasons::PROVISIONED,
+                        conditions::database_reasons::PROVISIONED,
                         message.clone(),
                     );
                 }
