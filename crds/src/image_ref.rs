@@ -30,7 +30,7 @@ pub fn check(reference: &str) -> Result<(), ImageRefError> {
     if reference.is_empty() {
         return Err(ImageRefError::Empty);
     }
-    const MAX: usize = 255 + 1 + 128 + 1 + 7 + 128;
+    const MAX: usize = crate::rules::MAX_IMAGE_LEN;
     if reference.len() > MAX {
         return Err(ImageRefError::TooLong(MAX));
     }
@@ -49,8 +49,8 @@ pub fn check(reference: &str) -> Result<(), ImageRefError> {
     if let Some(tag) = tag {
         check_tag(tag)?;
     }
-    if name.len() > 255 {
-        return Err(ImageRefError::TooLong(255));
+    if name.len() > crate::rules::MAX_IMAGE_NAME_LEN {
+        return Err(ImageRefError::TooLong(crate::rules::MAX_IMAGE_NAME_LEN));
     }
     let mut parts: Vec<&str> = name.split('/').collect();
     if parts.len() > 1 && is_registry(parts[0]) {

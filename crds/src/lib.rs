@@ -7,6 +7,7 @@ pub mod generate;
 pub mod image_ref;
 pub mod naming;
 pub mod quantity;
+pub mod rules;
 pub mod v1alpha1;
 pub mod validate;
 

@@ -5,7 +5,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
     /// The text does not follow the quantity grammar.
-    #[error("`{0}` is not a Kubernetes quantity (examples: 500m, 2, 256Mi, 1Gi)")]
+    #[error("`{0}` {text}", text = crate::rules::text::QUANTITY)]
     Syntax(String),
     /// The value does not fit the range Bulkhead works with.
     #[error("`{0}` is too large")]

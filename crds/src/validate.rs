@@ -1,7 +1,9 @@
-//! Pure validation of Tenant and Customer specs. The CRD schema is only a first line (old API servers ignore
-//! CEL rules); the operator runs these checks on every reconcile and refuses a spec that fails any of them.
+//! Pure validation of Tenant and Customer specs. The API server enforces the same rules at admission (the CEL
+//! rules of [`crate::rules`] in the CRD schema); the operator runs these checks again on every reconcile, for API
+//! servers that ignore CEL and objects stored before a rule existed, and refuses a spec that fails any of them.
 //!
-//! Every rejection names the field and says why, so `kubectl describe` tells the user what to fix.
+//! Every rejection names the field and says why, in the words of [`crate::rules::text`] with the offending value
+//! in front, so `kubectl describe` tells the user what to fix.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -9,33 +11,15 @@ use std::net::IpAddr;
 
 use crate::image_ref;
 use crate::quantity;
+use crate::rules::{self, text};
 use crate::v1alpha1::{
     AcceptedIdentity, CpuMemory, CustomerSpec, DatabaseSpec, NetworkSpec, QuotaSpec, StackSpec, TenantSpec,
 };
 
-/// Longest accepted `orgId`.
-pub const MAX_ORG_ID_LEN: usize = 128;
-/// Longest accepted `displayName`, in characters.
-pub const MAX_DISPLAY_NAME_LEN: usize = 256;
-/// Longest accepted resource name: one DNS label, so it fits a namespace name and, mapped, a Postgres name.
-pub const MAX_NAME_LEN: usize = 63;
-/// Most replicas a stack may ask for.
-pub const MAX_REPLICAS: i32 = 100;
-/// Most pods a quota may allow.
-pub const MAX_PODS: i32 = 1000;
-/// Highest connection limit a login role may get.
-pub const MAX_CONNECTION_LIMIT: i32 = 1000;
-/// Environment variables that Bulkhead injects into the stack and that a spec may therefore not set.
-pub const RESERVED_ENV: [&str; 6] = [
-    "DATABASE_URL",
-    "PGHOST",
-    "PGPORT",
-    "PGDATABASE",
-    "PGUSER",
-    "PGPASSWORD",
-];
-/// Prefix of environment variables reserved for Bulkhead.
-pub const RESERVED_ENV_PREFIX: &str = "BULKHEAD_";
+pub use crate::rules::{
+    MAX_CONNECTION_LIMIT, MAX_DISPLAY_NAME_LEN, MAX_NAME_LEN, MAX_ORG_ID_LEN, MAX_PODS, MAX_REPLICAS,
+    RESERVED_ENV, RESERVED_ENV_PREFIX,
+};
 
 /// One refused field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +175,10 @@ fn shown(value: &str) -> String {
 
 fn immutable<T: PartialEq + fmt::Debug>(errs: &mut Errors, field: &str, accepted: &T, now: &T) {
     if accepted != now {
-        errs.add(field, format!("is immutable once set: it was {accepted:?} and cannot become {now:?}; delete and recreate the resource to change it"));
+        errs.add(
+            field,
+            format!("{} (it was {accepted:?}, now {now:?})", text::IMMUTABLE),
+        );
     }
 }
 
@@ -207,13 +194,7 @@ fn is_dns_label(s: &str) -> bool {
 
 fn resource_name(errs: &mut Errors, field: &str, name: &str) {
     if !is_dns_label(name) {
-        errs.add(
-            field,
-            format!(
-                "{} must be a DNS label: 1 to {MAX_NAME_LEN} lowercase letters, digits and `-`, starting and ending with a letter or digit (it names a namespace and Postgres objects)",
-                shown(name)
-            ),
-        );
+        errs.add(field, format!("{} {}", shown(name), text::DNS_LABEL));
     }
 }
 
@@ -225,26 +206,17 @@ fn org_id(errs: &mut Errors, org: &str) {
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'));
     if !ok {
-        errs.add(
-            "spec.orgId",
-            format!(
-                "{} must be 1 to {MAX_ORG_ID_LEN} characters of letters, digits, `_`, `-`, `.`, `:`, starting with a letter or digit",
-                shown(org)
-            ),
-        );
+        errs.add("spec.orgId", format!("{} {}", shown(org), text::ORG_ID));
     }
 }
 
 fn display_name(errs: &mut Errors, name: Option<&str>) {
     let Some(name) = name else { return };
     if name.chars().count() > MAX_DISPLAY_NAME_LEN {
-        errs.add(
-            "spec.displayName",
-            format!("must be at most {MAX_DISPLAY_NAME_LEN} characters"),
-        );
+        errs.add("spec.displayName", text::DISPLAY_NAME_TOO_LONG);
     }
     if name.chars().any(char::is_control) {
-        errs.add("spec.displayName", "must not contain control characters");
+        errs.add("spec.displayName", text::CONTROL_CHARACTERS);
     }
 }
 
@@ -252,54 +224,50 @@ fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
     if let Err(e) = image_ref::check(&stack.image) {
         errs.add(
             format!("{path}.image"),
-            format!("{} is not a valid image reference: {e}", shown(&stack.image)),
+            format!("{} {}: {e}", shown(&stack.image), text::IMAGE),
         );
     }
-    if !(1024..=65535).contains(&stack.port) {
+    if !(rules::MIN_STACK_PORT..=65535).contains(&stack.port) {
         errs.add(
             format!("{path}.port"),
-            format!(
-                "{} is out of range: must be 1024 to 65535 (the stack runs as non-root without capabilities, so it cannot bind a privileged port)",
-                stack.port
-            ),
+            format!("{} {}", stack.port, text::STACK_PORT),
         );
     }
     if !(0..=MAX_REPLICAS).contains(&stack.replicas) {
         errs.add(
             format!("{path}.replicas"),
-            format!("{} is out of range: must be 0 to {MAX_REPLICAS}", stack.replicas),
+            format!("{} {}", stack.replicas, text::REPLICAS),
         );
+    }
+    if stack.env.len() > rules::MAX_ENV {
+        errs.add(format!("{path}.env"), text::ENV_COUNT);
     }
     let mut seen = HashSet::new();
     for (i, var) in stack.env.iter().enumerate() {
         let field = format!("{path}.env[{i}].name");
         let b = var.name.as_bytes();
         let ok = !b.is_empty()
-            && b.len() <= 256
+            && b.len() <= rules::MAX_ENV_NAME_LEN
             && (b[0].is_ascii_alphabetic() || b[0] == b'_')
             && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
         if !ok {
-            errs.add(
-                &field,
-                format!(
-                    "{} must be letters, digits and `_`, not starting with a digit",
-                    shown(&var.name)
-                ),
-            );
+            errs.add(&field, format!("{} {}", shown(&var.name), text::ENV_NAME));
         } else if RESERVED_ENV.contains(&var.name.as_str()) || var.name.starts_with(RESERVED_ENV_PREFIX) {
-            errs.add(
-                &field,
-                format!(
-                    "{} is reserved: Bulkhead injects the database variables ({}) and owns the {RESERVED_ENV_PREFIX} prefix",
-                    shown(&var.name),
-                    RESERVED_ENV.join(", ")
-                ),
-            );
-        } else if !seen.insert(var.name.as_str()) {
-            errs.add(&field, format!("{} is set more than once", shown(&var.name)));
+            errs.add(&field, format!("{} {}", shown(&var.name), text::ENV_RESERVED));
         }
-        if var.value.as_ref().is_some_and(|v| v.len() > 32 * 1024) {
-            errs.add(format!("{path}.env[{i}].value"), "must be at most 32 KiB");
+        // The schema keys the list by name, so a repeated name is an error of the entry, as the API server says.
+        if !seen.insert(var.name.as_str()) {
+            errs.add(
+                format!("{path}.env[{i}]"),
+                format!("name {} {}", shown(&var.name), text::ENV_DUPLICATE),
+            );
+        }
+        if var
+            .value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() > rules::MAX_ENV_VALUE_LEN)
+        {
+            errs.add(format!("{path}.env[{i}].value"), text::ENV_VALUE);
         }
     }
     let requests = cpu_memory(
@@ -314,7 +282,7 @@ fn stack(errs: &mut Errors, path: &str, stack: &StackSpec) {
         {
             errs.add(
                 format!("{path}.resources.requests.{what}"),
-                format!("must not exceed {path}.resources.limits.{what}"),
+                format!("{}{path}.resources.limits.{what}", text::REQUEST_ABOVE_LIMIT),
             );
         }
     }
@@ -333,10 +301,10 @@ fn cpu_memory(errs: &mut Errors, path: &str, pair: &CpuMemory) -> (Option<i128>,
     (cpu, memory)
 }
 
-fn non_negative(errs: &mut Errors, field: &str, text: &str) -> Option<i128> {
-    match quantity::parse_milli(text) {
+fn non_negative(errs: &mut Errors, field: &str, value: &str) -> Option<i128> {
+    match quantity::parse_milli(value) {
         Ok(v) if v < 0 => {
-            errs.add(field, format!("{} must not be negative", shown(text)));
+            errs.add(field, format!("{} {}", shown(value), text::NEGATIVE));
             None
         }
         Ok(v) => Some(v),
@@ -353,7 +321,7 @@ fn database(errs: &mut Errors, db: &DatabaseSpec) {
     {
         errs.add(
             "spec.database.connectionLimit",
-            format!("{limit} is out of range: must be 1 to {MAX_CONNECTION_LIMIT}"),
+            format!("{limit} {}", text::CONNECTION_LIMIT),
         );
     }
 }
@@ -366,16 +334,13 @@ fn quota(errs: &mut Errors, quota: &QuotaSpec) {
         if let Some(q) = value
             && let Some(0) = non_negative(errs, field, q.as_str())
         {
-            errs.add(field, "must be greater than zero");
+            errs.add(field, text::ZERO);
         }
     }
     if let Some(pods) = quota.pods
         && !(1..=MAX_PODS).contains(&pods)
     {
-        errs.add(
-            "spec.quota.pods",
-            format!("{pods} is out of range: must be 1 to {MAX_PODS}"),
-        );
+        errs.add("spec.quota.pods", format!("{pods} {}", text::PODS));
     }
 }
 
@@ -387,7 +352,16 @@ pub fn network_cidr(network: &NetworkSpec) -> Result<(), ValidationErrors> {
 }
 
 fn network(errs: &mut Errors, network: &NetworkSpec) {
+    if network.allow_egress.len() > rules::MAX_EGRESS_RULES {
+        errs.add("spec.network.allowEgress", text::EGRESS_COUNT);
+    }
     for (i, rule) in network.allow_egress.iter().enumerate() {
+        if rule.ports.len() > rules::MAX_EGRESS_PORTS {
+            errs.add(
+                format!("spec.network.allowEgress[{i}].ports"),
+                text::EGRESS_PORT_COUNT,
+            );
+        }
         let field = format!("spec.network.allowEgress[{i}].cidr");
         if let Err(message) = check_cidr(&rule.cidr) {
             errs.add(field, message);
@@ -396,7 +370,7 @@ fn network(errs: &mut Errors, network: &NetworkSpec) {
             if !(1..=65535).contains(&port.port) {
                 errs.add(
                     format!("spec.network.allowEgress[{i}].ports[{j}].port"),
-                    format!("{} is out of range: must be 1 to 65535", port.port),
+                    format!("{} {}", port.port, text::PORT),
                 );
             }
         }
@@ -404,15 +378,15 @@ fn network(errs: &mut Errors, network: &NetworkSpec) {
 }
 
 fn check_cidr(cidr: &str) -> Result<(), String> {
-    let bad = || {
-        format!(
-            "{} is not a CIDR such as 203.0.113.0/24 or 2001:db8::/32",
-            shown(cidr)
-        )
-    };
+    let bad = || format!("{} {}", shown(cidr), text::CIDR);
     let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-    if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+    // Digits only, at most three, and no leading zero (`/08`), as Kubernetes parses a prefix.
+    if prefix.is_empty()
+        || prefix.len() > 3
+        || !prefix.bytes().all(|b| b.is_ascii_digit())
+        || (prefix.len() > 1 && prefix.starts_with('0'))
+    {
         return Err(bad());
     }
     let prefix: u32 = prefix.parse().map_err(|_| bad())?;
@@ -424,10 +398,7 @@ fn check_cidr(cidr: &str) -> Result<(), String> {
         return Err(bad());
     }
     if prefix == 0 {
-        return Err(format!(
-            "{} would allow egress to every address, including other tenants' pods; list the specific networks the stack needs",
-            shown(cidr)
-        ));
+        return Err(format!("{} {}", shown(cidr), text::CIDR_EVERYTHING));
     }
     let host_mask: u128 = if prefix == bits {
         0
@@ -441,12 +412,15 @@ fn check_cidr(cidr: &str) -> Result<(), String> {
             IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(network)),
         };
         return Err(format!(
-            "{} has host bits set; did you mean {network}/{prefix}?",
-            shown(cidr)
+            "{} {}; did you mean {network}/{prefix}?",
+            shown(cidr),
+            text::CIDR_HOST_BITS
         ));
     }
     Ok(())
 }
+
+pub mod cases;
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use kube::KubeSchema;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
@@ -19,24 +20,31 @@ pub const DEFAULT_CONNECTION_LIMIT: i32 = 20;
 pub const DEFAULT_STACK_PORT: i32 = 8080;
 
 /// The workload Bulkhead runs in a Tenant's or Customer's namespace: one Deployment and one Service.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StackSpec {
     /// The container image, e.g. `registry.example.com/acme/portal:1.4.2` or pinned by `@sha256:` digest.
+    #[schemars(length(max = crate::rules::MAX_IMAGE_LEN))]
+    #[x_kube(validation = crate::rules::image())]
     pub image: String,
 
     /// The port the stack listens on; the gateway forwards to it. 1024 to 65535, because the stack runs as
     /// non-root without capabilities.
     #[serde(default = "default_port")]
+    #[x_kube(validation = crate::rules::stack_port())]
     pub port: i32,
 
     /// How many replicas of the stack to run (0 to 100).
     #[serde(default = "default_replicas")]
+    #[x_kube(validation = crate::rules::replicas())]
     pub replicas: i32,
 
     /// Plain environment variables for the stack's container. Names starting with `BULKHEAD_` and the
-    /// database variables Bulkhead injects (`DATABASE_URL`, `PG*`) are reserved.
+    /// database variables Bulkhead injects (`DATABASE_URL`, `PG*`) are reserved. Keyed by name: each name once;
+    /// at most 256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::rules::MAX_ENV))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub env: Vec<EnvVar>,
 
     /// CPU and memory requests and limits for the stack's container.
@@ -53,17 +61,24 @@ fn default_replicas() -> i32 {
 }
 
 /// A plain environment variable.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 pub struct EnvVar {
     /// The variable's name: letters, digits and `_`, not starting with a digit.
+    #[schemars(length(max = crate::rules::MAX_ENV_NAME_LEN))]
+    #[x_kube(validation = crate::rules::env_name(), validation = crate::rules::env_name_not_reserved())]
     pub name: String,
-    /// The variable's value (empty when absent).
+    /// The variable's value (empty when absent), at most 32768 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::rules::MAX_ENV_VALUE_LEN))]
     pub value: Option<String>,
 }
 
 /// CPU and memory requests and limits for one container.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = crate::rules::request_within_limit("cpu"),
+    validation = crate::rules::request_within_limit("memory")
+)]
 pub struct StackResources {
     /// The resources the scheduler reserves for the container.
     #[serde(default)]
@@ -74,18 +89,21 @@ pub struct StackResources {
 }
 
 /// A pair of CPU and memory quantities.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 pub struct CpuMemory {
     /// CPU, as a Kubernetes quantity (`500m`, `2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::quantity(), validation = crate::rules::not_negative())]
     pub cpu: Option<Quantity>,
     /// Memory, as a Kubernetes quantity (`256Mi`, `1Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::quantity(), validation = crate::rules::not_negative())]
     pub memory: Option<Quantity>,
 }
 
 /// A place in the shared PostgreSQL server.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = crate::rules::isolation_immutable())]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
     /// Whether to provision a schema (or database), a login role and a credentials Secret. Default false.
@@ -99,6 +117,7 @@ pub struct DatabaseSpec {
 
     /// The most connections the login role may hold at once (1 to 1000). Default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::connection_limit())]
     pub connection_limit: Option<i32>,
 }
 
@@ -113,16 +132,27 @@ pub enum DatabaseIsolation {
 }
 
 /// Resource limits for a namespace, enforced by a ResourceQuota.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 pub struct QuotaSpec {
     /// Total CPU limit of the namespace (default `2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = crate::rules::quantity(),
+        validation = crate::rules::not_negative(),
+        validation = crate::rules::not_zero()
+    )]
     pub cpu: Option<Quantity>,
     /// Total memory limit of the namespace (default `4Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = crate::rules::quantity(),
+        validation = crate::rules::not_negative(),
+        validation = crate::rules::not_zero()
+    )]
     pub memory: Option<Quantity>,
     /// Most pods in the namespace (default 20, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::pods())]
     pub pods: Option<i32>,
 }
 
@@ -130,25 +160,34 @@ pub struct QuotaSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkSpec {
-    /// Extra egress destinations the stack may reach (default none).
+    /// Extra egress destinations the stack may reach (default none, at most 128).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::rules::MAX_EGRESS_RULES))]
     pub allow_egress: Vec<EgressRule>,
 }
 
 /// One allowed egress destination.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 pub struct EgressRule {
     /// The destination, as an IPv4 or IPv6 CIDR (`203.0.113.0/24`). `0.0.0.0/0` and `::/0` are refused.
+    #[schemars(length(max = crate::rules::MAX_CIDR_LEN))]
+    #[x_kube(
+        validation = crate::rules::cidr(),
+        validation = crate::rules::cidr_not_everything(),
+        validation = crate::rules::cidr_network()
+    )]
     pub cidr: String,
-    /// The destination ports. Empty means every port.
+    /// The destination ports (at most 32). Empty means every port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::rules::MAX_EGRESS_PORTS))]
     pub ports: Vec<EgressPort>,
 }
 
 /// A destination port.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 pub struct EgressPort {
     /// The port number, 1 to 65535.
+    #[x_kube(validation = crate::rules::port())]
     pub port: i32,
     /// The protocol: `TCP` (default), `UDP` or `SCTP`.
     #[serde(default)]

@@ -1,5 +1,4 @@
-use kube::CustomResource;
-use schemars::JsonSchema;
+use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{DatabaseSpec, DeletionPolicy, QuotaSpec, ResourceStatus, StackSpec};
@@ -8,7 +7,7 @@ use super::common::{DatabaseSpec, DeletionPolicy, QuotaSpec, ResourceStatus, Sta
 /// isolated from its Tenant's other Customers, and is reached only by tokens carrying its own `spec.orgId`.
 // Each printcolumn(...) repeats the same keys; clippy reads them as duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "bulkhead.dev",
     version = "v1alpha1",
@@ -16,6 +15,7 @@ use super::common::{DatabaseSpec, DeletionPolicy, QuotaSpec, ResourceStatus, Sta
     plural = "customers",
     shortname = "cust",
     category = "bulkhead",
+    validation = crate::rules::resource_name(),
     status = "ResourceStatus",
     doc = "A Customer: one client organisation of a Tenant, isolated from the Tenant's other Customers.",
     printcolumn(
@@ -54,14 +54,20 @@ use super::common::{DatabaseSpec, DeletionPolicy, QuotaSpec, ResourceStatus, Sta
 #[serde(rename_all = "camelCase")]
 pub struct CustomerSpec {
     /// The name of the Tenant this Customer belongs to. Immutable once set.
+    #[schemars(length(max = crate::rules::MAX_NAME_LEN))]
+    #[x_kube(validation = crate::rules::resource_ref(), validation = crate::rules::immutable())]
     pub tenant_ref: String,
 
     /// The value of the token's org claim that routes to this Customer. Unique across all Tenants and Customers;
     /// immutable once set. Same shape as a Tenant's `orgId`.
+    #[schemars(length(max = crate::rules::MAX_ORG_ID_LEN))]
+    #[x_kube(validation = crate::rules::org_id(), validation = crate::rules::immutable())]
     pub org_id: String,
 
     /// A human-readable name shown in tools and audit records. At most 256 characters, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::rules::MAX_DISPLAY_NAME_LEN))]
+    #[x_kube(validation = crate::rules::display_name())]
     pub display_name: Option<String>,
 
     /// The Customer's own stack. When absent, the Tenant's stack is used as the template.

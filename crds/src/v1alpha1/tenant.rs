@@ -1,5 +1,4 @@
-use kube::CustomResource;
-use schemars::JsonSchema;
+use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{DatabaseSpec, DeletionPolicy, NetworkSpec, QuotaSpec, ResourceStatus, StackSpec};
@@ -9,7 +8,7 @@ use super::common::{DatabaseSpec, DeletionPolicy, NetworkSpec, QuotaSpec, Resour
 /// carries `spec.orgId` to it, and only those.
 // Each printcolumn(...) repeats the same keys; clippy reads them as duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "bulkhead.dev",
     version = "v1alpha1",
@@ -17,6 +16,7 @@ use super::common::{DatabaseSpec, DeletionPolicy, NetworkSpec, QuotaSpec, Resour
     plural = "tenants",
     shortname = "tnt",
     category = "bulkhead",
+    validation = crate::rules::resource_name(),
     status = "ResourceStatus",
     doc = "A Tenant: one organisation with its own isolated namespace, stack and database place, reached only by tokens carrying its orgId.",
     printcolumn(
@@ -51,10 +51,14 @@ pub struct TenantSpec {
     /// The value of the token's org claim that routes to this Tenant (for Clerk: `org_...`). Unique across all
     /// Tenants and Customers; immutable once set. 1 to 128 characters: letters, digits, `_`, `-`, `.`, `:`, starting
     /// with a letter or digit.
+    #[schemars(length(max = crate::rules::MAX_ORG_ID_LEN))]
+    #[x_kube(validation = crate::rules::org_id(), validation = crate::rules::immutable())]
     pub org_id: String,
 
     /// A human-readable name shown in tools and audit records. At most 256 characters, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::rules::MAX_DISPLAY_NAME_LEN))]
+    #[x_kube(validation = crate::rules::display_name())]
     pub display_name: Option<String>,
 
     /// The workload Bulkhead runs in the Tenant's namespace; Customers of this Tenant use it as their template.
