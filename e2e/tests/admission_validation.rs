@@ -209,3 +209,48 @@ async fn the_examples_are_admitted_and_the_invalid_ones_refused_at_once_naming_t
         }
     }
 }
+
+#[tokio::test]
+async fn kubectl_apply_of_the_invalid_folder_fails_naming_every_refused_field() {
+    let plane = ControlPlane::start_with_crds().await.expect("control plane");
+    let kubectl = tokio::task::spawn_blocking(|| bulkhead_e2e::control_plane::assets_dir(&[]))
+        .await
+        .unwrap()
+        .expect("cluster binaries")
+        .join("kubectl");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/invalid");
+    let output = tokio::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig_path())
+        .args(["apply", "-f"])
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stderr}");
+    assert!(!output.status.success(), "kubectl apply succeeded: {stderr}");
+    let mut expected = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        expected.extend(
+            text.lines()
+                .filter_map(|l| l.split_once("# refused: ").map(|(_, f)| f))
+                .filter_map(|f| f.split_whitespace().next())
+                .map(str::to_owned),
+        );
+    }
+    assert!(expected.len() >= 8, "{expected:?}");
+    for field in &expected {
+        assert!(
+            stderr.contains(field.as_str()),
+            "kubectl does not name {field}: {stderr}"
+        );
+    }
+    // Nothing was stored.
+    let client = plane.admin().await.unwrap();
+    for plural in ["tenants", "customers"] {
+        let stored = api(&client, plural).list(&Default::default()).await.unwrap();
+        assert!(stored.items.is_empty(), "{plural}: {:?}", stored.items);
+    }
+}
