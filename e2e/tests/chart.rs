@@ -644,7 +644,13 @@ fn defaults_are_highly_available_and_restricted() {
     }
     for object in &r.objects {
         let kind = Rendered::kind_of(object);
-        if !matches!(kind, "ClusterRole" | "ClusterRoleBinding") {
+        if !matches!(
+            kind,
+            "ClusterRole"
+                | "ClusterRoleBinding"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding"
+        ) {
             assert_eq!(object.metadata.namespace.as_deref(), Some(NAMESPACE), "{kind}");
         }
     }
