@@ -683,6 +683,33 @@ fn the_gateway_may_only_read_tenants_and_customers() {
 }
 
 #[test]
+fn the_operator_reads_the_postgres_admin_secret_by_name_only_when_one_is_configured() {
+    use bulkhead_operator::process::rbac;
+    let r = Rendered::render(&[minimal()], Value::Null);
+    assert!(!r.has("Role", rbac::POSTGRES_ADMIN), "{:?}", r.names());
+    assert!(!r.has("RoleBinding", rbac::POSTGRES_ADMIN), "{:?}", r.names());
+    let r = Rendered::render(
+        &[minimal()],
+        json!({"postgres": {"adminSecret": {"name": "pg-admin"},
+        "host": "db.example", "cidr": "198.18.9.9/32"}}),
+    );
+    let role: k8s_openapi::api::rbac::v1::Role = r.get("Role", rbac::POSTGRES_ADMIN);
+    assert_eq!(role.rules, rbac::admin_secret_role(NAMESPACE, "pg-admin").rules);
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = r.get("RoleBinding", rbac::POSTGRES_ADMIN);
+    let account = k8s_openapi::api::rbac::v1::Subject {
+        kind: "ServiceAccount".into(),
+        name: "bulkhead-operator".into(),
+        namespace: Some(NAMESPACE.into()),
+        api_group: None,
+    };
+    let expected = rbac::admin_secret_binding(NAMESPACE, account);
+    assert_eq!(
+        (binding.role_ref, binding.subjects),
+        (expected.role_ref, expected.subjects)
+    );
+}
+
+#[test]
 fn verify_gets_read_only_rbac_and_the_same_rules_as_its_code() {
     use bulkhead_operator::process::rbac;
     let r = Rendered::render(&[minimal()], Value::Null);
