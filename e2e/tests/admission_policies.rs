@@ -3,7 +3,8 @@
 //! every change that would weaken a tenant's isolation to anyone but the operator's ServiceAccount (cluster admins
 //! included), let the operator do its work and nothing else, let the break-glass group through, and still let a
 //! deleted namespace be emptied. Each refusal is asserted by its code and the policy's message; each allowed path
-//! by doing it.
+//! by doing it. Last, the operator itself runs under its ServiceAccount and the policies, and provisions, repairs
+//! and deletes a Tenant and a Customer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -11,7 +12,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use bulkhead_crds::v1alpha1::{QuotaSpec, StackSpec};
+use bulkhead_crds::v1alpha1::{Customer, QuotaSpec, ResourceStatus, StackSpec, Tenant};
 use bulkhead_e2e::ControlPlane;
 use bulkhead_e2e::admission::{
     BREAK_GLASS_GROUP, MANAGED_OBJECTS, NAMESPACE_LABELS, NETWORK_POLICIES, OPERATOR_SCOPE, POLICIES,
@@ -19,6 +20,8 @@ use bulkhead_e2e::admission::{
 };
 use bulkhead_e2e::apply::{apply_objects, parse_manifests};
 use bulkhead_e2e::helm::{Helm, chart_dir};
+use bulkhead_e2e::operator::RunningOperator;
+use bulkhead_operator::cluster::leader::LeaseConfig;
 use bulkhead_operator::pipeline::build::{self, Subject, policy};
 use bulkhead_operator::postgres::credentials;
 use bulkhead_operator::settings::Settings;
@@ -338,23 +341,9 @@ fn named<K: DeserializeOwned>(value: Value) -> K {
     serde_json::from_value(value).unwrap()
 }
 
-#[tokio::test]
-async fn the_api_server_refuses_what_would_weaken_isolation_to_all_but_the_operator() {
-    bulkhead_e2e::init_test_logging();
-    // With an audit log (level Metadata), where the break-glass group's use must show.
-    let plane = ControlPlane::start_with(true).await.unwrap();
-    let admin = plane.admin().await.unwrap();
-    let admin_config = plane.config_for("admin").await.unwrap();
-    let operator = impersonating(admin_config.clone(), &operator_account(RELEASE_NAMESPACE), &[]).unwrap();
-    // A person in the break-glass group whom RBAC allows everything.
-    let break_glass = impersonating(
-        admin_config,
-        "incident-responder",
-        &[BREAK_GLASS_GROUP, "system:masters"],
-    )
-    .unwrap();
-
-    // The chart with its defaults: the operator's ServiceAccount and RBAC, and the policies with their bindings.
+/// Applies what the chart renders with its defaults for the operator and the policies: the operator's
+/// ServiceAccount and RBAC, and the policies with their bindings.
+async fn install(admin: &Client) {
     let objects = template(&[]).unwrap();
     let wanted = |o: &&DynamicObject| {
         let (kind, name) = (kind_of(o), o.name_any());
@@ -377,9 +366,42 @@ async fn the_api_server_refuses_what_would_weaken_isolation_to_all_but_the_opera
     )
     .await
     .unwrap();
-    apply_objects(&admin, vec![("the chart".into(), chosen)])
+    apply_objects(admin, vec![("the chart".into(), chosen)])
         .await
         .unwrap();
+}
+
+/// A dry run of the operator's ServiceAccount creating a Deployment in kube-system, which
+/// `bulkhead-operator-scope` refuses once enforced.
+async fn operator_in_kube_system(operator: &Client) -> Result<Deployment, kube::Error> {
+    Api::<Deployment>::namespaced(operator.clone(), "kube-system")
+        .create(
+            &dry_post(),
+            &named(json!({"metadata": {"name": "probe"}, "spec": {
+                "selector": {"matchLabels": {"app": "probe"}},
+                "template": {"metadata": {"labels": {"app": "probe"}},
+                             "spec": {"containers": [{"name": "c", "image": "probe"}]}}}})),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_what_would_weaken_isolation_to_all_but_the_operator() {
+    bulkhead_e2e::init_test_logging();
+    // With an audit log (level Metadata), where the break-glass group's use must show.
+    let plane = ControlPlane::start_with(true).await.unwrap();
+    let admin = plane.admin().await.unwrap();
+    let admin_config = plane.config_for("admin").await.unwrap();
+    let operator = impersonating(admin_config.clone(), &operator_account(RELEASE_NAMESPACE), &[]).unwrap();
+    // A person in the break-glass group whom RBAC allows everything.
+    let break_glass = impersonating(
+        admin_config,
+        "incident-responder",
+        &[BREAK_GLASS_GROUP, "system:masters"],
+    )
+    .unwrap();
+
+    install(&admin).await;
 
     // The API server type-checks each policy's expressions against the kinds it matches and reports what does
     // not fit (a misspelt field, a wrong type) in its status: nothing may be reported.
@@ -409,18 +431,7 @@ async fn the_api_server_refuses_what_would_weaken_isolation_to_all_but_the_opera
     assert_eq!(ns, "bk-acme");
 
     // Wait until the operator may act (its RBAC) and the policy that scopes it is enforced.
-    until_enforced(OPERATOR_SCOPE, || async {
-        Api::<Deployment>::namespaced(operator.clone(), "kube-system")
-            .create(
-                &dry_post(),
-                &named(json!({"metadata": {"name": "probe"}, "spec": {
-                "selector": {"matchLabels": {"app": "probe"}},
-                "template": {"metadata": {"labels": {"app": "probe"}},
-                             "spec": {"containers": [{"name": "c", "image": "probe"}]}}}})),
-            )
-            .await
-    })
-    .await;
+    until_enforced(OPERATOR_SCOPE, || operator_in_kube_system(&operator)).await;
 
     // The operator provisions the namespace and everything in it.
     let namespaces = Api::<Namespace>::all(operator.clone());
@@ -932,4 +943,129 @@ async fn the_api_server_refuses_what_would_weaken_isolation_to_all_but_the_opera
             .await
     })
     .await;
+}
+
+fn ready_reason(status: Option<&ResourceStatus>) -> Option<String> {
+    let c = status?.conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some(c.reason.clone())
+}
+
+#[tokio::test]
+async fn the_operator_does_all_its_work_under_the_policies() {
+    bulkhead_e2e::init_test_logging();
+    let plane = ControlPlane::start_with_crds().await.unwrap();
+    let admin = plane.admin().await.unwrap();
+    let admin_config = plane.config_for("admin").await.unwrap();
+    install(&admin).await;
+    let operator = impersonating(admin_config.clone(), &operator_account(RELEASE_NAMESPACE), &[]).unwrap();
+    let break_glass = impersonating(
+        admin_config,
+        "incident-responder",
+        &[BREAK_GLASS_GROUP, "system:masters"],
+    )
+    .unwrap();
+    until_enforced(OPERATOR_SCOPE, || operator_in_kube_system(&operator)).await;
+    until_enforced(NAMESPACE_LABELS, || async {
+        Api::<Namespace>::all(admin.clone())
+            .create(
+                &dry_post(),
+                &named(json!({"metadata": {"name": "probe",
+                "labels": {"app.kubernetes.io/managed-by": "bulkhead"}}})),
+            )
+            .await
+    })
+    .await;
+
+    // The operator as the chart runs it: its ServiceAccount, leader election through its Lease.
+    let options = bulkhead_operator::Options {
+        leader_election: Some(LeaseConfig::new(RELEASE_NAMESPACE, "operator-0")),
+        ..bulkhead_operator::Options::default()
+    };
+    let running = RunningOperator::start(operator.clone(), options).await.unwrap();
+
+    // A Tenant and its Customer are provisioned completely (Events, namespaces, every object).
+    let tenants = Api::<Tenant>::all(admin.clone());
+    let customers = Api::<Customer>::all(admin.clone());
+    let stack = json!({"image": "registry.example.com/portal:1.0", "port": 8080, "replicas": 0});
+    tenants
+        .create(
+            &PostParams::default(),
+            &named(json!({"metadata": {"name": "acme"},
+            "spec": {"orgId": "org_acme", "stack": stack, "deletionPolicy": "Delete"}})),
+        )
+        .await
+        .unwrap();
+    customers
+        .create(&PostParams::default(), &named(json!({"metadata": {"name": "dental"},
+            "spec": {"tenantRef": "acme", "orgId": "org_dental", "stack": stack, "deletionPolicy": "Delete"}})))
+        .await
+        .unwrap();
+    bulkhead_e2e::wait::until(ENFORCED, "Tenant acme provisioned", || async {
+        let t = tenants.get("acme").await.ok()?;
+        (ready_reason(t.status.as_ref())? == "Provisioned").then_some(())
+    })
+    .await
+    .unwrap();
+    bulkhead_e2e::wait::until(ENFORCED, "Customer dental provisioned", || async {
+        let c = customers.get("dental").await.ok()?;
+        (ready_reason(c.status.as_ref())? == "Provisioned").then_some(())
+    })
+    .await
+    .unwrap();
+    let events = Api::<Event>::namespaced(admin.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("acme")),
+        "no Event of the Tenant in default: {:?}",
+        events.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
+    );
+    let lease = Api::<Lease>::namespaced(admin.clone(), RELEASE_NAMESPACE)
+        .get("bulkhead-operator")
+        .await;
+    assert!(lease.is_ok(), "{lease:?}");
+
+    // Drift repair under the policies: what got past them (the break-glass group) is set back.
+    for ns in ["bk-acme", "bk-acme-dental"] {
+        let policies = Api::<NetworkPolicy>::namespaced(break_glass.clone(), ns);
+        policies
+            .delete(policy::DEFAULT_DENY, &DeleteParams::default())
+            .await
+            .unwrap();
+        policies
+            .create(
+                &PostParams::default(),
+                &named(network_policy(ns, "incident-open")),
+            )
+            .await
+            .unwrap();
+        bulkhead_e2e::wait::until(ENFORCED, &format!("the repair of {ns}"), || async {
+            let back = policies.get_opt(policy::DEFAULT_DENY).await.ok()?.is_some();
+            let gone = policies.get_opt("incident-open").await.ok()?.is_none();
+            (back && gone).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    // Deletion with `Delete`: the operator deletes its namespaces, the namespace controller empties them.
+    customers
+        .delete("dental", &DeleteParams::default())
+        .await
+        .unwrap();
+    tenants.delete("acme", &DeleteParams::default()).await.unwrap();
+    let namespaces = Api::<Namespace>::all(admin.clone());
+    bulkhead_e2e::wait::until(NAMESPACE_GONE, "both namespaces to be gone", || async {
+        let left = namespaces.get_opt("bk-acme").await.ok()?.is_some()
+            || namespaces.get_opt("bk-acme-dental").await.ok()?.is_some();
+        (!left).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(tenants.get_opt("acme").await.unwrap().is_none());
+    running.stop().await.unwrap();
 }
