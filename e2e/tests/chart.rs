@@ -1307,6 +1307,14 @@ async fn a_real_api_server_accepts_the_chart_and_its_pods() {
         enforced.contains("postgres.adminSecret.name is not set"),
         "{enforced}"
     );
+    assert!(
+        enforced.contains(
+            "Guard rails: the ValidatingAdmissionPolicies bulkhead-* refuse anyone but the operator"
+        ) && enforced.contains("members of the group bulkhead:break-glass may"),
+        "{enforced}"
+    );
+    let unguarded = notes(NAMESPACE, &["--set", "admissionPolicies.enabled=false"]);
+    assert!(!unguarded.contains("Guard rails"), "{unguarded}");
     let unlabelled = notes(
         "bulkhead-elsewhere",
         &[
