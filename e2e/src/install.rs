@@ -13,9 +13,10 @@ use std::fmt::Debug;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use bulkhead_operator::process::rbac;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
 use kube::api::{Api, ListParams, LogParams};
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -157,7 +158,8 @@ pub async fn namespace(client: &Client) -> Result<(), HarnessError> {
     .await
 }
 
-/// Stores the database admin DSN in the Secret the operator is pointed at.
+/// Stores the database admin DSN in the Secret the operator is pointed at, and lets the operator's ServiceAccount
+/// read it by name (the chart's Role `bulkhead-operator-postgres-admin`).
 pub async fn postgres_admin_secret(client: &Client, database: &Database) -> Result<(), HarnessError> {
     apply(
         &Api::<Secret>::namespaced(client.clone(), NAMESPACE),
@@ -165,6 +167,23 @@ pub async fn postgres_admin_secret(client: &Client, database: &Database) -> Resu
             "metadata": {"name": POSTGRES_ADMIN_SECRET, "namespace": NAMESPACE},
             "stringData": {"dsn": database.admin_dsn},
         }),
+    )
+    .await?;
+    let encode = |e: serde_json::Error| HarnessError::Manifest(e.to_string());
+    let account = Subject {
+        kind: "ServiceAccount".into(),
+        name: OPERATOR.into(),
+        namespace: Some(NAMESPACE.into()),
+        api_group: None,
+    };
+    apply(
+        &Api::<Role>::namespaced(client.clone(), NAMESPACE),
+        serde_json::to_value(rbac::admin_secret_role(NAMESPACE, POSTGRES_ADMIN_SECRET)).map_err(encode)?,
+    )
+    .await?;
+    apply(
+        &Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE),
+        serde_json::to_value(rbac::admin_secret_binding(NAMESPACE, account)).map_err(encode)?,
     )
     .await
 }

@@ -3,6 +3,7 @@
 //! containerd, kube-proxy, kube-router and CoreDNS), and helpers shared by the integration suites and the
 //! sandbox.
 
+pub mod admission;
 pub mod apply;
 pub mod cluster;
 mod cluster_dns;

@@ -39,7 +39,8 @@ where
 /// Creates `database` on `pg`, owned by the operator's admin ([`crate::postgres::Postgres::operator_admin`]: the
 /// superuser, or a CREATEROLE CREATEDB role as on managed services, by `BULKHEAD_PG_ADMIN`), and stores that
 /// admin's DSN to it (plain TCP) in the Secret `name` in [`OPERATOR_NAMESPACE`], under the key `dsn`: what the
-/// operator's `--postgres-admin-secret` points at.
+/// operator's `--postgres-admin-secret` points at. The operator's user may read that Secret by name, as the
+/// chart's Role allows it ([`rbac::admin_secret_role`]).
 pub async fn postgres_admin_secret(
     client: &Client,
     pg: &crate::postgres::Postgres,
@@ -64,7 +65,29 @@ pub async fn postgres_admin_secret(
         .map_err(|source| HarnessError::Api {
             what: format!("creating Secret {OPERATOR_NAMESPACE}/{name}"),
             source,
-        })
+        })?;
+    apply(
+        &Api::<Role>::namespaced(client.clone(), OPERATOR_NAMESPACE),
+        &rbac::admin_secret_role(OPERATOR_NAMESPACE, name),
+        rbac::POSTGRES_ADMIN,
+    )
+    .await?;
+    apply(
+        &Api::<RoleBinding>::namespaced(client.clone(), OPERATOR_NAMESPACE),
+        &rbac::admin_secret_binding(OPERATOR_NAMESPACE, operator_user()),
+        rbac::POSTGRES_ADMIN,
+    )
+    .await
+}
+
+/// The operator's user as an RBAC subject.
+fn operator_user() -> Subject {
+    Subject {
+        kind: "User".into(),
+        name: OPERATOR_USER.into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        namespace: None,
+    }
 }
 
 /// Creates the operator's namespace and binds the chart's ClusterRole and lease Role to the operator user.
@@ -78,13 +101,7 @@ pub async fn install_rbac(plane: &ControlPlane) -> Result<(), HarnessError> {
         ..Namespace::default()
     };
     apply(&Api::<Namespace>::all(admin.clone()), &ns, OPERATOR_NAMESPACE).await?;
-    let user = Subject {
-        kind: "User".into(),
-        name: OPERATOR_USER.into(),
-        api_group: Some("rbac.authorization.k8s.io".into()),
-        namespace: None,
-    };
-    let (cluster_binding, binding) = rbac::bindings(OPERATOR_NAMESPACE, user);
+    let (cluster_binding, binding) = rbac::bindings(OPERATOR_NAMESPACE, operator_user());
     apply(
         &Api::<ClusterRole>::all(admin.clone()),
         &rbac::cluster_role(),

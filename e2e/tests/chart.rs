@@ -644,7 +644,13 @@ fn defaults_are_highly_available_and_restricted() {
     }
     for object in &r.objects {
         let kind = Rendered::kind_of(object);
-        if !matches!(kind, "ClusterRole" | "ClusterRoleBinding") {
+        if !matches!(
+            kind,
+            "ClusterRole"
+                | "ClusterRoleBinding"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding"
+        ) {
             assert_eq!(object.metadata.namespace.as_deref(), Some(NAMESPACE), "{kind}");
         }
     }
@@ -673,6 +679,33 @@ fn the_gateway_may_only_read_tenants_and_customers() {
             subjects[0].namespace.as_deref()
         ),
         ("ServiceAccount", "bulkhead-gateway", Some(NAMESPACE))
+    );
+}
+
+#[test]
+fn the_operator_reads_the_postgres_admin_secret_by_name_only_when_one_is_configured() {
+    use bulkhead_operator::process::rbac;
+    let r = Rendered::render(&[minimal()], Value::Null);
+    assert!(!r.has("Role", rbac::POSTGRES_ADMIN), "{:?}", r.names());
+    assert!(!r.has("RoleBinding", rbac::POSTGRES_ADMIN), "{:?}", r.names());
+    let r = Rendered::render(
+        &[minimal()],
+        json!({"postgres": {"adminSecret": {"name": "pg-admin"},
+        "host": "db.example", "cidr": "198.18.9.9/32"}}),
+    );
+    let role: k8s_openapi::api::rbac::v1::Role = r.get("Role", rbac::POSTGRES_ADMIN);
+    assert_eq!(role.rules, rbac::admin_secret_role(NAMESPACE, "pg-admin").rules);
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = r.get("RoleBinding", rbac::POSTGRES_ADMIN);
+    let account = k8s_openapi::api::rbac::v1::Subject {
+        kind: "ServiceAccount".into(),
+        name: "bulkhead-operator".into(),
+        namespace: Some(NAMESPACE.into()),
+        api_group: None,
+    };
+    let expected = rbac::admin_secret_binding(NAMESPACE, account);
+    assert_eq!(
+        (binding.role_ref, binding.subjects),
+        (expected.role_ref, expected.subjects)
     );
 }
 
@@ -1274,6 +1307,14 @@ async fn a_real_api_server_accepts_the_chart_and_its_pods() {
         enforced.contains("postgres.adminSecret.name is not set"),
         "{enforced}"
     );
+    assert!(
+        enforced.contains(
+            "Guard rails: the ValidatingAdmissionPolicies bulkhead-* refuse anyone but the operator"
+        ) && enforced.contains("members of the group bulkhead:break-glass may"),
+        "{enforced}"
+    );
+    let unguarded = notes(NAMESPACE, &["--set", "admissionPolicies.enabled=false"]);
+    assert!(!unguarded.contains("Guard rails"), "{unguarded}");
     let unlabelled = notes(
         "bulkhead-elsewhere",
         &[

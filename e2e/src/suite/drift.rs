@@ -146,8 +146,11 @@ async fn repeat_until(
 /// The drift window: `bulkhead-default-deny` deleted in tenant A's namespace and hand-made policies that open A
 /// to tenant B added (an ingress one in A's namespace, an egress one in B's), with the operator running. Measured:
 /// when the operator has put the policies back, and how long a connection from B's pod to A's stays possible.
+/// First, that the chart's admission policy refuses the same change to a cluster admin (`client`); the changes are
+/// then made by `hands`, in the break-glass group, as whatever gets past the policies would be.
 pub async fn window(
     client: &Client,
+    hands: &Client,
     _config: &Config,
     topology: &Topology,
     pods: &Pods,
@@ -179,11 +182,39 @@ pub async fn window(
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
 
-    let policies_a: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns_a);
-    let policies_b: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns_b);
+    // First line: the API server refuses the change to a cluster admin outside the break-glass group.
+    let refused = Api::<NetworkPolicy>::namespaced(client.clone(), &ns_a)
+        .delete(
+            DEFAULT_DENY,
+            &DeleteParams {
+                dry_run: true,
+                ..DeleteParams::default()
+            },
+        )
+        .await;
+    let refusal = refused
+        .as_ref()
+        .err()
+        .and_then(|e| crate::admission::refusal(e, crate::admission::NETWORK_POLICIES));
+    let admission_check = Check::new(
+        "the API server refuses a cluster admin's deletion of the default deny",
+        refusal.is_some(),
+        match (&refusal, &refused) {
+            (Some((code, _)), _) => format!(
+                "{code} from {}; the changes below are made in the break-glass group",
+                crate::admission::NETWORK_POLICIES
+            ),
+            (None, Ok(_)) => "ACCEPTED (dry run)".to_owned(),
+            (None, Err(e)) => format!("refused, but not by {}: {e}", crate::admission::NETWORK_POLICIES),
+        },
+    );
+
+    // Second line: made anyway (break-glass), the operator repairs it.
+    let policies_a: Api<NetworkPolicy> = Api::namespaced(hands.clone(), &ns_a);
+    let policies_b: Api<NetworkPolicy> = Api::namespaced(hands.clone(), &ns_b);
     let changed_at = epoch_ms();
     let started = Instant::now();
-    delete_policy(client, &ns_a, DEFAULT_DENY).await?;
+    delete_policy(hands, &ns_a, DEFAULT_DENY).await?;
     deploy::apply(&policies_a, opening(HAND_MADE, &ns_a, Some(&ns_b), true, false)).await?;
     deploy::apply(&policies_b, opening(HAND_MADE, &ns_b, Some(&ns_a), false, true)).await?;
     let change_took = started.elapsed();
@@ -212,18 +243,21 @@ pub async fn window(
     .await?;
     let window_ms = closed_at.map(|at| at.saturating_sub(changed_at));
 
-    let mut checks = vec![Check::new(
-        "the operator repairs the policies",
-        repaired.is_ok(),
-        match repaired_after {
-            Some(after) => format!(
-                "{DEFAULT_DENY} back and the hand-made policies deleted {} ms after the change (the change itself took {} ms)",
-                after.as_millis(),
-                change_took.as_millis()
-            ),
-            None => format!("not repaired within {} s", REPAIR_BOUND.as_secs()),
-        },
-    )];
+    let mut checks = vec![
+        admission_check,
+        Check::new(
+            "the operator repairs the policies",
+            repaired.is_ok(),
+            match repaired_after {
+                Some(after) => format!(
+                    "{DEFAULT_DENY} back and the hand-made policies deleted {} ms after the change (the change itself took {} ms)",
+                    after.as_millis(),
+                    change_took.as_millis()
+                ),
+                None => format!("not repaired within {} s", REPAIR_BOUND.as_secs()),
+            },
+        ),
+    ];
     let opened_text = match first_open {
         Some(at) => format!(
             "a connection from {ns_b} to {ns_a} was made {} ms after the change",
@@ -296,6 +330,7 @@ async fn start_operator(client: &Client, config: &Config, replicas: i32) -> Resu
 /// created meanwhile gets nothing (no namespace, and its org is not routed). The operator is started again after.
 pub async fn operator_down(
     client: &Client,
+    hands: &Client,
     config: &Config,
     topology: &Topology,
     pods: &Pods,
@@ -354,7 +389,7 @@ pub async fn operator_down(
         .delete(late, &DeleteParams::default())
         .await
         .map_err(api_error(format!("deleting Tenant {late}")))?;
-    checks.extend(hole(client, config, topology, pods).await?);
+    checks.extend(hole(client, hands, config, topology, pods).await?);
     start_operator(client, config, replicas).await?;
     Ok((checks, matrix))
 }
@@ -363,6 +398,7 @@ pub async fn operator_down(
 /// probes and `verify` must both show the hole, and agree on every cell; then the hole is closed by hand.
 async fn hole(
     client: &Client,
+    hands: &Client,
     config: &Config,
     topology: &Topology,
     pods: &Pods,
@@ -374,7 +410,7 @@ async fn hole(
         .position(|s| s.tenant != a.tenant)
         .ok_or_else(|| HarnessError::Manifest("the topology has no second Tenant".into()))?;
     let b = &topology.stacks[b_index];
-    let api = |ns: &str| Api::<NetworkPolicy>::namespaced(client.clone(), ns);
+    let api = |ns: &str| Api::<NetworkPolicy>::namespaced(hands.clone(), ns);
     deploy::apply(
         &api(&b.namespace),
         opening(HOLE, &b.namespace, Some(&a.namespace), false, true),
@@ -421,8 +457,8 @@ async fn hole(
             &report.matrix,
         ),
     ];
-    delete_policy(client, &b.namespace, HOLE).await?;
-    delete_policy(client, &a.namespace, HOLE).await?;
+    delete_policy(hands, &b.namespace, HOLE).await?;
+    delete_policy(hands, &a.namespace, HOLE).await?;
     cross_tenant_until(client, topology, pods, "refused")
         .await?
         .ok_or_else(|| {
@@ -572,17 +608,19 @@ pub async fn retained(
     Ok((checks, matrix))
 }
 
-/// Stops the operator, deletes every managed namespace's default deny and adds a policy opening all of it.
+/// Stops the operator, deletes every managed namespace's default deny and adds a policy opening all of it (as
+/// `hands`, in the break-glass group the chart's admission policies let through).
 pub async fn sabotage(
     client: &Client,
+    hands: &Client,
     config: &Config,
     topology: &Topology,
     pods: &Pods,
 ) -> Result<(), HarnessError> {
     stop_operator(client, config).await?;
     for stack in &topology.stacks {
-        delete_policy(client, &stack.namespace, DEFAULT_DENY).await?;
-        let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &stack.namespace);
+        delete_policy(hands, &stack.namespace, DEFAULT_DENY).await?;
+        let api: Api<NetworkPolicy> = Api::namespaced(hands.clone(), &stack.namespace);
         deploy::apply(&api, opening(SABOTAGE, &stack.namespace, None, true, true)).await?;
     }
     // Wait until the dataplane has opened: a cross-tenant connection goes through.

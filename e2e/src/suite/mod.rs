@@ -193,13 +193,13 @@ fn print_matrix(title: &str, m: &matrix::Matrix) -> bool {
     m.counts().passed()
 }
 
-/// The kube client for `config`'s kubeconfig and context.
-pub async fn client(config: &Config) -> Result<Client, HarnessError> {
+/// The kube configuration of `config`'s kubeconfig and context.
+async fn kube_config(config: &Config) -> Result<kube::Config, HarnessError> {
     let options = kube::config::KubeConfigOptions {
         context: config.context.clone(),
         ..kube::config::KubeConfigOptions::default()
     };
-    let kube_config = match &config.kubeconfig {
+    match &config.kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| HarnessError::Manifest(format!("reading {}: {e}", path.display())))?;
@@ -207,11 +207,30 @@ pub async fn client(config: &Config) -> Result<Client, HarnessError> {
         }
         None => kube::Config::from_kubeconfig(&options).await,
     }
-    .map_err(|e| HarnessError::Manifest(format!("loading the kubeconfig: {e}")))?;
-    Client::try_from(kube_config).map_err(|source| HarnessError::Api {
+    .map_err(|e| HarnessError::Manifest(format!("loading the kubeconfig: {e}")))
+}
+
+/// The kube client for `config`'s kubeconfig and context.
+pub async fn client(config: &Config) -> Result<Client, HarnessError> {
+    Client::try_from(kube_config(config).await?).map_err(|source| HarnessError::Api {
         what: "building a client".into(),
         source,
     })
+}
+
+/// The user the suite makes its hand changes to managed objects as: a cluster admin (`system:masters`) in the
+/// chart's break-glass group, impersonated by the kubeconfig's identity. The chart's admission policies refuse
+/// those changes to anyone else; the suite makes them to show what the operator's drift repair does with
+/// whatever gets past.
+pub const BREAK_GLASS_USER: &str = "bulkhead-isolation-suite";
+
+/// A client acting as [`BREAK_GLASS_USER`].
+pub async fn break_glass_client(config: &Config) -> Result<Client, HarnessError> {
+    crate::admission::impersonating(
+        kube_config(config).await?,
+        BREAK_GLASS_USER,
+        &[crate::admission::BREAK_GLASS_GROUP, "system:masters"],
+    )
 }
 
 /// Runs the whole suite and prints every section; returns whether every check held (with `sabotage`: whether
@@ -223,6 +242,7 @@ pub async fn run(config: &Config) -> Result<bool, HarnessError> {
         ));
     }
     let client = client(config).await?;
+    let hands = break_glass_client(config).await?;
     let mut passed = true;
 
     say("== Installing Bulkhead with its Helm chart");
@@ -256,7 +276,7 @@ pub async fn run(config: &Config) -> Result<bool, HarnessError> {
         say(
             "\n== Sabotage: the operator stopped, default deny removed, every managed namespace opened by hand",
         );
-        drift::sabotage(&client, config, &topology, &pods).await?;
+        drift::sabotage(&client, &hands, config, &topology, &pods).await?;
         let sabotaged = probes::measure(&client, config, &topology, &pods).await?;
         let differing = sabotaged.counts().differing;
         print_matrix("Traffic matrix with isolation sabotaged", &sabotaged);
@@ -309,12 +329,12 @@ pub async fn run(config: &Config) -> Result<bool, HarnessError> {
     let gateway = checks::gateway(&client, config, &topology, &pods, &installed.issuer).await?;
     passed &= print_checks("Gateway end to end", &gateway);
 
-    let window = drift::window(&client, config, &topology, &pods).await?;
+    let window = drift::window(&client, &hands, config, &topology, &pods).await?;
     passed &= print_checks("Drift window", &window);
 
     say("\n== The operator down");
     let (down_checks, down) =
-        drift::operator_down(&client, config, &topology, &pods, &installed.issuer).await?;
+        drift::operator_down(&client, &hands, config, &topology, &pods, &installed.issuer).await?;
     passed &= print_matrix("Traffic matrix with the operator stopped", &down);
     passed &= print_checks("The operator down", &down_checks);
 
