@@ -144,6 +144,32 @@ async fn the_suite_proves_isolation_on_the_local_cluster_and_sees_it_broken() {
     assert!(counts.ends_with("differing: 0"), "{counts}");
     assert!(!run.output.contains("FAILED"), "a check failed");
     assert_eq!(run.code, Some(0));
+    assert!(run.output.contains("403 from bulkhead-network-policies"));
+
+    // Once more without the admission policies: a cluster admin makes the drift window's changes, and the
+    // operator's repair alone closes it.
+    let unguarded = suite(
+        &kubeconfig,
+        &dsn_file,
+        pg.port(),
+        &outside,
+        &["--without-admission-policies"],
+    );
+    let counts = counts_line(&unguarded.output, "== Traffic matrix\n");
+    assert!(counts.ends_with("differing: 0"), "{counts}");
+    assert!(!unguarded.output.contains("FAILED"), "a check failed");
+    assert!(
+        unguarded
+            .output
+            .contains("ok     without the admission policies, the API server accepts"),
+        "the run without policies did not make its changes as a plain admin"
+    );
+    assert!(
+        unguarded
+            .output
+            .contains("ok     the operator repairs the policies")
+    );
+    assert_eq!(unguarded.code, Some(0));
     drop(pg);
     drop(cluster);
 }

@@ -82,6 +82,7 @@ async fn run(args: Args) -> Result<(), String> {
         outside: String::new(),
         probe_timeout: Duration::from_millis(1500),
         sabotage: false,
+        admission_policies: true,
     };
     let client = cluster.admin().await.map_err(err)?;
     let installed = deploy::install(&client, &config).await.map_err(err)?;

@@ -72,6 +72,10 @@ struct Args {
     /// Break isolation on purpose and expect the suite to see it (exit 0 only if it does).
     #[arg(long)]
     sabotage: bool,
+    /// Install the chart without its admission policies (`admissionPolicies.enabled=false`): the drift window is
+    /// then opened by a plain cluster admin and closed by the operator's repair alone.
+    #[arg(long)]
+    without_admission_policies: bool,
     /// Record the run's output in this Markdown file (between `isolation-suite` markers, or
     /// `isolation-suite-sabotage` ones with --sabotage).
     #[arg(long)]
@@ -126,6 +130,7 @@ fn config(args: &Args) -> Result<Config, String> {
         outside: args.outside.clone(),
         probe_timeout: Duration::from_millis(args.probe_timeout_ms),
         sabotage: args.sabotage,
+        admission_policies: !args.without_admission_policies,
     })
 }
 

@@ -181,6 +181,10 @@ pub fn values(config: &Config, issuer_key: &str) -> Value {
             }],
         },
     });
+    // Set only when off: a previous chart version the suite upgrades from does not know the key.
+    if !config.admission_policies {
+        values["admissionPolicies"] = json!({"enabled": false});
+    }
     if let Some(postgres) = &config.postgres {
         values["postgres"] = json!({
             "adminSecret": {"name": POSTGRES_ADMIN_SECRET, "key": "dsn"},

@@ -147,11 +147,13 @@ async fn repeat_until(
 /// to tenant B added (an ingress one in A's namespace, an egress one in B's), with the operator running. Measured:
 /// when the operator has put the policies back, and how long a connection from B's pod to A's stays possible.
 /// First, that the chart's admission policy refuses the same change to a cluster admin (`client`); the changes are
-/// then made by `hands`, in the break-glass group, as whatever gets past the policies would be.
+/// then made by `hands`, in the break-glass group, as whatever gets past the policies would be. Installed without
+/// the policies, the API server must accept the change from the admin, who then makes it: the operator's repair
+/// is the only line left, and the window shows it holding alone.
 pub async fn window(
     client: &Client,
     hands: &Client,
-    _config: &Config,
+    config: &Config,
     topology: &Topology,
     pods: &Pods,
 ) -> Result<Vec<Check>, HarnessError> {
@@ -196,20 +198,31 @@ pub async fn window(
         .as_ref()
         .err()
         .and_then(|e| crate::admission::refusal(e, crate::admission::NETWORK_POLICIES));
-    let admission_check = Check::new(
-        "the API server refuses a cluster admin's deletion of the default deny",
-        refusal.is_some(),
-        match (&refusal, &refused) {
-            (Some((code, _)), _) => format!(
-                "{code} from {}; the changes below are made in the break-glass group",
-                crate::admission::NETWORK_POLICIES
-            ),
-            (None, Ok(_)) => "ACCEPTED (dry run)".to_owned(),
-            (None, Err(e)) => format!("refused, but not by {}: {e}", crate::admission::NETWORK_POLICIES),
-        },
-    );
+    let admission_check = if config.admission_policies {
+        Check::new(
+            "the API server refuses a cluster admin's deletion of the default deny",
+            refusal.is_some(),
+            match (&refusal, &refused) {
+                (Some((code, _)), _) => format!(
+                    "{code} from {}; the changes below are made in the break-glass group",
+                    crate::admission::NETWORK_POLICIES
+                ),
+                (None, Ok(_)) => "ACCEPTED (dry run)".to_owned(),
+                (None, Err(e)) => format!("refused, but not by {}: {e}", crate::admission::NETWORK_POLICIES),
+            },
+        )
+    } else {
+        Check::new(
+            "without the admission policies, the API server accepts a cluster admin's deletion of the default deny",
+            refused.is_ok(),
+            match &refused {
+                Ok(_) => "accepted (dry run); the changes below are made by the cluster admin".to_owned(),
+                Err(e) => format!("REFUSED: {e}"),
+            },
+        )
+    };
 
-    // Second line: made anyway (break-glass), the operator repairs it.
+    // Second line: made anyway (break-glass, or anyone without the policies), the operator repairs it.
     let policies_a: Api<NetworkPolicy> = Api::namespaced(hands.clone(), &ns_a);
     let policies_b: Api<NetworkPolicy> = Api::namespaced(hands.clone(), &ns_b);
     let changed_at = epoch_ms();
@@ -623,12 +636,26 @@ pub async fn sabotage(
         let api: Api<NetworkPolicy> = Api::namespaced(hands.clone(), &stack.namespace);
         deploy::apply(&api, opening(SABOTAGE, &stack.namespace, None, true, true)).await?;
     }
-    // Wait until the dataplane has opened: a cross-tenant connection goes through.
-    cross_tenant_until(client, topology, pods, "connected")
-        .await?
-        .ok_or_else(|| {
-            HarnessError::Manifest("the sabotage did not open a cross-tenant connection within 30 s".into())
-        })
+    // Wait until the dataplane has opened everywhere: every stack reaches every other stack's pod. The policies
+    // of one namespace can take effect a little later than another's, and the matrix measured next must show the
+    // whole sabotage, not a moment of it.
+    for (t, target) in pods.stacks.iter().enumerate() {
+        let address = format!("{}:{STACK_PORT}", target.ip);
+        for (s, source) in pods.stacks.iter().enumerate() {
+            if s == t {
+                continue;
+            }
+            let (opened, _) =
+                repeat_until(client, source, &address, "connected", Duration::from_secs(30)).await?;
+            if opened.is_none() {
+                return Err(HarnessError::Manifest(format!(
+                    "the sabotage did not open {} to {} within 30 s",
+                    topology.stacks[t].namespace, topology.stacks[s].namespace
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Probes from the second Tenant's stack pod to the first's until the outcome is `until` (at most 30 s).

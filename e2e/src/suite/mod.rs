@@ -59,6 +59,9 @@ pub struct Config {
     /// Break isolation on purpose (delete the default-deny policies, add hand-made ones that open everything,
     /// stop the operator) to show that the suite sees it: the run is then expected to fail.
     pub sabotage: bool,
+    /// Install the chart's admission policies (its default). Without them, the drift window's changes are made by
+    /// a plain cluster admin, and only the operator's repair stands against them.
+    pub admission_policies: bool,
 }
 
 impl fmt::Debug for Config {
@@ -72,6 +75,7 @@ impl fmt::Debug for Config {
             .field("postgres", &self.postgres)
             .field("outside", &self.outside)
             .field("sabotage", &self.sabotage)
+            .field("admission_policies", &self.admission_policies)
             .finish_non_exhaustive()
     }
 }
@@ -242,7 +246,12 @@ pub async fn run(config: &Config) -> Result<bool, HarnessError> {
         ));
     }
     let client = client(config).await?;
-    let hands = break_glass_client(config).await?;
+    // Who makes the hand changes: with the admission policies, only the break-glass group gets past them.
+    let hands = if config.admission_policies {
+        break_glass_client(config).await?
+    } else {
+        client.clone()
+    };
     let mut passed = true;
 
     say("== Installing Bulkhead with its Helm chart");
