@@ -17,6 +17,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -203,24 +204,80 @@ where
     let stream = watcher(api, config)
         // Field-manager bookkeeping is large and never read here.
         .modify(|object| object.meta_mut().managed_fields = None)
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    let triggers = triggers.clone();
-    watch(Box::pin(drive(stream, triggers, owners)));
+        .default_backoff();
+    watch(Box::pin(drive(stream, writer, triggers.clone(), owners)));
     reader
 }
 
-async fn drive<K, S>(stream: S, triggers: Triggers, owners: impl Fn(&K) -> Vec<Owner>)
+/// Keeps the cache and turns every change into reconciles: of the owners the object names now and of those
+/// it named before the change, so that an object relabelled away from its owner (or stripped of its labels)
+/// still brings that owner back to repair it. Each reconcile is asked for only once the cache holds the change.
+async fn drive<K, S>(stream: S, mut writer: Writer<K>, triggers: Triggers, owners: impl Fn(&K) -> Vec<Owner>)
 where
-    K: Resource<DynamicType = ()> + Send,
-    S: Stream<Item = Result<K, watcher::Error>> + Send,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
+    let cache = writer.as_reader();
     let mut stream = std::pin::pin!(stream);
+    // During a relist the cache keeps its old contents until the list is complete.
+    let mut relist = Relist::default();
     while let Some(event) = stream.next().await {
-        match event {
-            Ok(object) => owners(&object).into_iter().for_each(|owner| triggers.send(owner)),
-            Err(err) => warn!(kind = %K::kind(&()), error = %err, "watch error; retrying"),
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                warn!(kind = %K::kind(&()), error = %err, "watch error; retrying");
+                continue;
+            }
+        };
+        let mut found = Vec::new();
+        let mut touch = |object: &K| {
+            let before = cache.get(&ObjectRef::from_obj(object));
+            found.extend(before.iter().flat_map(|b| owners(b)));
+            found.extend(owners(object));
+        };
+        match &event {
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => touch(object),
+            watcher::Event::InitApply(object) => {
+                touch(object);
+                relist.listed.insert(ObjectRef::from_obj(object));
+            }
+            watcher::Event::Init => relist = Relist::default(),
+            watcher::Event::InitDone => {
+                // Objects deleted while the watch was down are not in the new list; their owners repair too.
+                for gone in cache.state() {
+                    if !relist.listed.contains(&ObjectRef::from_obj(gone.as_ref())) {
+                        found.extend(owners(&gone));
+                    }
+                }
+            }
+        }
+        writer.apply_watcher_event(&event);
+        if matches!(event, watcher::Event::InitApply(_)) {
+            relist.owners.append(&mut found);
+            continue;
+        }
+        if matches!(event, watcher::Event::InitDone) {
+            found.append(&mut relist.owners);
+        }
+        found.sort();
+        found.dedup();
+        found.into_iter().for_each(|owner| triggers.send(owner));
+    }
+}
+
+/// What a relist has seen so far.
+struct Relist<K: Resource<DynamicType = ()>> {
+    /// The objects listed.
+    listed: std::collections::HashSet<ObjectRef<K>>,
+    /// The owners to reconcile once the list is complete.
+    owners: Vec<Owner>,
+}
+
+impl<K: Resource<DynamicType = ()>> Default for Relist<K> {
+    fn default() -> Self {
+        Self {
+            listed: std::collections::HashSet::new(),
+            owners: Vec::new(),
         }
     }
 }
