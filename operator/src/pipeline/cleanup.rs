@@ -133,13 +133,21 @@ pub async fn run<K: Managed>(object: &K, ctx: &Context, now: &Time) -> Result<Ac
         }
     }
     let ns_name = bulkhead_crds::naming::namespace(&tenant, customer.as_deref());
-    let state = namespace::inspect(&ctx.client, &ctx.stores, &ns_name, &tenant, customer.as_deref())
-        .await
-        .map_err(|source| CleanupError::Namespace {
-            action: "reading",
-            name: ns_name.clone(),
-            source,
-        })?;
+    let uid = object.uid().unwrap_or_default();
+    let state = namespace::inspect(
+        &ctx.client,
+        &ctx.stores,
+        &ns_name,
+        &tenant,
+        customer.as_deref(),
+        &uid,
+    )
+    .await
+    .map_err(|source| CleanupError::Namespace {
+        action: "reading",
+        name: ns_name.clone(),
+        source,
+    })?;
     match (state, policy) {
         (NamespaceState::Ours(ns), DeletionPolicy::Retain) => {
             retire(ctx, &ns, now).await?;

@@ -125,6 +125,7 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
         &ns_name,
         &plan.tenant,
         plan.customer.as_deref(),
+        &plan.uid,
     )
     .await
     .map_err(|source| ReconcileError::NamespaceRead {
