@@ -646,80 +646,88 @@ async fn the_api_server_refuses_what_would_weaken_isolation_to_all_but_the_opera
         .await
         .unwrap();
 
-    // --- Namespace labels: Bulkhead's are the operator's, on every namespace; others are anyone's.
+    // --- Namespace labels and annotations: Bulkhead's are the operator's, on every namespace; others are anyone's.
     let admin_namespaces = Api::<Namespace>::all(admin.clone());
     let relabel = |labels: Value| Patch::Merge(json!({"metadata": {"labels": labels}}));
-    assert_refused(
-        admin_namespaces
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &relabel(json!({"bulkhead.dev/tenant": "globex"})),
-            )
-            .await,
-        NAMESPACE_LABELS,
-        &format!("the bulkhead.dev/ labels of namespace {ns} are set only by the Bulkhead operator"),
-    );
-    assert_refused(
-        admin_namespaces
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &relabel(json!({"bulkhead.dev/tenant": null})),
-            )
-            .await,
-        NAMESPACE_LABELS,
-        "bulkhead.dev/ labels",
-    );
-    assert_refused(
-        admin_namespaces
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &relabel(json!({"app.kubernetes.io/managed-by": null})),
-            )
-            .await,
-        NAMESPACE_LABELS,
-        &format!(
-            "app.kubernetes.io/managed-by=bulkhead on namespace {ns} is set only by the Bulkhead operator"
-        ),
-    );
-    admin_namespaces
-        .patch(
-            &ns,
-            &PatchParams::default(),
-            &relabel(json!({"team": "payments"})),
-        )
-        .await
-        .unwrap();
     apply(
         &admin_namespaces,
         json!({"metadata": {"name": "team-a", "labels": {"app.kubernetes.io/managed-by": "Helm"}}}),
     )
     .await
     .unwrap();
-    assert_refused(
-        admin_namespaces
-            .patch(
-                "team-a",
-                &PatchParams::default(),
-                &relabel(json!({"app.kubernetes.io/managed-by": "bulkhead"})),
-            )
-            .await,
-        NAMESPACE_LABELS,
-        "app.kubernetes.io/managed-by=bulkhead on namespace team-a",
-    );
-    assert_refused(
-        admin_namespaces
-            .patch(
-                "team-a",
-                &PatchParams::default(),
-                &relabel(json!({"bulkhead.dev/tenant": "acme"})),
-            )
-            .await,
-        NAMESPACE_LABELS,
-        "the bulkhead.dev/ labels of namespace team-a",
-    );
+    let labels_of = |name: &str| {
+        format!("the bulkhead.dev/ labels of namespace {name} are set only by the Bulkhead operator")
+    };
+    let annotations_of = |name: &str| {
+        format!("the bulkhead.dev/ annotations of namespace {name} are set only by the Bulkhead operator")
+    };
+    let managed_by_on = |name: &str| {
+        format!(
+            "app.kubernetes.io/managed-by=bulkhead on namespace {name} is set only by the Bulkhead operator"
+        )
+    };
+    let owner_uid = bulkhead_crds::labels::OWNER_UID;
+    let refused_metadata = [
+        (
+            ns.as_str(),
+            json!({"labels": {"bulkhead.dev/tenant": "globex"}}),
+            labels_of(&ns),
+        ),
+        (
+            ns.as_str(),
+            json!({"labels": {"bulkhead.dev/tenant": null}}),
+            labels_of(&ns),
+        ),
+        (
+            ns.as_str(),
+            json!({"labels": {"app.kubernetes.io/managed-by": null}}),
+            managed_by_on(&ns),
+        ),
+        (
+            ns.as_str(),
+            json!({"annotations": {owner_uid: "another-uid"}}),
+            annotations_of(&ns),
+        ),
+        (
+            ns.as_str(),
+            json!({"annotations": {owner_uid: null}}),
+            annotations_of(&ns),
+        ),
+        (
+            "team-a",
+            json!({"labels": {"app.kubernetes.io/managed-by": "bulkhead"}}),
+            managed_by_on("team-a"),
+        ),
+        (
+            "team-a",
+            json!({"labels": {"bulkhead.dev/tenant": "acme"}}),
+            labels_of("team-a"),
+        ),
+        (
+            "team-a",
+            json!({"annotations": {owner_uid: "acme-uid"}}),
+            annotations_of("team-a"),
+        ),
+    ];
+    for (name, metadata, says) in refused_metadata {
+        let patch = Patch::Merge(json!({ "metadata": metadata }));
+        assert_refused(
+            admin_namespaces
+                .patch(name, &PatchParams::default(), &patch)
+                .await,
+            NAMESPACE_LABELS,
+            &says,
+        );
+    }
+    let anyones = json!({"labels": {"team": "payments"}, "annotations": {"team.example/owner": "payments"}});
+    admin_namespaces
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": anyones })),
+        )
+        .await
+        .unwrap();
     assert_refused(
         admin_namespaces
             .create(
