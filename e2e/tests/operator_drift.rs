@@ -1,7 +1,8 @@
 //! Foreign NetworkPolicies on the real control plane, with the operator running under its own ClusterRole: a
 //! Bulkhead namespace holds Bulkhead's policies and nothing else. A policy someone made there by hand (no
-//! labels) is deleted and reported, a deleted default-deny comes back, and policies in namespaces Bulkhead does
-//! not manage (or no longer manages: a namespace retained after its Tenant's deletion) are left alone.
+//! labels) is deleted and reported, a deleted default-deny comes back, a relabelled namespace gets its labels
+//! back, and policies in namespaces Bulkhead does not manage (or no longer manages: a namespace retained after
+//! its Tenant's deletion) are left alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -13,7 +14,7 @@ use bulkhead_e2e::operator::{RunningOperator, install_rbac};
 use bulkhead_e2e::{ControlPlane, wait};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -243,6 +244,54 @@ async fn hand_made_policies_in_bulkhead_namespaces_are_deleted_and_others_are_le
             "{metrics}"
         );
     }
+
+    // Namespaces relabelled by hand: stripped of their owner's labels, given another Tenant's, or lowered from
+    // Pod Security `restricted`. The operator knows each as its own by the owner UID it wrote when it made
+    // it, and puts the labels back.
+    let namespaces = Api::<Namespace>::all(admin.clone());
+    let relabellings = [
+        ("bk-acme", json!({"bulkhead.dev/tenant": "globex"})),
+        (
+            "bk-acme",
+            json!({"bulkhead.dev/tenant": null, "app.kubernetes.io/managed-by": null}),
+        ),
+        (
+            "bk-acme",
+            json!({"pod-security.kubernetes.io/enforce": "privileged"}),
+        ),
+        ("bk-acme-dental", json!({"bulkhead.dev/customer": null})),
+        (
+            "bk-acme-dental",
+            json!({"bulkhead.dev/customer": "other", "bulkhead.dev/tenant": "globex"}),
+        ),
+    ];
+    for (ns, change) in relabellings {
+        let desired_labels = namespaces.get(ns).await.unwrap().metadata.labels.unwrap();
+        let broken = Instant::now();
+        namespaces
+            .patch(
+                ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": change}})),
+            )
+            .await
+            .unwrap();
+        let what = format!("the labels of {ns} to be restored after {change}");
+        let restored = wait::until(TIMEOUT, &what, || async {
+            let labels = namespaces.get(ns).await.ok()?.metadata.labels?;
+            (labels == desired_labels).then_some(())
+        })
+        .await;
+        if let Err(err) = restored {
+            panic!("{err}: {:?}", namespaces.get(ns).await.unwrap().metadata.labels);
+        }
+        eprintln!(
+            "{ns} relabelled with {change}: restored {:?} after the change",
+            broken.elapsed()
+        );
+    }
+    provisioned_tenant(&admin, "acme").await;
+    provisioned_customer(&admin, "dental").await;
 
     // The namespace Bulkhead does not manage keeps both of its policies.
     assert_eq!(
