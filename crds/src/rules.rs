@@ -357,6 +357,7 @@ pub fn cidr_network() -> Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn the_texts_state_the_limits() {
@@ -387,5 +388,26 @@ mod tests {
         let rule = stack_port();
         assert_eq!(rule.rule, "self >= 1024 && self <= 65535");
         assert_eq!(rule.message, Some(Message::Message(text::STACK_PORT.into())));
+    }
+
+    #[test]
+    fn every_text_is_in_the_list_the_wording_tests_check() {
+        let source = include_str!("rules.rs");
+        let module = &source[source.find("pub mod text {").unwrap_or(0)..];
+        let (texts, all) = module.split_once("pub const ALL").unwrap_or((module, ""));
+        let declared: BTreeSet<&str> = texts
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .filter_map(|l| l.split(':').next())
+            .collect();
+        let listed: BTreeSet<&str> = all[..all.find("];").unwrap_or(0)]
+            .lines()
+            .skip(1)
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(declared.len() >= 20, "{declared:?}");
+        assert_eq!(declared, listed, "text::ALL must list every text");
+        assert_eq!(listed.len(), text::ALL.len());
     }
 }

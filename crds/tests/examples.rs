@@ -55,15 +55,6 @@ fn every_example_is_valid() {
     assert_eq!(count, 5);
 }
 
-/// The fields a file's `# refused: <field> (why)` comments name.
-fn commented_fields(text: &str) -> std::collections::BTreeSet<String> {
-    text.lines()
-        .filter_map(|l| l.split_once("# refused: ").map(|(_, f)| f))
-        .filter_map(|f| f.split_whitespace().next())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn every_invalid_example_is_refused_for_exactly_its_commented_fields() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(examples().join("invalid"))
@@ -74,7 +65,7 @@ fn every_invalid_example_is_refused_for_exactly_its_commented_fields() {
     files.sort();
     assert!(files.len() >= 2, "{files:?}");
     for file in files {
-        let expected = commented_fields(&std::fs::read_to_string(&file).unwrap());
+        let expected = validate::cases::commented_refusals(&std::fs::read_to_string(&file).unwrap());
         assert!(!expected.is_empty(), "{} names no refused fields", file.display());
         let docs = documents(&file);
         assert_eq!(docs.len(), 1, "{}: one resource per file", file.display());

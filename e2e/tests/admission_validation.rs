@@ -199,11 +199,8 @@ async fn the_examples_are_admitted_and_the_invalid_ones_refused_at_once_naming_t
             let refused = causes(&format!("{} {name}", file.display()), result);
             let fields: BTreeSet<&str> = refused.iter().map(|c| c.field.as_str()).collect();
             // The file states the fields it expects to be refused in its `# refused:` comments.
-            let expected: BTreeSet<&str> = text
-                .lines()
-                .filter_map(|l| l.split_once("# refused: ").map(|(_, f)| f))
-                .filter_map(|f| f.split_whitespace().next())
-                .collect();
+            let expected = cases::commented_refusals(&text);
+            let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
             assert!(!expected.is_empty(), "{} names no refused fields", file.display());
             assert_eq!(fields, expected, "{}: {refused:?}", file.display());
         }
@@ -233,12 +230,7 @@ async fn kubectl_apply_of_the_invalid_folder_fails_naming_every_refused_field() 
     let mut expected = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        expected.extend(
-            text.lines()
-                .filter_map(|l| l.split_once("# refused: ").map(|(_, f)| f))
-                .filter_map(|f| f.split_whitespace().next())
-                .map(str::to_owned),
-        );
+        expected.extend(cases::commented_refusals(&text));
     }
     assert!(expected.len() >= 8, "{expected:?}");
     for field in &expected {

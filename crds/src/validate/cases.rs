@@ -13,6 +13,17 @@ use crate::v1alpha1::{
     NetworkSpec, Protocol, QuotaSpec, StackResources, StackSpec, Tenant, TenantSpec,
 };
 
+/// The fields named by a manifest's `# refused: <field> (why)` comments: how the files in `examples/invalid/`
+/// state what must be refused in them.
+pub fn commented_refusals(manifest: &str) -> std::collections::BTreeSet<String> {
+    manifest
+        .lines()
+        .filter_map(|l| l.split_once("# refused: ").map(|(_, f)| f))
+        .filter_map(|f| f.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A Tenant's or a Customer's spec.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
