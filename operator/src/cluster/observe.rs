@@ -201,10 +201,7 @@ where
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
-    let stream = watcher(api, config)
-        // Field-manager bookkeeping is large and never read here.
-        .modify(|object| object.meta_mut().managed_fields = None)
-        .default_backoff();
+    let stream = watcher(api, config).modify(lean).default_backoff();
     watch(Box::pin(drive(stream, writer, triggers.clone(), owners)));
     reader
 }
@@ -281,6 +278,22 @@ impl<K: Resource<DynamicType = ()>> Default for Relist<K> {
         }
     }
 }
+
+/// Drops what no reconcile reads before an object enters a cache: the field-manager bookkeeping and the copy of
+/// the whole object `kubectl apply` keeps in an annotation. Both are large and grow with every cached object.
+pub fn lean<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// The annotation in which `kubectl apply` keeps the object as last applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Waits until every cache has its first full list.
 pub async fn synced(stores: &Stores) {

@@ -7,18 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bulkhead_crds::v1alpha1::{Customer, Tenant};
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::cluster::leader::{Elector, LeaseConfig};
-use crate::cluster::observe::{self, Triggers};
+use crate::cluster::observe::{self, Owner, Triggers};
 use crate::metrics::Metrics;
 use crate::pipeline::context::Context;
 use crate::pipeline::managed::Managed;
@@ -160,25 +160,9 @@ pub async fn run(
     };
     let (stores, watches) = observe::start(&client, &triggers);
 
-    let config = watcher::Config::default().any_semantic();
-    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), config.clone()).reconcile_on(tenant_rx);
-    let customers =
-        Controller::new(Api::<Customer>::all(client.clone()), config.clone()).reconcile_on(customer_rx);
-    let (tenant_store, customer_store) = (tenants.store(), customers.store());
-    // A Tenant waits on its Customers (deletion); Customers wait on their Tenant (readiness, quota).
-    let tenants = tenants.watches(Api::<Customer>::all(client.clone()), config.clone(), |customer| {
-        Some(ObjectRef::<Tenant>::new(&customer.spec.tenant_ref))
-    });
-    let siblings = customer_store.clone();
-    let customers = customers.watches(Api::<Tenant>::all(client.clone()), config, move |tenant| {
-        let name = tenant.name_any();
-        siblings
-            .state()
-            .into_iter()
-            .filter(|c| c.spec.tenant_ref == name)
-            .map(|c| ObjectRef::from_obj(c.as_ref()))
-            .collect::<Vec<_>>()
-    });
+    let (tenant_store, tenants, customer_store, customers) = resources(&client, &triggers);
+    let tenants = Controller::for_stream(tenants, tenant_store.clone()).reconcile_on(tenant_rx);
+    let customers = Controller::for_stream(customers, customer_store.clone()).reconcile_on(customer_rx);
 
     let recorder = Recorder::new(client.clone(), Reporter::from("bulkhead-operator"));
     let ctx = Arc::new(Context {
@@ -259,6 +243,60 @@ async fn acquire(elector: &Elector, ready: &AtomicBool) {
             }
         }
         tokio::time::sleep(elector.config().retry).await;
+    }
+}
+
+/// A watch of one kind's changed objects, as the controllers take them.
+type Changes<K> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// One watch and one cache per kind, shared by the controller and the triggers between the kinds: a Tenant
+/// waits on its Customers (deletion), a Customer on its Tenant (readiness, quota). The caches keep what
+/// reconciling reads, without the field-manager bookkeeping.
+fn resources(
+    client: &Client,
+    triggers: &Triggers,
+) -> (Store<Tenant>, Changes<Tenant>, Store<Customer>, Changes<Customer>) {
+    let config = watcher::Config::default().any_semantic();
+    let (tenant_store, tenant_writer) = reflector::store::<Tenant>();
+    let (customer_store, customer_writer) = reflector::store::<Customer>();
+    let siblings = customer_store.clone();
+    let to_customers = triggers.clone();
+    let tenants = watcher::watcher(Api::<Tenant>::all(client.clone()), config.clone())
+        .modify(observe::lean)
+        .reflect(tenant_writer)
+        .inspect_ok(move |event| {
+            if let Some(tenant) = touched(event) {
+                let name = tenant.name_any();
+                siblings
+                    .state()
+                    .iter()
+                    .filter(|c| c.spec.tenant_ref == name)
+                    .for_each(|c| to_customers.send(Owner::Customer(c.name_any())));
+            }
+        })
+        .applied_objects()
+        .boxed();
+    let to_tenant = triggers.clone();
+    let customers = watcher::watcher(Api::<Customer>::all(client.clone()), config)
+        .modify(observe::lean)
+        .reflect(customer_writer)
+        .inspect_ok(move |event| {
+            if let Some(customer) = touched(event) {
+                to_tenant.send(Owner::Tenant(customer.spec.tenant_ref.clone()));
+            }
+        })
+        .applied_objects()
+        .boxed();
+    (tenant_store, tenants, customer_store, customers)
+}
+
+/// The object a watch event is about, if any.
+fn touched<K>(event: &watcher::Event<K>) -> Option<&K> {
+    match event {
+        watcher::Event::Apply(object)
+        | watcher::Event::Delete(object)
+        | watcher::Event::InitApply(object) => Some(object),
+        watcher::Event::Init | watcher::Event::InitDone => None,
     }
 }
 
