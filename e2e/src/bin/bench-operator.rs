@@ -123,6 +123,8 @@ async fn run(args: Args) -> Result<(), String> {
 | time until all {n} are Ready (floor: applied, Deployments available) | {:.1} s | {:.1} s | {:.1} s | ≤ 1.5× plain loop: **{:.2}×** ({:.2}× the {c}-way loop) |\n\
 | API writes per Tenant until converged | {:.1} | {:.1} | {:.1} | |\n\
 | API writes during a full resync after convergence | {} | | | 0 |\n\
+| restart: from process start until every Tenant is reconciled again | {:.1} s | | | |\n\
+| operator CPU at steady state (20 s, nothing changing) | {:.1}% of a core | | | near zero |\n\
 | operator peak RSS | {:.1} MiB | | | < 100 MiB at 1000 |\n\n\
 Operator writes by resource: {}.\n\
 Floor writes by resource: {}.\n\
@@ -136,6 +138,8 @@ Writes during the resync by resource: {}.\n",
         per_tenant(sequential.writes),
         per_tenant(parallel.writes),
         op.resync_writes,
+        op.restart_seconds,
+        op.idle_cpu_percent,
         op.peak_rss_kib as f64 / 1024.0,
         breakdown(&op.converge.by_resource),
         breakdown(&parallel.by_resource),
@@ -335,6 +339,10 @@ struct OperatorRun {
     converge: Measured,
     resync_writes: usize,
     resync_by_resource: BTreeMap<String, usize>,
+    /// From the restarted process's start until it has reconciled every Tenant.
+    restart_seconds: f64,
+    /// The restarted operator's CPU while nothing changes, in percent of one core.
+    idle_cpu_percent: f64,
     peak_rss_kib: u64,
 }
 
@@ -358,6 +366,17 @@ fn spawn_operator(plane: &ControlPlane, bin: &Path, port: u16, name: &str) -> Re
         .stderr(log)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", bin.display()))
+}
+
+/// CPU time the process has used (user and system), in clock ticks of 1/100 s.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    field(11) + field(12)
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -440,12 +459,9 @@ async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRu
     let seconds = start.elapsed().as_secs_f64();
     if std::env::var_os("BENCH_DEBUG").is_some() {
         let _ = std::fs::copy(plane.audit_log(), "/tmp/bench-audit.log");
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", first.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat.split_whitespace().collect();
         eprintln!(
-            "debug: operator cpu ticks user {} system {}; reconciles {}",
-            fields.get(13).unwrap_or(&"?"),
-            fields.get(14).unwrap_or(&"?"),
+            "debug: operator cpu ticks {}; reconciles {}",
+            cpu_ticks(first.id()),
             metric(port, "bulkhead_operator_reconciles_total{controller=\"tenant\"}").await
         );
     }
@@ -458,6 +474,7 @@ async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRu
         .args(["-TERM", &first.id().to_string()])
         .status();
     let _ = first.wait();
+    let restarted = Instant::now();
     let mut second = spawn_operator(&plane, bin, port, "second")?;
     wait::until(
         Duration::from_secs(600),
@@ -469,7 +486,13 @@ async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRu
     )
     .await
     .map_err(|e| e.to_string())?;
+    let restart_seconds = restarted.elapsed().as_secs_f64();
     let (after, mut after_by) = settled_writes(&plane.audit_log()).await?;
+    // Steady state: nothing changes, so the operator should do next to nothing.
+    let idle = Duration::from_secs(20);
+    let before_idle = cpu_ticks(second.id());
+    tokio::time::sleep(idle).await;
+    let idle_cpu_percent = (cpu_ticks(second.id()) - before_idle) as f64 / idle.as_secs_f64();
     for (k, v) in &by_resource {
         if let Some(total) = after_by.get_mut(k) {
             *total -= v;
@@ -489,6 +512,8 @@ async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRu
         },
         resync_writes: after - writes,
         resync_by_resource: after_by,
+        restart_seconds,
+        idle_cpu_percent,
         peak_rss_kib: peak,
     })
 }
