@@ -275,6 +275,7 @@ impl RunArgs {
         Ok(Options {
             settings,
             leader_election,
+            pass_window: None,
         })
     }
 }

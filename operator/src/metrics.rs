@@ -34,6 +34,7 @@ pub struct Metrics {
     applied: Family<ControllerLabels, Counter>,
     drift: Family<ControllerLabels, Counter>,
     leader: prometheus_client::metrics::gauge::Gauge,
+    pass_waiting: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -84,6 +85,12 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        let pass_waiting = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "full_pass_waiting",
+            "Tenants and Customers waiting for their turn in a full pass (after a start or a relist)",
+            pass_waiting.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -92,6 +99,7 @@ impl Metrics {
             applied,
             drift,
             leader,
+            pass_waiting,
         }
     }
 
@@ -131,6 +139,11 @@ impl Metrics {
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Records how many wait for their turn in the full pass.
+    pub fn set_pass_waiting(&self, waiting: usize) {
+        self.pass_waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
 
     /// The metrics in the OpenMetrics text format.

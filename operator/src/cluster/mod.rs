@@ -1,5 +1,5 @@
 //! Kubernetes plumbing shared by the pipeline and the process: the caches of managed objects and the triggers
-//! they fire ([`observe`]), drift comparison ([`diff`]), Events ([`events`]) and the leader lease ([`leader`]).
+//! they fire ([`observe`]), the pacing of full passes ([`pace`]), drift comparison ([`diff`]), Events ([`events`]) and the leader lease ([`leader`]).
 //!
 //! The bottom layer: it knows nothing of the pipeline and imports nothing else from this crate.
 
@@ -7,6 +7,7 @@ pub mod diff;
 pub mod events;
 pub mod leader;
 pub mod observe;
+pub mod pace;
 
 /// The field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "bulkhead-operator";

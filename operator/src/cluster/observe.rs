@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_crds::labels;
@@ -23,6 +24,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::warn;
+
+use crate::cluster::pace::Pacer;
 
 /// Caches of every managed kind.
 #[derive(Clone)]
@@ -56,10 +59,17 @@ pub struct Triggers {
     pub tenants: UnboundedSender<ObjectRef<Tenant>>,
     /// Reconciles of Customers.
     pub customers: UnboundedSender<ObjectRef<Customer>>,
+    /// The full pass, handed to the controllers a window at a time.
+    pub pass: Arc<Pacer<Owner>>,
 }
 
 impl Triggers {
-    /// Asks for a reconcile of `owner`.
+    /// Asks for reconciles of `owners` as part of a full pass: behind every change, a window at a time.
+    pub fn pass(&self, owners: impl IntoIterator<Item = Owner>) {
+        self.pass.enqueue(owners);
+    }
+
+    /// Asks for a reconcile of `owner` now.
     pub fn send(&self, owner: Owner) {
         match owner {
             Owner::Tenant(name) => {
@@ -73,7 +83,7 @@ impl Triggers {
 }
 
 /// The Tenant or Customer an object or a namespace belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Owner {
     /// A Tenant, by name.
     Tenant(String),
@@ -208,7 +218,8 @@ where
 
 /// Keeps the cache and turns every change into reconciles: of the owners the object names now and of those
 /// it named before the change, so that an object relabelled away from its owner (or stripped of its labels)
-/// still brings that owner back to repair it. Each reconcile is asked for only once the cache holds the change.
+/// still brings that owner back to repair it. Each reconcile is asked for only once the cache holds the change;
+/// those of a (re)list join the paced full pass.
 async fn drive<K, S>(stream: S, mut writer: Writer<K>, triggers: Triggers, owners: impl Fn(&K) -> Vec<Owner>)
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
@@ -253,12 +264,15 @@ where
             relist.owners.append(&mut found);
             continue;
         }
-        if matches!(event, watcher::Event::InitDone) {
-            found.append(&mut relist.owners);
-        }
         found.sort();
         found.dedup();
-        found.into_iter().for_each(|owner| triggers.send(owner));
+        if matches!(event, watcher::Event::InitDone) {
+            // A (re)list: every owner it names gets looked at, paced behind real changes.
+            found.append(&mut relist.owners);
+            triggers.pass(found);
+        } else {
+            found.into_iter().for_each(|owner| triggers.send(owner));
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
-use crate::cluster::observe::Stores;
+use crate::cluster::observe::{Owner, Stores};
+use crate::cluster::pace::Pacer;
 use crate::metrics::Metrics;
 use crate::pipeline::database::handle::Database;
 use crate::settings::Settings;
@@ -36,6 +37,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The shared PostgreSQL server, when database provisioning is configured.
     pub database: Option<Database>,
+    /// The paced full pass, told when each reconcile ends.
+    pub pass: Arc<Pacer<Owner>>,
 }
 
 impl std::fmt::Debug for Context {

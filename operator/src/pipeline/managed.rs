@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cluster::observe::Owner;
 use crate::pipeline::build::Subject;
 use crate::pipeline::conditions::{reasons, types};
 use crate::pipeline::conflicts::{self, Claim};
@@ -125,6 +126,9 @@ pub trait Managed:
 
     /// Why deletion must wait, if it must.
     fn deletion_blocker(&self, ctx: &Context) -> Option<String>;
+
+    /// The owner, as the triggers name it.
+    fn owner(&self) -> Owner;
 }
 
 /// Every non-deleting Tenant and Customer's claim on an org id.
@@ -202,6 +206,10 @@ impl Managed for Tenant {
     const CONTROLLER: &'static str = "tenant";
     const KIND: &'static str = "Tenant";
 
+    fn owner(&self) -> Owner {
+        Owner::Tenant(self.name_any())
+    }
+
     fn current_status(&self) -> Option<&ResourceStatus> {
         self.status.as_ref()
     }
@@ -250,6 +258,10 @@ impl Managed for Tenant {
 impl Managed for Customer {
     const CONTROLLER: &'static str = "customer";
     const KIND: &'static str = "Customer";
+
+    fn owner(&self) -> Owner {
+        Owner::Customer(self.name_any())
+    }
 
     fn current_status(&self) -> Option<&ResourceStatus> {
         self.status.as_ref()

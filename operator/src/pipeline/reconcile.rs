@@ -18,6 +18,8 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use crate::cluster::events;
+use crate::cluster::observe::Owner;
+use crate::cluster::pace::Pacer;
 use crate::pipeline::apply::{self, ApplyError, Report};
 use crate::pipeline::build;
 use crate::pipeline::cleanup::{self, CleanupError};
@@ -73,9 +75,20 @@ impl ReconcileError {
     }
 }
 
+/// Reports a reconcile's end to the full pass when dropped.
+struct Ended<'a>(&'a Pacer<Owner>, Owner);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.done(&self.1);
+    }
+}
+
 /// Reconciles one object.
 pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.reconcile_started(K::CONTROLLER);
+    // However it ends, this reconcile frees its place in the full pass's window.
+    let _paced = Ended(&ctx.pass, object.owner());
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     if object.meta().deletion_timestamp.is_some() {
         if !object.finalizers().iter().any(|f| f == FINALIZER) {

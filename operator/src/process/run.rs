@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cluster::leader::{Elector, LeaseConfig};
 use crate::cluster::observe::{self, Owner, Triggers};
+use crate::cluster::pace::{self, Pacer};
 use crate::metrics::Metrics;
 use crate::pipeline::context::Context;
 use crate::pipeline::managed::Managed;
@@ -40,6 +41,9 @@ pub struct Options {
     pub settings: Settings,
     /// Leader election; `None` runs the controllers at once (a single replica).
     pub leader_election: Option<LeaseConfig>,
+    /// How many reconciles of a full pass (after a start or a relist) may be pending at once; `None` for
+    /// the default.
+    pub pass_window: Option<usize>,
 }
 
 /// Errors that stop the operator.
@@ -157,6 +161,7 @@ pub async fn run(
     let triggers = Triggers {
         tenants: tenant_tx,
         customers: customer_tx,
+        pass: Pacer::new(options.pass_window.unwrap_or(pace::WINDOW)),
     };
     let (stores, watches) = observe::start(&client, &triggers);
 
@@ -178,6 +183,7 @@ pub async fn run(
             .database
             .clone()
             .map(crate::pipeline::database::Database::new),
+        pass: triggers.pass.clone(),
     });
     let watch_tasks: Vec<_> = watches.into_iter().map(tokio::spawn).collect();
     // Reconciling against a half-filled cache would take every object not yet listed for a deleted one and
@@ -200,6 +206,12 @@ pub async fn run(
         }
     });
     info!("managed objects cached; starting controllers");
+    let to_controllers = triggers.clone();
+    let gauge = ctx.metrics.clone();
+    let pass = tokio::spawn(triggers.pass.clone().run(
+        move |owner| to_controllers.send(owner),
+        move |waiting| gauge.set_pass_waiting(waiting),
+    ));
     let sweeper = tokio::spawn(crate::pipeline::database::sweep_grants(ctx.clone(), triggers));
     tokio::join!(
         drive(tenants, ctx.clone(), stopped()),
@@ -207,6 +219,7 @@ pub async fn run(
     );
     readiness.abort();
     sweeper.abort();
+    pass.abort();
     for task in watch_tasks {
         task.abort();
     }
@@ -261,11 +274,13 @@ fn resources(
     let (customer_store, customer_writer) = reflector::store::<Customer>();
     let siblings = customer_store.clone();
     let to_customers = triggers.clone();
+    let cache = tenant_store.clone();
+    let to_tenants = triggers.clone();
     let tenants = watcher::watcher(Api::<Tenant>::all(client.clone()), config.clone())
         .modify(observe::lean)
         .reflect(tenant_writer)
         .inspect_ok(move |event| {
-            if let Some(tenant) = touched(event) {
+            if let Some(tenant) = changed(event) {
                 let name = tenant.name_any();
                 siblings
                     .state()
@@ -274,29 +289,56 @@ fn resources(
                     .for_each(|c| to_customers.send(Owner::Customer(c.name_any())));
             }
         })
-        .applied_objects()
+        .try_filter_map(move |event| {
+            let owner = |t: &Tenant| Owner::Tenant(t.name_any());
+            futures::future::ready(Ok(paced(event, &cache, &to_tenants, owner)))
+        })
         .boxed();
     let to_tenant = triggers.clone();
+    let cache = customer_store.clone();
+    let to_customers = triggers.clone();
     let customers = watcher::watcher(Api::<Customer>::all(client.clone()), config)
         .modify(observe::lean)
         .reflect(customer_writer)
         .inspect_ok(move |event| {
-            if let Some(customer) = touched(event) {
+            if let Some(customer) = changed(event) {
                 to_tenant.send(Owner::Tenant(customer.spec.tenant_ref.clone()));
             }
         })
-        .applied_objects()
+        .try_filter_map(move |event| {
+            let owner = |c: &Customer| Owner::Customer(c.name_any());
+            futures::future::ready(Ok(paced(event, &cache, &to_customers, owner)))
+        })
         .boxed();
     (tenant_store, tenants, customer_store, customers)
 }
 
-/// The object a watch event is about, if any.
-fn touched<K>(event: &watcher::Event<K>) -> Option<&K> {
+/// The object a change (not a list) is about.
+fn changed<K>(event: &watcher::Event<K>) -> Option<&K> {
     match event {
-        watcher::Event::Apply(object)
-        | watcher::Event::Delete(object)
-        | watcher::Event::InitApply(object) => Some(object),
-        watcher::Event::Init | watcher::Event::InitDone => None,
+        watcher::Event::Apply(object) | watcher::Event::Delete(object) => Some(object),
+        _ => None,
+    }
+}
+
+/// What a controller's own watch hands it: each change at once; a completed (re)list as a paced full pass of
+/// everything cached, so that a Tenant created during a restart's pass does not wait for the whole pass.
+fn paced<K>(
+    event: watcher::Event<K>,
+    cache: &Store<K>,
+    triggers: &Triggers,
+    owner: impl Fn(&K) -> Owner,
+) -> Option<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    match event {
+        watcher::Event::Apply(object) => Some(object),
+        watcher::Event::InitDone => {
+            triggers.pass(cache.state().iter().map(|o| owner(o)));
+            None
+        }
+        watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitApply(_) => None,
     }
 }
 
