@@ -519,13 +519,13 @@ impl Routes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use bulkhead_crds::v1alpha1::{Condition, CustomerSpec, StackSpec, TenantSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
-    fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
+    pub(super) fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
         Condition {
             type_: type_.into(),
             status: if ok { "True" } else { "False" }.into(),
@@ -557,7 +557,7 @@ mod tests {
         }
     }
 
-    fn tenant(name: &str, org: &str, ready: bool) -> Tenant {
+    pub(super) fn tenant(name: &str, org: &str, ready: bool) -> Tenant {
         let mut t = Tenant::new(
             name,
             TenantSpec {
@@ -574,7 +574,7 @@ mod tests {
         t
     }
 
-    fn customer(tenant: &str, name: &str, org: &str, ready: bool, port: Option<i32>) -> Customer {
+    pub(super) fn customer(tenant: &str, name: &str, org: &str, ready: bool, port: Option<i32>) -> Customer {
         let mut c = Customer::new(
             name,
             CustomerSpec {
@@ -591,7 +591,7 @@ mod tests {
         c
     }
 
-    fn resolver() -> UpstreamResolver {
+    pub(super) fn resolver() -> UpstreamResolver {
         UpstreamResolver {
             suffix: "svc".into(),
             overrides: HashMap::new(),
