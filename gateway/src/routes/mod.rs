@@ -168,16 +168,21 @@ pub const SHARDS: usize = 256;
 /// One shard: the entries of the orgs that hash to it.
 type Shard = HashMap<String, Entry>;
 
-/// The shard of `org`: FNV-1a, which needs no key and is cheap on short ids. Only the choice of shard uses it;
-/// each shard's map keeps the standard library's keyed hasher.
+/// The shard of `org`: FNV-1a, which needs no key and is cheap on short ids, then MurmurHash3's finalizer, without
+/// which ids that differ only in their last characters would crowd into a few shards. Only the choice of shard
+/// uses it; each shard's map keeps the standard library's keyed hasher.
 fn shard_of(org: &str) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in org.as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // FNV's high bits mix best.
-    (hash >> 32) as usize % SHARDS
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    (hash % SHARDS as u64) as usize
 }
 
 /// A snapshot of every org's entry, in [`SHARDS`] shards shared between successive snapshots where unchanged.
@@ -708,6 +713,22 @@ pub(super) mod tests {
         assert_eq!(table.lookup("org_b"), Err(RouteError::Conflict));
         assert!(RouteTable::from_static(&[r("org_a", "http://x/")]).is_err());
         assert!(RouteTable::from_static(&[r("bad org", "x:1")]).is_err());
+    }
+
+    #[test]
+    fn orgs_spread_over_every_shard() {
+        for pattern in ["org_", "org_2x", "user_"] {
+            let mut sizes = vec![0usize; SHARDS];
+            for i in 0..10 * SHARDS {
+                sizes[shard_of(&format!("{pattern}{i:06}"))] += 1;
+            }
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            // A uniform hash leaves no shard empty and none far above the average here.
+            assert!(
+                *min >= 1 && *max <= 25,
+                "{pattern}: shard sizes {min}..{max}, 10 on average"
+            );
+        }
     }
 
     #[test]
