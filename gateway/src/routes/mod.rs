@@ -4,7 +4,12 @@
 //! not being deleted) are routable; an org claimed by two resources is unroutable whatever their state; a
 //! Customer routes to its own namespace and only while its Tenant is routable too. Snapshots are swapped
 //! atomically, so a request sees one whole table.
+//!
+//! A table is split into a fixed number of shards by a hash of the org. The watch keeps a [`catalog::Catalog`]
+//! of what routing needs from each resource and, on a change, recomputes only the orgs it touches: the next
+//! snapshot copies the shards holding those orgs and shares every other shard with the previous one.
 
+pub mod catalog;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -157,10 +162,45 @@ impl UpstreamResolver {
     }
 }
 
-/// A snapshot of every org's entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The number of shards of a [`RouteTable`].
+pub const SHARDS: usize = 256;
+
+/// One shard: the entries of the orgs that hash to it.
+type Shard = HashMap<String, Entry>;
+
+/// The shard of `org`: FNV-1a, which needs no key and is cheap on short ids, then MurmurHash3's finalizer, without
+/// which ids that differ only in their last characters would crowd into a few shards. Only the choice of shard
+/// uses it; each shard's map keeps the standard library's keyed hasher.
+fn shard_of(org: &str) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in org.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    (hash % SHARDS as u64) as usize
+}
+
+/// A snapshot of every org's entry, in [`SHARDS`] shards shared between successive snapshots where unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTable {
-    entries: HashMap<String, Entry>,
+    shards: Vec<Arc<Shard>>,
+    /// The number of [`Entry::Routable`] entries.
+    routable: usize,
+}
+
+impl Default for RouteTable {
+    fn default() -> RouteTable {
+        let empty = Arc::new(Shard::new());
+        RouteTable {
+            shards: vec![empty; SHARDS],
+            routable: 0,
+        }
+    }
 }
 
 fn condition_true(status: Option<&ResourceStatus>, type_: &str) -> Option<bool> {
@@ -258,12 +298,67 @@ impl RouteTable {
                 ))),
             );
         }
-        RouteTable { entries }
+        RouteTable::from_entries(entries)
+    }
+
+    /// The table of these entries.
+    fn from_entries(entries: HashMap<String, Entry>) -> RouteTable {
+        let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new()).collect();
+        let mut routable = 0;
+        for (org, entry) in entries {
+            if matches!(entry, Entry::Routable(_)) {
+                routable += 1;
+            }
+            if let Some(shard) = shards.get_mut(shard_of(&org)) {
+                shard.insert(org, entry);
+            }
+        }
+        RouteTable {
+            shards: shards.into_iter().map(Arc::new).collect(),
+            routable,
+        }
+    }
+
+    /// This table with each org's entry replaced (`None`: removed). Only the shards holding those orgs are
+    /// copied; every other shard is shared with `self`.
+    fn with_changes(&self, changes: impl IntoIterator<Item = (String, Option<Entry>)>) -> RouteTable {
+        let mut next = self.clone();
+        let mut copied: HashMap<usize, Shard> = HashMap::new();
+        for (org, entry) in changes {
+            let index = shard_of(&org);
+            let Some(shared) = next.shards.get(index) else {
+                continue;
+            };
+            let shard = copied.entry(index).or_insert_with(|| Shard::clone(shared));
+            let added = matches!(entry, Some(Entry::Routable(_)));
+            let old = match entry {
+                Some(entry) => shard.insert(org, entry),
+                None => shard.remove(&org),
+            };
+            let removed = matches!(old, Some(Entry::Routable(_)));
+            next.routable = (next.routable + usize::from(added)).saturating_sub(usize::from(removed));
+        }
+        for (index, shard) in copied {
+            if let Some(slot) = next.shards.get_mut(index) {
+                *slot = Arc::new(shard);
+            }
+        }
+        next
+    }
+
+    /// The entry of `org`, if any resource claims it.
+    fn entry(&self, org: &str) -> Option<&Entry> {
+        self.shards.get(shard_of(org))?.get(org)
+    }
+
+    /// Every org's entry.
+    fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.shards.iter().flat_map(|shard| shard.iter())
     }
 
     /// The route of `org`.
     pub fn lookup(&self, org: &str) -> Result<Arc<Route>, RouteError> {
-        match self.entries.get(org) {
+        match self.entry(org) {
             Some(Entry::Routable(route)) => Ok(route.clone()),
             Some(Entry::Conflict) => Err(RouteError::Conflict),
             None => Err(RouteError::NoRoute),
@@ -272,17 +367,13 @@ impl RouteTable {
 
     /// The number of routable orgs.
     pub fn routable(&self) -> usize {
-        self.entries
-            .values()
-            .filter(|e| matches!(e, Entry::Routable(_)))
-            .count()
+        self.routable
     }
 
     /// Every org claimed more than once (unroutable), sorted.
     pub fn conflicts(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self
-            .entries
-            .iter()
+            .entries()
             .filter(|(_, e)| matches!(e, Entry::Conflict))
             .map(|(org, _)| org.as_str())
             .collect();
@@ -292,7 +383,7 @@ impl RouteTable {
 
     /// Every routable route.
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.entries.values().filter_map(|e| match e {
+        self.entries().filter_map(|(_, e)| match e {
             Entry::Routable(r) => Some(r),
             Entry::Conflict => None,
         })
@@ -374,7 +465,7 @@ impl RouteTable {
             };
             entries.insert(r.org.clone(), entry);
         }
-        Ok(RouteTable { entries })
+        Ok(RouteTable::from_entries(entries))
     }
 
     /// Reads a static routes file.
@@ -433,13 +524,13 @@ impl Routes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use bulkhead_crds::v1alpha1::{Condition, CustomerSpec, StackSpec, TenantSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
-    fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
+    pub(super) fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
         Condition {
             type_: type_.into(),
             status: if ok { "True" } else { "False" }.into(),
@@ -471,7 +562,7 @@ mod tests {
         }
     }
 
-    fn tenant(name: &str, org: &str, ready: bool) -> Tenant {
+    pub(super) fn tenant(name: &str, org: &str, ready: bool) -> Tenant {
         let mut t = Tenant::new(
             name,
             TenantSpec {
@@ -488,7 +579,7 @@ mod tests {
         t
     }
 
-    fn customer(tenant: &str, name: &str, org: &str, ready: bool, port: Option<i32>) -> Customer {
+    pub(super) fn customer(tenant: &str, name: &str, org: &str, ready: bool, port: Option<i32>) -> Customer {
         let mut c = Customer::new(
             name,
             CustomerSpec {
@@ -505,7 +596,7 @@ mod tests {
         c
     }
 
-    fn resolver() -> UpstreamResolver {
+    pub(super) fn resolver() -> UpstreamResolver {
         UpstreamResolver {
             suffix: "svc".into(),
             overrides: HashMap::new(),
@@ -622,6 +713,22 @@ mod tests {
         assert_eq!(table.lookup("org_b"), Err(RouteError::Conflict));
         assert!(RouteTable::from_static(&[r("org_a", "http://x/")]).is_err());
         assert!(RouteTable::from_static(&[r("bad org", "x:1")]).is_err());
+    }
+
+    #[test]
+    fn orgs_spread_over_every_shard() {
+        for pattern in ["org_", "org_2x", "user_"] {
+            let mut sizes = vec![0usize; SHARDS];
+            for i in 0..10 * SHARDS {
+                sizes[shard_of(&format!("{pattern}{i:06}"))] += 1;
+            }
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            // A uniform hash leaves no shard empty and none far above the average here.
+            assert!(
+                *min >= 1 && *max <= 25,
+                "{pattern}: shard sizes {min}..{max}, 10 on average"
+            );
+        }
     }
 
     #[test]
