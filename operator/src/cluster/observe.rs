@@ -6,9 +6,9 @@
 //! Bulkhead's policies and nothing else. A policy someone else made in such a namespace carries none of
 //! Bulkhead's labels; the namespace's labels name its owner, which is reconciled and deletes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bulkhead_crds::labels;
@@ -44,6 +44,85 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     /// Managed Services.
     pub services: Store<Service>,
+    /// The names of the cached namespaced objects of every kind, by namespace.
+    pub by_namespace: ByNamespace,
+}
+
+impl Stores {
+    /// The cached objects of `store`'s kind in `namespace`, found through the index rather than by scanning
+    /// every object of the kind (thousands of namespaces each hold a handful).
+    pub fn in_namespace<K>(&self, store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        self.by_namespace
+            .names(&K::kind(&()), namespace)
+            .iter()
+            .filter_map(|name| store.get(&ObjectRef::new(name).within(namespace)))
+            .collect()
+    }
+}
+
+/// The names of cached namespaced objects, by kind and namespace.
+#[derive(Clone, Debug, Default)]
+pub struct ByNamespace(Arc<RwLock<Names>>);
+
+/// (kind, namespace) → the names of its objects.
+type Names = HashMap<(String, String), BTreeSet<String>>;
+
+impl ByNamespace {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Names> {
+        // Every change is one whole step, so the map is consistent even after a panic elsewhere.
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The names of the objects of `kind` in `namespace`.
+    pub fn names(&self, kind: &str, namespace: &str) -> Vec<String> {
+        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(&(kind.to_owned(), namespace.to_owned()))
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn insert<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        if let (Some(namespace), Some(name)) = (object.meta().namespace.clone(), object.meta().name.clone()) {
+            self.write()
+                .entry((K::kind(&()).into_owned(), namespace))
+                .or_default()
+                .insert(name);
+        }
+    }
+
+    fn remove<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        if let (Some(namespace), Some(name)) =
+            (object.meta().namespace.as_deref(), object.meta().name.as_deref())
+        {
+            let key = (K::kind(&()).into_owned(), namespace.to_owned());
+            let mut map = self.write();
+            if let Some(names) = map.get_mut(&key) {
+                names.remove(name);
+                if names.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Replaces everything indexed of `K` with `objects` (after a relist).
+    fn replace<K: Resource<DynamicType = ()>>(&self, objects: &[Arc<K>]) {
+        let kind = K::kind(&()).into_owned();
+        let mut fresh = Names::new();
+        for object in objects {
+            if let (Some(namespace), Some(name)) =
+                (object.meta().namespace.clone(), object.meta().name.clone())
+            {
+                fresh.entry((kind.clone(), namespace)).or_default().insert(name);
+            }
+        }
+        let mut map = self.write();
+        map.retain(|(k, _), _| *k != kind);
+        map.extend(fresh);
+    }
 }
 
 impl Debug for Stores {
@@ -133,13 +212,22 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
     let mut watches: Watches = Vec::new();
     let mut watch = |w| watches.push(w);
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let index = ByNamespace::default();
     // All namespaces, not only managed ones: a foreign namespace in the way must be seen to be refused.
-    let namespaces = reflect::<Namespace>(Api::all(client.clone()), None, triggers, by_labels, &mut watch);
+    let namespaces = reflect::<Namespace>(
+        Api::all(client.clone()),
+        None,
+        &index,
+        triggers,
+        by_labels,
+        &mut watch,
+    );
     // All NetworkPolicies: one that Bulkhead did not make in a namespace it manages is found and deleted.
     let namespace_cache = namespaces.clone();
     let network_policies = reflect::<NetworkPolicy>(
         Api::all(client.clone()),
         None,
+        &index,
         triggers,
         move |policy: &NetworkPolicy| {
             let namespace = policy
@@ -155,6 +243,7 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         resource_quotas: reflect::<ResourceQuota>(
             Api::all(client.clone()),
             Some(&managed),
+            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -162,6 +251,7 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         limit_ranges: reflect::<LimitRange>(
             Api::all(client.clone()),
             Some(&managed),
+            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -169,6 +259,7 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         service_accounts: reflect::<ServiceAccount>(
             Api::all(client.clone()),
             Some(&managed),
+            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -176,6 +267,7 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         deployments: reflect::<Deployment>(
             Api::all(client.clone()),
             Some(&managed),
+            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -183,10 +275,12 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         services: reflect::<Service>(
             Api::all(client.clone()),
             Some(&managed),
+            &index,
             triggers,
             by_labels,
             &mut watch,
         ),
+        by_namespace: index,
     };
     (stores, watches)
 }
@@ -199,6 +293,7 @@ fn by_labels<K: Resource>(object: &K) -> Vec<Owner> {
 fn reflect<K>(
     api: Api<K>,
     selector: Option<&str>,
+    index: &ByNamespace,
     triggers: &Triggers,
     owners: impl Fn(&K) -> Vec<Owner> + Send + 'static,
     watch: &mut impl FnMut(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
@@ -212,7 +307,13 @@ where
         None => watcher::Config::default(),
     };
     let stream = watcher(api, config).modify(lean).default_backoff();
-    watch(Box::pin(drive(stream, writer, triggers.clone(), owners)));
+    watch(Box::pin(drive(
+        stream,
+        writer,
+        index.clone(),
+        triggers.clone(),
+        owners,
+    )));
     reader
 }
 
@@ -220,8 +321,13 @@ where
 /// it named before the change, so that an object relabelled away from its owner (or stripped of its labels)
 /// still brings that owner back to repair it. Each reconcile is asked for only once the cache holds the change;
 /// those of a (re)list join the paced full pass.
-async fn drive<K, S>(stream: S, mut writer: Writer<K>, triggers: Triggers, owners: impl Fn(&K) -> Vec<Owner>)
-where
+async fn drive<K, S>(
+    stream: S,
+    mut writer: Writer<K>,
+    index: ByNamespace,
+    triggers: Triggers,
+    owners: impl Fn(&K) -> Vec<Owner>,
+) where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
@@ -260,6 +366,12 @@ where
             }
         }
         writer.apply_watcher_event(&event);
+        match &event {
+            watcher::Event::Apply(object) => index.insert(object),
+            watcher::Event::Delete(object) => index.remove(object),
+            watcher::Event::InitDone => index.replace(&cache.state()),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
         if matches!(event, watcher::Event::InitApply(_)) {
             relist.owners.append(&mut found);
             continue;
@@ -415,5 +527,47 @@ mod tests {
             policy_owners(&map(&[(labels::TENANT, "acme")]), None),
             [Owner::Tenant("acme".into())]
         );
+    }
+
+    fn policy(namespace: &str, name: &str) -> NetworkPolicy {
+        NetworkPolicy {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                ..ObjectMeta::default()
+            },
+            ..NetworkPolicy::default()
+        }
+    }
+
+    #[test]
+    fn the_namespace_index_follows_changes_and_relists() {
+        let index = ByNamespace::default();
+        let kind = "NetworkPolicy";
+        index.insert(&policy("bk-acme", "deny"));
+        index.insert(&policy("bk-acme", "dns"));
+        index.insert(&policy("bk-globex", "deny"));
+        assert_eq!(index.names(kind, "bk-acme"), ["deny", "dns"]);
+        assert_eq!(index.names("Service", "bk-acme"), Vec::<String>::new());
+        index.remove(&policy("bk-acme", "dns"));
+        assert_eq!(index.names(kind, "bk-acme"), ["deny"]);
+        // A relist replaces everything of the kind, and only of the kind.
+        let service = Service {
+            metadata: ObjectMeta {
+                name: Some("stack".into()),
+                namespace: Some("bk-acme".into()),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        };
+        index.insert(&service);
+        index.replace(&[Arc::new(policy("bk-initech", "deny"))]);
+        assert!(index.names(kind, "bk-acme").is_empty());
+        assert!(index.names(kind, "bk-globex").is_empty());
+        assert_eq!(index.names(kind, "bk-initech"), ["deny"]);
+        assert_eq!(index.names("Service", "bk-acme"), ["stack"]);
+        // Cluster-scoped objects are not indexed.
+        index.insert(&namespace(&[]));
+        assert_eq!(index.0.read().unwrap().len(), 2);
     }
 }

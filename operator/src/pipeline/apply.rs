@@ -186,7 +186,7 @@ pub async fn apply(
 
     prune_policies(
         client,
-        &stores.network_policies,
+        stores.in_namespace(&stores.network_policies, &ns),
         subject,
         &ns,
         &policy_names,
@@ -195,7 +195,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        &stores.resource_quotas,
+        stores.in_namespace(&stores.resource_quotas, &ns),
         subject,
         &ns,
         &BTreeSet::from([quota_name]),
@@ -204,7 +204,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        &stores.limit_ranges,
+        stores.in_namespace(&stores.limit_ranges, &ns),
         subject,
         &ns,
         &BTreeSet::from([limits_name]),
@@ -213,7 +213,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        &stores.service_accounts,
+        stores.in_namespace(&stores.service_accounts, &ns),
         subject,
         &ns,
         &BTreeSet::from([account_name]),
@@ -222,7 +222,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        &stores.deployments,
+        stores.in_namespace(&stores.deployments, &ns),
         subject,
         &ns,
         &BTreeSet::from([deployment_name]),
@@ -231,7 +231,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        &stores.services,
+        stores.in_namespace(&stores.services, &ns),
         subject,
         &ns,
         &BTreeSet::from([service_name]),
@@ -416,13 +416,12 @@ pub fn stray_policies<'a>(
 /// Deletes every NetworkPolicy in the subject's namespace that is not desired (see [`stray_policies`]).
 async fn prune_policies(
     client: &Client,
-    store: &Store<NetworkPolicy>,
+    cached: Vec<Arc<NetworkPolicy>>,
     subject: &Subject<'_>,
     namespace: &str,
     keep: &BTreeSet<String>,
     report: &mut Report,
 ) -> Result<(), ApplyError> {
-    let cached = store.state();
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
     for (policy, why) in stray_policies(&cached, subject, namespace, keep) {
         let name = policy.name_any();
@@ -455,7 +454,7 @@ async fn prune_policies(
 
 async fn prune<K>(
     client: &Client,
-    store: &Store<K>,
+    cached: Vec<Arc<K>>,
     subject: &Subject<'_>,
     namespace: &str,
     keep: &BTreeSet<String>,
@@ -472,7 +471,7 @@ where
         + 'static,
 {
     let kind = K::kind(&()).into_owned();
-    for object in store.state() {
+    for object in cached {
         if !owned_by(object.as_ref(), subject, namespace) || keep.contains(&object.name_any()) {
             continue;
         }
