@@ -289,10 +289,7 @@ fn resources(
                     .for_each(|c| to_customers.send(Owner::Customer(c.name_any())));
             }
         })
-        .try_filter_map(move |event| {
-            let owner = |t: &Tenant| Owner::Tenant(t.name_any());
-            futures::future::ready(Ok(paced(event, &cache, &to_tenants, owner)))
-        })
+        .try_filter_map(move |event| futures::future::ready(Ok(paced(event, &cache, &to_tenants))))
         .boxed();
     let to_tenant = triggers.clone();
     let cache = customer_store.clone();
@@ -305,10 +302,7 @@ fn resources(
                 to_tenant.send(Owner::Tenant(customer.spec.tenant_ref.clone()));
             }
         })
-        .try_filter_map(move |event| {
-            let owner = |c: &Customer| Owner::Customer(c.name_any());
-            futures::future::ready(Ok(paced(event, &cache, &to_customers, owner)))
-        })
+        .try_filter_map(move |event| futures::future::ready(Ok(paced(event, &cache, &to_customers))))
         .boxed();
     (tenant_store, tenants, customer_store, customers)
 }
@@ -321,25 +315,29 @@ fn changed<K>(event: &watcher::Event<K>) -> Option<&K> {
     }
 }
 
-/// What a controller's own watch hands it: each change at once; a completed (re)list as a paced full pass of
-/// everything cached, so that a Tenant created during a restart's pass does not wait for the whole pass.
-fn paced<K>(
-    event: watcher::Event<K>,
-    cache: &Store<K>,
-    triggers: &Triggers,
-    owner: impl Fn(&K) -> Owner,
-) -> Option<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
-{
+/// What a controller's own watch hands it: each change at once; a completed (re)list as a full pass of
+/// everything cached. Resources whose status already describes their spec join the paced pass; those that do
+/// not (created, changed or deleted while the operator was not watching) are changes, and go first. So a
+/// Tenant created during a restart's pass never waits for the whole pass.
+fn paced<K: Managed>(event: watcher::Event<K>, cache: &Store<K>, triggers: &Triggers) -> Option<K> {
     match event {
         watcher::Event::Apply(object) => Some(object),
         watcher::Event::InitDone => {
-            triggers.pass(cache.state().iter().map(|o| owner(o)));
+            let (settled, changed): (Vec<_>, Vec<_>) =
+                cache.state().into_iter().partition(|o| settled(o.as_ref()));
+            changed.iter().for_each(|o| triggers.send(o.owner()));
+            triggers.pass(settled.iter().map(|o| o.owner()));
             None
         }
         watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitApply(_) => None,
     }
+}
+
+/// Whether the resource's status describes its current spec and it is not being deleted.
+fn settled<K: Managed>(object: &K) -> bool {
+    object.meta().deletion_timestamp.is_none()
+        && object.meta().generation.is_some()
+        && object.current_status().and_then(|s| s.observed_generation) == object.meta().generation
 }
 
 async fn drive<K: Managed>(
