@@ -320,6 +320,8 @@ impl ControlPlane {
             extra.push(format!("--audit-log-path={}", p("audit.log")));
             extra.push("--audit-log-format=json".into());
             extra.push("--audit-log-mode=blocking".into());
+            // Never rotate: the log is read whole, and at 10,000 Tenants it outgrows the default 100 MB.
+            extra.push("--audit-log-maxsize=1000000".into());
         }
         if layout.node.is_some() {
             extra.push("--authorization-mode=Node,RBAC".into());
