@@ -13,14 +13,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bulkhead_crds::naming;
-use bulkhead_crds::v1alpha1::{
-    Condition, Customer, CustomerSpec, ResourceStatus, StackSpec, Tenant, TenantSpec,
-};
+use bulkhead_crds::v1alpha1::{Customer, Tenant};
 use bulkhead_gateway::routes::catalog::Catalog;
-use bulkhead_gateway::routes::{RouteTable, UpstreamResolver};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use bulkhead_gateway::routes::{RouteTable, UpstreamResolver, fixtures};
 use kube::runtime::watcher::Event;
 
 /// xorshift64*: the same pseudo-random orgs and changes on every run.
@@ -35,67 +30,19 @@ impl Rng {
     }
 }
 
-fn status(namespace: String, ready: bool) -> ResourceStatus {
-    let condition = |type_: &str| Condition {
-        type_: type_.into(),
-        status: if ready { "True" } else { "False" }.into(),
-        reason: "Bench".into(),
-        message: String::new(),
-        observed_generation: Some(1),
-        last_transition_time: Time(Timestamp::UNIX_EPOCH),
-    };
-    ResourceStatus {
-        namespace: Some(namespace),
-        conditions: vec![condition("Ready"), condition("Routable")],
-        ..Default::default()
-    }
-}
-
-fn stack() -> StackSpec {
-    StackSpec {
-        image: "registry.example/app:1".into(),
-        port: 8080,
-        replicas: 1,
-        env: vec![],
-        resources: Default::default(),
-    }
-}
-
 fn tenant(i: usize, ready: bool) -> Tenant {
-    let name = format!("tenant-{i}");
-    let mut t = Tenant::new(
-        &name,
-        TenantSpec {
-            org_id: format!("org_t{i:06}"),
-            display_name: None,
-            stack: stack(),
-            database: Default::default(),
-            quota: Default::default(),
-            network: Default::default(),
-            deletion_policy: Default::default(),
-        },
-    );
-    t.status = Some(status(naming::tenant_namespace(&name), ready));
-    t
+    fixtures::tenant(&format!("tenant-{i}"), &format!("org_t{i:06}"), ready)
 }
 
 fn customer(i: usize, tenants: usize) -> Customer {
     let tenant_ref = format!("tenant-{}", i % tenants.max(1));
-    let name = format!("customer-{i}");
-    let mut c = Customer::new(
-        &name,
-        CustomerSpec {
-            org_id: format!("org_c{i:06}"),
-            display_name: None,
-            stack: None,
-            database: Default::default(),
-            quota: Default::default(),
-            deletion_policy: Default::default(),
-            tenant_ref: tenant_ref.clone(),
-        },
-    );
-    c.status = Some(status(naming::customer_namespace(&tenant_ref, &name), true));
-    c
+    fixtures::customer(
+        &tenant_ref,
+        &format!("customer-{i}"),
+        &format!("org_c{i:06}"),
+        true,
+        None,
+    )
 }
 
 /// Resident bytes, from /proc/self/statm (0 where unreadable).
@@ -165,17 +112,7 @@ fn measure(n: usize, rng: &mut Rng) -> Row {
     let lookup_ns = median(batches).as_nanos() as f64 / BATCH as f64;
 
     let before = rss();
-    let mut catalog = Catalog::new(resolver);
-    catalog.tenant_event(Event::Init);
-    for t in &tenants {
-        catalog.tenant_event(Event::InitApply(t.clone()));
-    }
-    catalog.tenant_event(Event::InitDone);
-    catalog.customer_event(Event::Init);
-    for c in &customers {
-        catalog.customer_event(Event::InitApply(c.clone()));
-    }
-    catalog.customer_event(Event::InitDone);
+    let mut catalog = Catalog::from_lists(resolver, tenants.clone(), customers.clone());
     let catalog_bytes = rss().saturating_sub(before) as f64 / n as f64;
     assert_eq!(catalog.table(), &table, "the catalog's table is the built one");
 

@@ -9,49 +9,23 @@ mod common;
 use std::time::Duration;
 
 use bulkhead_crds::naming;
-use bulkhead_crds::v1alpha1::{Customer, CustomerSpec, StackSpec, Tenant, TenantSpec};
+use bulkhead_crds::v1alpha1::{Customer, Tenant};
 use bulkhead_e2e::ControlPlane;
-use bulkhead_gateway::routes::RouteError;
+use bulkhead_gateway::routes::{RouteError, fixtures};
 use common::*;
 use jsonwebtoken::Algorithm;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-fn stack() -> StackSpec {
-    StackSpec {
-        image: "registry.example/app:1".into(),
-        port: 8080,
-        replicas: 1,
-        env: vec![],
-        resources: Default::default(),
-    }
-}
-
+/// A Tenant to create (the API server ignores the status of a new resource).
 fn tenant(name: &str, org: &str) -> Tenant {
-    Tenant::new(
-        name,
-        TenantSpec {
-            org_id: org.into(),
-            display_name: None,
-            stack: stack(),
-            database: Default::default(),
-            quota: Default::default(),
-            network: Default::default(),
-            deletion_policy: Default::default(),
-        },
-    )
+    fixtures::tenant(name, org, false)
 }
 
+/// A status written as the operator writes it: Ready and Routable both `ready`.
 fn status(namespace: &str, ready: bool) -> Patch<serde_json::Value> {
-    let s = if ready { "True" } else { "False" };
-    let condition = |type_: &str| {
-        json!({"type": type_, "status": s, "reason": if ready { "Provisioned" } else { "StackNotReady" },
-               "message": "set by the test", "lastTransitionTime": "2026-01-01T00:00:00Z"})
-    };
-    Patch::Merge(
-        json!({"status": {"namespace": namespace, "conditions": [condition("Ready"), condition("Routable")]}}),
-    )
+    Patch::Merge(json!({ "status": fixtures::status(namespace, ready) }))
 }
 
 /// Waits (bounded) until the gateway's table gives `want` for `org`, and says how long that took (the target is a
@@ -137,18 +111,7 @@ async fn routes_follow_tenant_and_customer_resources() {
     until_route(&gw, "org_i", Err(RouteError::NoRoute)).await;
 
     // A Ready Customer routes to its own namespace.
-    let customer = Customer::new(
-        "dental",
-        CustomerSpec {
-            tenant_ref: "acme".into(),
-            org_id: "org_d".into(),
-            display_name: None,
-            stack: None,
-            database: Default::default(),
-            quota: Default::default(),
-            deletion_policy: Default::default(),
-        },
-    );
+    let customer = fixtures::customer("acme", "dental", "org_d", false, None);
     customers.create(&PostParams::default(), &customer).await.unwrap();
     customers
         .patch_status("dental", &PatchParams::default(), &status("bk-acme-dental", true))

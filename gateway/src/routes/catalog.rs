@@ -99,8 +99,8 @@ pub struct Catalog {
     resolver: UpstreamResolver,
     tenants: HashMap<String, TenantRecord>,
     customers: HashMap<String, CustomerRecord>,
-    /// Org → every resource claiming it.
-    claims: HashMap<String, HashSet<Claimant>>,
+    /// Org → every resource claiming it (almost always one: a list, not a set, saves a table per org).
+    claims: HashMap<String, Vec<Claimant>>,
     /// Tenant name → the Customers naming it.
     customers_of: HashMap<String, HashSet<String>>,
     /// Tenants seen so far in a relist.
@@ -139,53 +139,51 @@ impl Catalog {
         &self.table
     }
 
+    /// The catalog of these resources, as the first list of each kind leaves it: synced.
+    pub fn from_lists(
+        resolver: UpstreamResolver,
+        tenants: impl IntoIterator<Item = Tenant>,
+        customers: impl IntoIterator<Item = Customer>,
+    ) -> Catalog {
+        let mut catalog = Catalog::new(resolver);
+        catalog.tenant_event(Event::Init);
+        for t in tenants {
+            catalog.tenant_event(Event::InitApply(t));
+        }
+        catalog.tenant_event(Event::InitDone);
+        catalog.customer_event(Event::Init);
+        for c in customers {
+            catalog.customer_event(Event::InitApply(c));
+        }
+        catalog.customer_event(Event::InitDone);
+        catalog
+    }
+
     /// Applies one Tenant watch event; true if the table changed.
     pub fn tenant_event(&mut self, event: Event<Tenant>) -> bool {
-        match event {
-            Event::Apply(t) => self.set_tenant(t.name_any(), Some(TenantRecord::of(&t))),
-            Event::Delete(t) => self.set_tenant(t.name_any(), None),
-            Event::Init => {
-                self.relisting_tenants = Some(HashMap::new());
-                false
-            }
-            Event::InitApply(t) => {
-                let record = TenantRecord::of(&t);
-                self.relisting_tenants
-                    .get_or_insert_with(HashMap::new)
-                    .insert(record.name.clone(), record);
-                false
-            }
-            Event::InitDone => {
-                self.tenants = self.relisting_tenants.take().unwrap_or_default();
+        match Step::of(event, TenantRecord::of, &mut self.relisting_tenants) {
+            Step::Set(name, record) => self.set_tenant(name, record),
+            Step::Listed(records) => {
+                self.tenants = records;
                 self.tenants_listed = true;
                 self.rebuild();
                 true
             }
+            Step::Relisting => false,
         }
     }
 
     /// Applies one Customer watch event; true if the table changed.
     pub fn customer_event(&mut self, event: Event<Customer>) -> bool {
-        match event {
-            Event::Apply(c) => self.set_customer(c.name_any(), Some(CustomerRecord::of(&c))),
-            Event::Delete(c) => self.set_customer(c.name_any(), None),
-            Event::Init => {
-                self.relisting_customers = Some(HashMap::new());
-                false
-            }
-            Event::InitApply(c) => {
-                let record = CustomerRecord::of(&c);
-                self.relisting_customers
-                    .get_or_insert_with(HashMap::new)
-                    .insert(record.name.clone(), record);
-                false
-            }
-            Event::InitDone => {
-                self.customers = self.relisting_customers.take().unwrap_or_default();
+        match Step::of(event, CustomerRecord::of, &mut self.relisting_customers) {
+            Step::Set(name, record) => self.set_customer(name, record),
+            Step::Listed(records) => {
+                self.customers = records;
                 self.customers_listed = true;
                 self.rebuild();
                 true
             }
+            Step::Relisting => false,
         }
     }
 
@@ -205,10 +203,7 @@ impl Catalog {
             orgs.push(old.org);
         }
         if let Some(record) = record {
-            self.claims
-                .entry(record.org.clone())
-                .or_default()
-                .insert(claimant);
+            claim(&mut self.claims, &record.org, claimant);
             orgs.push(record.org);
         }
         if let Some(customers) = self.customers_of.get(&name) {
@@ -244,10 +239,7 @@ impl Catalog {
             orgs.push(old.org);
         }
         if let Some(record) = record {
-            self.claims
-                .entry(record.org.clone())
-                .or_default()
-                .insert(claimant);
+            claim(&mut self.claims, &record.org, claimant);
             self.customers_of
                 .entry(record.tenant_ref.clone())
                 .or_default()
@@ -277,19 +269,13 @@ impl Catalog {
 
     /// Rebuilds both indexes and the whole table from the records.
     fn rebuild(&mut self) {
-        let mut claims: HashMap<String, HashSet<Claimant>> = HashMap::new();
+        let mut claims: HashMap<String, Vec<Claimant>> = HashMap::new();
         let mut customers_of: HashMap<String, HashSet<String>> = HashMap::new();
         for t in self.tenants.values() {
-            claims
-                .entry(t.org.clone())
-                .or_default()
-                .insert(Claimant::Tenant(t.name.clone()));
+            claim(&mut claims, &t.org, Claimant::Tenant(t.name.clone()));
         }
         for c in self.customers.values() {
-            claims
-                .entry(c.org.clone())
-                .or_default()
-                .insert(Claimant::Customer(c.name.clone()));
+            claim(&mut claims, &c.org, Claimant::Customer(c.name.clone()));
             customers_of
                 .entry(c.tenant_ref.clone())
                 .or_default()
@@ -340,10 +326,56 @@ impl Catalog {
     }
 }
 
+/// What one watch event of either kind asks of the catalog.
+enum Step<R> {
+    /// Replace (or with `None` remove) one resource's record.
+    Set(String, Option<R>),
+    /// A relist ended: these are all the records of the kind.
+    Listed(HashMap<String, R>),
+    /// A relist started or went on (its records are gathered in the catalog's `relisting_*`).
+    Relisting,
+}
+
+impl<R> Step<R> {
+    /// The step of `event`, gathering a relist's records in `relisting`.
+    fn of<K: ResourceExt>(
+        event: Event<K>,
+        record: fn(&K) -> R,
+        relisting: &mut Option<HashMap<String, R>>,
+    ) -> Step<R> {
+        match event {
+            Event::Apply(object) => Step::Set(object.name_any(), Some(record(&object))),
+            Event::Delete(object) => Step::Set(object.name_any(), None),
+            Event::Init => {
+                *relisting = Some(HashMap::new());
+                Step::Relisting
+            }
+            Event::InitApply(object) => {
+                relisting
+                    .get_or_insert_with(HashMap::new)
+                    .insert(object.name_any(), record(&object));
+                Step::Relisting
+            }
+            Event::InitDone => Step::Listed(relisting.take().unwrap_or_default()),
+        }
+    }
+}
+
+/// Adds `claimant` to `org`'s claimants.
+fn claim(claims: &mut HashMap<String, Vec<Claimant>>, org: &str, claimant: Claimant) {
+    match claims.get_mut(org) {
+        Some(claimants) if claimants.contains(&claimant) => {}
+        Some(claimants) => claimants.push(claimant),
+        None => {
+            claims.insert(org.to_owned(), vec![claimant]);
+        }
+    }
+}
+
 /// Removes `claimant` from `org`'s claimants, and the org once nobody claims it.
-fn unclaim(claims: &mut HashMap<String, HashSet<Claimant>>, org: &str, claimant: &Claimant) {
+fn unclaim(claims: &mut HashMap<String, Vec<Claimant>>, org: &str, claimant: &Claimant) {
     if let Some(set) = claims.get_mut(org) {
-        set.remove(claimant);
+        set.retain(|c| c != claimant);
         if set.is_empty() {
             claims.remove(org);
         }
@@ -628,7 +660,6 @@ mod tests {
 
     #[test]
     fn a_change_copies_only_the_shards_of_the_orgs_it_touches() {
-        let mut catalog = Catalog::new(resolver());
         let tenants: Vec<Tenant> = (0..1200)
             .map(|i| tenant(&format!("t{i}"), &format!("org_t{i}"), true))
             .collect();
@@ -647,16 +678,7 @@ mod tests {
                 customer("t7", "vet", "org_vet", true, Some(9000)),
             ])
             .collect();
-        catalog.tenant_event(Event::Init);
-        for t in &tenants {
-            catalog.tenant_event(Event::InitApply(t.clone()));
-        }
-        catalog.tenant_event(Event::InitDone);
-        catalog.customer_event(Event::Init);
-        for c in &customers {
-            catalog.customer_event(Event::InitApply(c.clone()));
-        }
-        catalog.customer_event(Event::InitDone);
+        let mut catalog = Catalog::from_lists(resolver(), tenants, customers);
         assert_eq!(catalog.table().routable(), 2402);
         assert_eq!(
             catalog.table().lookup("org_vet").unwrap().upstream,

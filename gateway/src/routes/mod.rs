@@ -10,6 +10,7 @@
 //! snapshot copies the shards holding those orgs and shares every other shard with the previous one.
 
 pub mod catalog;
+pub mod fixtures;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -165,24 +166,116 @@ impl UpstreamResolver {
 /// The number of shards of a [`RouteTable`].
 pub const SHARDS: usize = 256;
 
-/// One shard: the entries of the orgs that hash to it.
-type Shard = HashMap<String, Entry>;
+/// One org's slot in a [`Shard`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Slot {
+    org: Box<str>,
+    entry: Entry,
+}
 
-/// The shard of `org`: FNV-1a, which needs no key and is cheap on short ids, then MurmurHash3's finalizer, without
-/// which ids that differ only in their last characters would crowd into a few shards. Only the choice of shard
-/// uses it; each shard's map keeps the standard library's keyed hasher.
-fn shard_of(org: &str) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in org.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+/// One shard: the entries of the orgs that hash to it, ordered by the orgs' hashes (then the orgs), with the
+/// hashes in an array of their own. A lookup hashes the org once (the same hash chose the shard), binary-searches
+/// that small array of integers, which takes a cache line or a few, and compares the org once: no second hash,
+/// no probe sequence over scattered keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Shard {
+    hashes: Vec<u64>,
+    slots: Vec<Slot>,
+}
+
+impl Shard {
+    /// Where `org` is (`Ok`), or where it would go (`Err`).
+    fn position(&self, hash: u64, org: &str) -> Result<usize, usize> {
+        let mut i = self.hashes.partition_point(|h| *h < hash);
+        while self.hashes.get(i) == Some(&hash) {
+            match self.slots.get(i).map(|s| (*s.org).cmp(org)) {
+                Some(std::cmp::Ordering::Equal) => return Ok(i),
+                Some(std::cmp::Ordering::Less) => i += 1,
+                _ => break,
+            }
+        }
+        Err(i)
+    }
+
+    fn get(&self, hash: u64, org: &str) -> Option<&Entry> {
+        let i = self.position(hash, org).ok()?;
+        self.slots.get(i).map(|s| &s.entry)
+    }
+
+    /// Sets `org`'s entry; the one it replaced, if any.
+    fn insert(&mut self, hash: u64, org: String, entry: Entry) -> Option<Entry> {
+        match self.position(hash, &org) {
+            Ok(i) => self
+                .slots
+                .get_mut(i)
+                .map(|s| std::mem::replace(&mut s.entry, entry)),
+            Err(i) => {
+                self.hashes.insert(i, hash);
+                self.slots.insert(
+                    i,
+                    Slot {
+                        org: org.into_boxed_str(),
+                        entry,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Removes `org`'s entry; the one removed, if any.
+    fn remove(&mut self, hash: u64, org: &str) -> Option<Entry> {
+        let i = self.position(hash, org).ok()?;
+        self.hashes.remove(i);
+        Some(self.slots.remove(i).entry)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.slots.iter().map(|s| (&*s.org, &s.entry))
+    }
+}
+
+/// The hash of `org`, which picks its shard (low bits) and orders it within the shard: eight bytes at a time
+/// with a multiply and a rotation, then MurmurHash3's finalizer, so ids that differ only in their last
+/// characters spread over every shard. Unkeyed: the orgs in a table are those of the cluster's own resources,
+/// and an org a token names that is in no resource costs one binary search like any other.
+fn hash_of(org: &str) -> u64 {
+    let bytes = org.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let mut mix = |word: [u8; 8]| {
+        hash = (hash ^ u64::from_le_bytes(word))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(31);
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        mix(word);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        mix(word);
     }
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     hash ^= hash >> 33;
+    hash
+}
+
+/// The shard of the org with this hash.
+fn shard_index(hash: u64) -> usize {
     (hash % SHARDS as u64) as usize
+}
+
+/// The shard of `org`.
+#[cfg(test)]
+fn shard_of(org: &str) -> usize {
+    shard_index(hash_of(org))
 }
 
 /// A snapshot of every org's entry, in [`SHARDS`] shards shared between successive snapshots where unchanged.
@@ -195,7 +288,7 @@ pub struct RouteTable {
 
 impl Default for RouteTable {
     fn default() -> RouteTable {
-        let empty = Arc::new(Shard::new());
+        let empty = Arc::new(Shard::default());
         RouteTable {
             shards: vec![empty; SHARDS],
             routable: 0,
@@ -303,14 +396,24 @@ impl RouteTable {
 
     /// The table of these entries.
     fn from_entries(entries: HashMap<String, Entry>) -> RouteTable {
-        let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new()).collect();
+        let mut sorted: Vec<(u64, String, Entry)> = entries
+            .into_iter()
+            .map(|(org, entry)| (hash_of(&org), org, entry))
+            .collect();
+        sorted.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::default()).collect();
         let mut routable = 0;
-        for (org, entry) in entries {
+        for (hash, org, entry) in sorted {
             if matches!(entry, Entry::Routable(_)) {
                 routable += 1;
             }
-            if let Some(shard) = shards.get_mut(shard_of(&org)) {
-                shard.insert(org, entry);
+            if let Some(shard) = shards.get_mut(shard_index(hash)) {
+                // In order: each lands at the end of its shard.
+                shard.hashes.push(hash);
+                shard.slots.push(Slot {
+                    org: org.into_boxed_str(),
+                    entry,
+                });
             }
         }
         RouteTable {
@@ -325,15 +428,16 @@ impl RouteTable {
         let mut next = self.clone();
         let mut copied: HashMap<usize, Shard> = HashMap::new();
         for (org, entry) in changes {
-            let index = shard_of(&org);
+            let hash = hash_of(&org);
+            let index = shard_index(hash);
             let Some(shared) = next.shards.get(index) else {
                 continue;
             };
             let shard = copied.entry(index).or_insert_with(|| Shard::clone(shared));
             let added = matches!(entry, Some(Entry::Routable(_)));
             let old = match entry {
-                Some(entry) => shard.insert(org, entry),
-                None => shard.remove(&org),
+                Some(entry) => shard.insert(hash, org, entry),
+                None => shard.remove(hash, &org),
             };
             let removed = matches!(old, Some(Entry::Routable(_)));
             next.routable = (next.routable + usize::from(added)).saturating_sub(usize::from(removed));
@@ -348,11 +452,12 @@ impl RouteTable {
 
     /// The entry of `org`, if any resource claims it.
     fn entry(&self, org: &str) -> Option<&Entry> {
-        self.shards.get(shard_of(org))?.get(org)
+        let hash = hash_of(org);
+        self.shards.get(shard_index(hash))?.get(hash, org)
     }
 
     /// Every org's entry.
-    fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+    fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
         self.shards.iter().flat_map(|shard| shard.iter())
     }
 
@@ -375,7 +480,7 @@ impl RouteTable {
         let mut out: Vec<&str> = self
             .entries()
             .filter(|(_, e)| matches!(e, Entry::Conflict))
-            .map(|(org, _)| org.as_str())
+            .map(|(org, _)| org)
             .collect();
         out.sort_unstable();
         out
@@ -525,76 +630,10 @@ impl Routes {
 
 #[cfg(test)]
 pub(super) mod tests {
+    pub(super) use super::fixtures::{condition, customer, tenant};
     use super::*;
-    use bulkhead_crds::v1alpha1::{Condition, CustomerSpec, StackSpec, TenantSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
-
-    pub(super) fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
-        Condition {
-            type_: type_.into(),
-            status: if ok { "True" } else { "False" }.into(),
-            reason: reason.into(),
-            message: String::new(),
-            observed_generation: Some(1),
-            last_transition_time: Time(Timestamp::from_second(0).unwrap()),
-        }
-    }
-
-    fn status(namespace: &str, ready: bool) -> ResourceStatus {
-        ResourceStatus {
-            namespace: Some(namespace.into()),
-            conditions: vec![
-                condition("Ready", ready, if ready { "Provisioned" } else { "Pending" }),
-                condition("Routable", ready, "Routable"),
-            ],
-            ..Default::default()
-        }
-    }
-
-    fn stack(port: i32) -> StackSpec {
-        StackSpec {
-            image: "registry.example/app:1".into(),
-            port,
-            replicas: 1,
-            env: vec![],
-            resources: Default::default(),
-        }
-    }
-
-    pub(super) fn tenant(name: &str, org: &str, ready: bool) -> Tenant {
-        let mut t = Tenant::new(
-            name,
-            TenantSpec {
-                org_id: org.into(),
-                display_name: None,
-                stack: stack(8080),
-                database: Default::default(),
-                quota: Default::default(),
-                network: Default::default(),
-                deletion_policy: Default::default(),
-            },
-        );
-        t.status = Some(status(&naming::tenant_namespace(name), ready));
-        t
-    }
-
-    pub(super) fn customer(tenant: &str, name: &str, org: &str, ready: bool, port: Option<i32>) -> Customer {
-        let mut c = Customer::new(
-            name,
-            CustomerSpec {
-                tenant_ref: tenant.into(),
-                org_id: org.into(),
-                display_name: None,
-                stack: port.map(stack),
-                database: Default::default(),
-                quota: Default::default(),
-                deletion_policy: Default::default(),
-            },
-        );
-        c.status = Some(status(&naming::customer_namespace(tenant, name), ready));
-        c
-    }
 
     pub(super) fn resolver() -> UpstreamResolver {
         UpstreamResolver {
