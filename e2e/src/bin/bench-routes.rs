@@ -480,12 +480,7 @@ fn ms(d: Duration) -> String {
 
 /// Requests over `connections` keep-alive connections for `seconds`, each connection walking `tokens`; every
 /// answer must be the upstream's. Requests per second and the median and 99th percentile of one request.
-async fn load(
-    gw: &Gateway,
-    tokens: &[String],
-    connections: usize,
-    seconds: u64,
-) -> Result<(f64, Duration, Duration), String> {
+async fn load(gw: &Gateway, tokens: &[String], connections: usize, seconds: u64) -> Result<Round, String> {
     let run = Duration::from_secs(seconds);
     let start = Instant::now();
     let per_connection = futures::future::try_join_all((0..connections).map(|c| async move {
@@ -513,6 +508,9 @@ async fn load(
     Ok((rate, p50, p99))
 }
 
+/// One request round: requests per second, and the median and 99th percentile of one request.
+type Round = (f64, Duration, Duration);
+
 struct Figures {
     n: usize,
     load_time: Duration,
@@ -524,7 +522,7 @@ struct Figures {
     new_routable: Vec<Duration>,
     changes: Vec<Duration>,
     /// Per round: (requests/s, p50, p99) at N routes and at 10.
-    rounds: Vec<((f64, Duration, Duration), (f64, Duration, Duration))>,
+    rounds: Vec<(Round, Round)>,
     connections: usize,
     load_before: String,
     load_after: String,
