@@ -1,14 +1,14 @@
-//! Watching the objects Bulkhead manages. One reflector per kind (selected by the managed-by label) keeps a
-//! cache used to skip writes when nothing changed, and turns every change, including a hand deletion, into a
+//! Watching the objects Bulkhead manages. One watch per kind (selected by the managed-by label) keeps a cache
+//! used to skip writes when nothing changed, and turns every change, including a hand deletion, into a
 //! reconcile of the Tenant or Customer the object belongs to.
 //!
 //! NetworkPolicies are the exception: every one in the cluster is watched, because a Bulkhead namespace holds
 //! Bulkhead's policies and nothing else. A policy someone else made in such a namespace carries none of
 //! Bulkhead's labels; the namespace's labels name its owner, which is reconciled and deletes it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_crds::labels;
@@ -18,111 +18,33 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
+use crate::cluster::cache::Cache;
 use crate::cluster::pace::Pacer;
 
 /// Caches of every managed kind.
 #[derive(Clone)]
 pub struct Stores {
     /// Every namespace: Bulkhead's, and foreign ones that may be in the way.
-    pub namespaces: Store<Namespace>,
+    pub namespaces: Cache<Namespace>,
     /// Every NetworkPolicy in the cluster, Bulkhead's and others'.
-    pub network_policies: Store<NetworkPolicy>,
+    pub network_policies: Cache<NetworkPolicy>,
     /// Managed ResourceQuotas.
-    pub resource_quotas: Store<ResourceQuota>,
+    pub resource_quotas: Cache<ResourceQuota>,
     /// Managed LimitRanges.
-    pub limit_ranges: Store<LimitRange>,
+    pub limit_ranges: Cache<LimitRange>,
     /// Managed ServiceAccounts.
-    pub service_accounts: Store<ServiceAccount>,
+    pub service_accounts: Cache<ServiceAccount>,
     /// Managed Deployments.
-    pub deployments: Store<Deployment>,
+    pub deployments: Cache<Deployment>,
     /// Managed Services.
-    pub services: Store<Service>,
-    /// The names of the cached namespaced objects of every kind, by namespace.
-    pub by_namespace: ByNamespace,
-}
-
-impl Stores {
-    /// The cached objects of `store`'s kind in `namespace`, found through the index rather than by scanning
-    /// every object of the kind (thousands of namespaces each hold a handful).
-    pub fn in_namespace<K>(&self, store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
-    where
-        K: Resource<DynamicType = ()> + Clone + 'static,
-    {
-        self.by_namespace
-            .names(&K::kind(&()), namespace)
-            .iter()
-            .filter_map(|name| store.get(&ObjectRef::new(name).within(namespace)))
-            .collect()
-    }
-}
-
-/// The names of cached namespaced objects, by kind and namespace.
-#[derive(Clone, Debug, Default)]
-pub struct ByNamespace(Arc<RwLock<Names>>);
-
-/// (kind, namespace) → the names of its objects.
-type Names = HashMap<(String, String), BTreeSet<String>>;
-
-impl ByNamespace {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Names> {
-        // Every change is one whole step, so the map is consistent even after a panic elsewhere.
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The names of the objects of `kind` in `namespace`.
-    pub fn names(&self, kind: &str, namespace: &str) -> Vec<String> {
-        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(&(kind.to_owned(), namespace.to_owned()))
-            .map(|names| names.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn insert<K: Resource<DynamicType = ()>>(&self, object: &K) {
-        if let (Some(namespace), Some(name)) = (object.meta().namespace.clone(), object.meta().name.clone()) {
-            self.write()
-                .entry((K::kind(&()).into_owned(), namespace))
-                .or_default()
-                .insert(name);
-        }
-    }
-
-    fn remove<K: Resource<DynamicType = ()>>(&self, object: &K) {
-        if let (Some(namespace), Some(name)) =
-            (object.meta().namespace.as_deref(), object.meta().name.as_deref())
-        {
-            let key = (K::kind(&()).into_owned(), namespace.to_owned());
-            let mut map = self.write();
-            if let Some(names) = map.get_mut(&key) {
-                names.remove(name);
-                if names.is_empty() {
-                    map.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// Replaces everything indexed of `K` with `objects` (after a relist).
-    fn replace<K: Resource<DynamicType = ()>>(&self, objects: &[Arc<K>]) {
-        let kind = K::kind(&()).into_owned();
-        let mut fresh = Names::new();
-        for object in objects {
-            if let (Some(namespace), Some(name)) =
-                (object.meta().namespace.clone(), object.meta().name.clone())
-            {
-                fresh.entry((kind.clone(), namespace)).or_default().insert(name);
-            }
-        }
-        let mut map = self.write();
-        map.retain(|(k, _), _| *k != kind);
-        map.extend(fresh);
-    }
+    pub services: Cache<Service>,
 }
 
 impl Debug for Stores {
@@ -207,27 +129,18 @@ pub fn policy_owners(policy_labels: &BTreeMap<String, String>, namespace: Option
 /// The futures that keep the caches filled; run them until shutdown.
 pub type Watches = Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
 
-/// Starts one reflector per managed kind. The stores fill once the returned futures are polled.
+/// Starts one watch per managed kind. The caches fill once the returned futures are polled.
 pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
     let mut watches: Watches = Vec::new();
     let mut watch = |w| watches.push(w);
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
-    let index = ByNamespace::default();
     // All namespaces, not only managed ones: a foreign namespace in the way must be seen to be refused.
-    let namespaces = reflect::<Namespace>(
-        Api::all(client.clone()),
-        None,
-        &index,
-        triggers,
-        by_labels,
-        &mut watch,
-    );
+    let namespaces = reflect::<Namespace>(Api::all(client.clone()), None, triggers, by_labels, &mut watch);
     // All NetworkPolicies: one that Bulkhead did not make in a namespace it manages is found and deleted.
     let namespace_cache = namespaces.clone();
     let network_policies = reflect::<NetworkPolicy>(
         Api::all(client.clone()),
         None,
-        &index,
         triggers,
         move |policy: &NetworkPolicy| {
             let namespace = policy
@@ -243,7 +156,6 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         resource_quotas: reflect::<ResourceQuota>(
             Api::all(client.clone()),
             Some(&managed),
-            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -251,7 +163,6 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         limit_ranges: reflect::<LimitRange>(
             Api::all(client.clone()),
             Some(&managed),
-            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -259,7 +170,6 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         service_accounts: reflect::<ServiceAccount>(
             Api::all(client.clone()),
             Some(&managed),
-            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -267,7 +177,6 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         deployments: reflect::<Deployment>(
             Api::all(client.clone()),
             Some(&managed),
-            &index,
             triggers,
             by_labels,
             &mut watch,
@@ -275,12 +184,10 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         services: reflect::<Service>(
             Api::all(client.clone()),
             Some(&managed),
-            &index,
             triggers,
             by_labels,
             &mut watch,
         ),
-        by_namespace: index,
     };
     (stores, watches)
 }
@@ -293,48 +200,35 @@ fn by_labels<K: Resource>(object: &K) -> Vec<Owner> {
 fn reflect<K>(
     api: Api<K>,
     selector: Option<&str>,
-    index: &ByNamespace,
     triggers: &Triggers,
     owners: impl Fn(&K) -> Vec<Owner> + Send + 'static,
     watch: &mut impl FnMut(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
-) -> Store<K>
+) -> Cache<K>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
+    let cache = Cache::default();
     let config = match selector {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
     let stream = watcher(api, config).modify(lean).default_backoff();
-    watch(Box::pin(drive(
-        stream,
-        writer,
-        index.clone(),
-        triggers.clone(),
-        owners,
-    )));
-    reader
+    watch(Box::pin(drive(stream, cache.clone(), triggers.clone(), owners)));
+    cache
 }
 
 /// Keeps the cache and turns every change into reconciles: of the owners the object names now and of those
 /// it named before the change, so that an object relabelled away from its owner (or stripped of its labels)
 /// still brings that owner back to repair it. Each reconcile is asked for only once the cache holds the change;
 /// those of a (re)list join the paced full pass.
-async fn drive<K, S>(
-    stream: S,
-    mut writer: Writer<K>,
-    index: ByNamespace,
-    triggers: Triggers,
-    owners: impl Fn(&K) -> Vec<Owner>,
-) where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+async fn drive<K, S>(stream: S, cache: Cache<K>, triggers: Triggers, owners: impl Fn(&K) -> Vec<Owner>)
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
-    let cache = writer.as_reader();
     let mut stream = std::pin::pin!(stream);
-    // During a relist the cache keeps its old contents until the list is complete.
-    let mut relist = Relist::default();
+    // The owners a (re)list names, reconciled once it is complete.
+    let mut listed = Vec::new();
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(event) => event,
@@ -351,56 +245,25 @@ async fn drive<K, S>(
         };
         match &event {
             watcher::Event::Apply(object) | watcher::Event::Delete(object) => touch(object),
-            watcher::Event::InitApply(object) => {
-                touch(object);
-                relist.listed.insert(ObjectRef::from_obj(object));
-            }
-            watcher::Event::Init => relist = Relist::default(),
-            watcher::Event::InitDone => {
-                // Objects deleted while the watch was down are not in the new list; their owners repair too.
-                for gone in cache.state() {
-                    if !relist.listed.contains(&ObjectRef::from_obj(gone.as_ref())) {
-                        found.extend(owners(&gone));
-                    }
-                }
-            }
+            watcher::Event::InitApply(object) => touch(object),
+            watcher::Event::Init => listed.clear(),
+            watcher::Event::InitDone => {}
         }
-        writer.apply_watcher_event(&event);
-        match &event {
-            watcher::Event::Apply(object) => index.insert(object),
-            watcher::Event::Delete(object) => index.remove(object),
-            watcher::Event::InitDone => index.replace(&cache.state()),
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-        }
+        // Objects deleted while the watch was down are not in the new list; their owners repair too.
+        let gone = cache.apply(&event);
+        found.extend(gone.iter().flat_map(|g| owners(g)));
         if matches!(event, watcher::Event::InitApply(_)) {
-            relist.owners.append(&mut found);
+            listed.append(&mut found);
             continue;
         }
         found.sort();
         found.dedup();
         if matches!(event, watcher::Event::InitDone) {
             // A (re)list: every owner it names gets looked at, paced behind real changes.
-            found.append(&mut relist.owners);
+            found.append(&mut listed);
             triggers.pass(found);
         } else {
             found.into_iter().for_each(|owner| triggers.send(owner));
-        }
-    }
-}
-
-/// What a relist has seen so far.
-struct Relist<K: Resource<DynamicType = ()>> {
-    /// The objects listed.
-    listed: std::collections::HashSet<ObjectRef<K>>,
-    /// The owners to reconcile once the list is complete.
-    owners: Vec<Owner>,
-}
-
-impl<K: Resource<DynamicType = ()>> Default for Relist<K> {
-    fn default() -> Self {
-        Self {
-            listed: std::collections::HashSet::new(),
-            owners: Vec::new(),
         }
     }
 }
@@ -423,13 +286,13 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Waits until every cache has its first full list.
 pub async fn synced(stores: &Stores) {
-    store_synced(&stores.namespaces).await;
-    store_synced(&stores.network_policies).await;
-    store_synced(&stores.resource_quotas).await;
-    store_synced(&stores.limit_ranges).await;
-    store_synced(&stores.service_accounts).await;
-    store_synced(&stores.deployments).await;
-    store_synced(&stores.services).await;
+    stores.namespaces.ready().await;
+    stores.network_policies.ready().await;
+    stores.resource_quotas.ready().await;
+    stores.limit_ranges.ready().await;
+    stores.service_accounts.ready().await;
+    stores.deployments.ready().await;
+    stores.services.ready().await;
 }
 
 /// Waits until a cache has synced. The store's readiness signal wakes only its most recent waiter (the
@@ -527,47 +390,5 @@ mod tests {
             policy_owners(&map(&[(labels::TENANT, "acme")]), None),
             [Owner::Tenant("acme".into())]
         );
-    }
-
-    fn policy(namespace: &str, name: &str) -> NetworkPolicy {
-        NetworkPolicy {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(namespace.into()),
-                ..ObjectMeta::default()
-            },
-            ..NetworkPolicy::default()
-        }
-    }
-
-    #[test]
-    fn the_namespace_index_follows_changes_and_relists() {
-        let index = ByNamespace::default();
-        let kind = "NetworkPolicy";
-        index.insert(&policy("bk-acme", "deny"));
-        index.insert(&policy("bk-acme", "dns"));
-        index.insert(&policy("bk-globex", "deny"));
-        assert_eq!(index.names(kind, "bk-acme"), ["deny", "dns"]);
-        assert_eq!(index.names("Service", "bk-acme"), Vec::<String>::new());
-        index.remove(&policy("bk-acme", "dns"));
-        assert_eq!(index.names(kind, "bk-acme"), ["deny"]);
-        // A relist replaces everything of the kind, and only of the kind.
-        let service = Service {
-            metadata: ObjectMeta {
-                name: Some("stack".into()),
-                namespace: Some("bk-acme".into()),
-                ..ObjectMeta::default()
-            },
-            ..Service::default()
-        };
-        index.insert(&service);
-        index.replace(&[Arc::new(policy("bk-initech", "deny"))]);
-        assert!(index.names(kind, "bk-acme").is_empty());
-        assert!(index.names(kind, "bk-globex").is_empty());
-        assert_eq!(index.names(kind, "bk-initech"), ["deny"]);
-        assert_eq!(index.names("Service", "bk-acme"), ["stack"]);
-        // Cluster-scoped objects are not indexed.
-        index.insert(&namespace(&[]));
-        assert_eq!(index.0.read().unwrap().len(), 2);
     }
 }

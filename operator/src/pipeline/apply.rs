@@ -13,13 +13,14 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::warn;
 
+use crate::cluster::cache::Cache;
 use crate::cluster::diff;
 use crate::cluster::observe::Stores;
 use crate::pipeline::build::{Desired, Subject};
@@ -186,7 +187,7 @@ pub async fn apply(
 
     prune_policies(
         client,
-        stores.in_namespace(&stores.network_policies, &ns),
+        stores.network_policies.in_namespace(&ns),
         subject,
         &ns,
         &policy_names,
@@ -195,7 +196,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        stores.in_namespace(&stores.resource_quotas, &ns),
+        stores.resource_quotas.in_namespace(&ns),
         subject,
         &ns,
         &BTreeSet::from([quota_name]),
@@ -204,7 +205,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        stores.in_namespace(&stores.limit_ranges, &ns),
+        stores.limit_ranges.in_namespace(&ns),
         subject,
         &ns,
         &BTreeSet::from([limits_name]),
@@ -213,7 +214,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        stores.in_namespace(&stores.service_accounts, &ns),
+        stores.service_accounts.in_namespace(&ns),
         subject,
         &ns,
         &BTreeSet::from([account_name]),
@@ -222,7 +223,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        stores.in_namespace(&stores.deployments, &ns),
+        stores.deployments.in_namespace(&ns),
         subject,
         &ns,
         &BTreeSet::from([deployment_name]),
@@ -231,7 +232,7 @@ pub async fn apply(
     .await?;
     prune(
         client,
-        stores.in_namespace(&stores.services, &ns),
+        stores.services.in_namespace(&ns),
         subject,
         &ns,
         &BTreeSet::from([service_name]),
@@ -264,7 +265,7 @@ fn with_hash<K: Serialize>(desired: &K, kind: &str, name: &str) -> Result<Value,
 /// or `None` when nothing was written.
 async fn ensure<K>(
     api: &Api<K>,
-    store: &Store<K>,
+    store: &Cache<K>,
     desired: K,
     report: &mut Report,
 ) -> Result<Option<K>, ApplyError>
@@ -321,7 +322,7 @@ where
 /// policy); for a NetworkPolicy any such field may open a flow, so it is replaced.
 async fn ensure_policy(
     client: &Client,
-    store: &Store<NetworkPolicy>,
+    store: &Cache<NetworkPolicy>,
     desired: NetworkPolicy,
     report: &mut Report,
 ) -> Result<(), ApplyError> {

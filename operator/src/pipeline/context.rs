@@ -8,6 +8,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
+use crate::cluster::index::Resources;
 use crate::cluster::observe::{Owner, Stores};
 use crate::cluster::pace::Pacer;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct Context {
     pub tenants: Store<Tenant>,
     /// Cache of all Customers.
     pub customers: Store<Customer>,
+    /// Who claims which org id, and each Tenant's Customers.
+    pub resources: Resources,
     /// Publishes Events.
     pub recorder: Recorder,
     /// The shared PostgreSQL server, when database provisioning is configured.

@@ -8,6 +8,7 @@ use bulkhead_crds::v1alpha1::{
 };
 use bulkhead_crds::validate::{self, ValidationErrors};
 use kube::core::ClusterResourceScope;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -131,12 +132,8 @@ pub trait Managed:
     fn owner(&self) -> Owner;
 }
 
-/// Every non-deleting Tenant and Customer's claim on an org id.
-fn claims(ctx: &Context) -> (Vec<std::sync::Arc<Tenant>>, Vec<std::sync::Arc<Customer>>) {
-    (ctx.tenants.state(), ctx.customers.state())
-}
-
-/// The older resource holding `org`, when it is not `(kind, name)`.
+/// The older resource holding `org`, when it is not `(kind, name)`. Only the resources claiming the same org id
+/// are looked at (through the index), so the cost does not grow with the number of resources.
 pub fn org_conflict<K: Managed>(ctx: &Context, object: &K) -> Option<String> {
     let name = object.name_any();
     // This object as it is now, not as the cache may still have it.
@@ -146,7 +143,14 @@ pub fn org_conflict<K: Managed>(ctx: &Context, object: &K) -> Option<String> {
         org: object.org_id(),
         created: object.meta().creation_timestamp.as_ref(),
     };
-    let (tenants, customers) = claims(ctx);
+    let mut tenants = Vec::new();
+    let mut customers = Vec::new();
+    for owner in ctx.resources.claims(object.org_id()) {
+        match owner {
+            Owner::Tenant(n) => tenants.extend(ctx.tenants.get(&ObjectRef::new(&n))),
+            Owner::Customer(n) => customers.extend(ctx.customers.get(&ObjectRef::new(&n))),
+        }
+    }
     let mut all: Vec<Claim<'_>> = vec![me.clone()];
     for t in tenants.iter().filter(|t| t.meta().deletion_timestamp.is_none()) {
         all.push(Claim {
@@ -173,6 +177,15 @@ pub fn org_conflict<K: Managed>(ctx: &Context, object: &K) -> Option<String> {
         keep
     });
     conflicts::org_holder(&me, &all).map(Claim::describe)
+}
+
+/// The cached Customers of `tenant`, found through the index.
+fn customers_of(ctx: &Context, tenant: &str) -> Vec<std::sync::Arc<Customer>> {
+    ctx.resources
+        .customers_of(tenant)
+        .iter()
+        .filter_map(|name| ctx.customers.get(&ObjectRef::new(name)))
+        .collect()
 }
 
 /// Whether a Customer counts against its Tenant's quota: every one that is not being deleted and was not
@@ -237,9 +250,7 @@ impl Managed for Tenant {
 
     fn deletion_blocker(&self, ctx: &Context) -> Option<String> {
         let name = self.name_any();
-        let mut waiting: Vec<String> = ctx
-            .customers
-            .state()
+        let mut waiting: Vec<String> = customers_of(ctx, &name)
             .iter()
             .filter(|c| c.spec.tenant_ref == name)
             .map(|c| c.name_any())
@@ -296,7 +307,7 @@ impl Managed for Customer {
             self.meta().creation_timestamp.as_ref().map(|t| t.0.as_second()),
             self.name_any(),
         );
-        let siblings = ctx.customers.state();
+        let siblings = customers_of(ctx, &tenant_name);
         let older: Vec<&QuotaSpec> = siblings
             .iter()
             .filter(|c| c.spec.tenant_ref == tenant_name && holds_quota(c))

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use crate::cluster::index::Resources;
 use crate::cluster::leader::{Elector, LeaseConfig};
 use crate::cluster::observe::{self, Owner, Triggers};
 use crate::cluster::pace::{self, Pacer};
@@ -165,7 +166,8 @@ pub async fn run(
     };
     let (stores, watches) = observe::start(&client, &triggers);
 
-    let (tenant_store, tenants, customer_store, customers) = resources(&client, &triggers);
+    let index = Resources::default();
+    let (tenant_store, tenants, customer_store, customers) = resources(&client, &triggers, &index);
     let tenants = Controller::for_stream(tenants, tenant_store.clone()).reconcile_on(tenant_rx);
     let customers = Controller::for_stream(customers, customer_store.clone()).reconcile_on(customer_rx);
 
@@ -177,6 +179,7 @@ pub async fn run(
         stores: stores.clone(),
         tenants: tenant_store.clone(),
         customers: customer_store.clone(),
+        resources: index,
         recorder,
         database: options
             .settings
@@ -264,15 +267,16 @@ type Changes<K> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<K, watcher
 
 /// One watch and one cache per kind, shared by the controller and the triggers between the kinds: a Tenant
 /// waits on its Customers (deletion), a Customer on its Tenant (readiness, quota). The caches keep what
-/// reconciling reads, without the field-manager bookkeeping.
+/// reconciling reads, without the field-manager bookkeeping; `index` follows both.
 fn resources(
     client: &Client,
     triggers: &Triggers,
+    index: &Resources,
 ) -> (Store<Tenant>, Changes<Tenant>, Store<Customer>, Changes<Customer>) {
     let config = watcher::Config::default().any_semantic();
     let (tenant_store, tenant_writer) = reflector::store::<Tenant>();
     let (customer_store, customer_writer) = reflector::store::<Customer>();
-    let siblings = customer_store.clone();
+    let tenant_index = index.clone();
     let to_customers = triggers.clone();
     let cache = tenant_store.clone();
     let to_tenants = triggers.clone();
@@ -280,13 +284,12 @@ fn resources(
         .modify(observe::lean)
         .reflect(tenant_writer)
         .inspect_ok(move |event| {
+            tenant_index.tenant_event(event);
             if let Some(tenant) = changed(event) {
-                let name = tenant.name_any();
-                siblings
-                    .state()
-                    .iter()
-                    .filter(|c| c.spec.tenant_ref == name)
-                    .for_each(|c| to_customers.send(Owner::Customer(c.name_any())));
+                tenant_index
+                    .customers_of(&tenant.name_any())
+                    .into_iter()
+                    .for_each(|c| to_customers.send(Owner::Customer(c)));
             }
         })
         .try_filter_map(move |event| futures::future::ready(Ok(paced(event, &cache, &to_tenants))))
@@ -294,10 +297,12 @@ fn resources(
     let to_tenant = triggers.clone();
     let cache = customer_store.clone();
     let to_customers = triggers.clone();
+    let customer_index = index.clone();
     let customers = watcher::watcher(Api::<Customer>::all(client.clone()), config)
         .modify(observe::lean)
         .reflect(customer_writer)
         .inspect_ok(move |event| {
+            customer_index.customer_event(event);
             if let Some(customer) = changed(event) {
                 to_tenant.send(Owner::Tenant(customer.spec.tenant_ref.clone()));
             }
