@@ -1,7 +1,7 @@
 # Bulkhead's entry points. `make test` is what CI runs (.ci/run); `make sandbox` runs the product locally.
 CARGO ?= cargo
 
-.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres pg-matrix pg-matrix-cluster sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster bench-grants bench-verify
+.PHONY: help test lint unit generate crds assets cluster netpol-e2e bench-cluster postgres pg-matrix pg-matrix-cluster sandbox bench bench-postgres bench-gateway images isolation kind-test bench-gateway-cluster bench-grants bench-verify bench-scale bench-routes bench-postgres-scale
 
 help:
 	@echo "make test           fmt check, clippy -D warnings, every unit and integration test, and the PostgreSQL"
@@ -11,6 +11,9 @@ help:
 	@echo "make sandbox        local cluster + PostgreSQL + operator and gateway pods + examples/, Ctrl-C to stop"
 	@echo "make generate       regenerate the CRD YAML (crds/generated, chart), the chart's RBAC and verify's JSON Schema"
 	@echo "make bench          operator benchmark against the local control plane (N=200 tenants; N=1000 for the big run)"
+	@echo "make bench-scale    operator, gateway routes and PostgreSQL at 1,000 and 10,000 Tenants (about an hour; BENCHMARKS.md)"
+	@echo "make bench-routes   gateway route table at N Tenants (N=1000): load time, RSS, idle CPU, time until routable, request cost vs 10 routes"
+	@echo "make bench-postgres-scale  provisioning, resync, sweeps and catalog growth at 1000 schemas and 100 databases"
 	@echo "make bench-postgres provisioning benchmark: 500 tenants vs the same SQL in one psql session"
 	@echo "make bench-grants   grant repair window (operator, sweep 5 s and 1 s) and catalog-scan cost at 1000 tenants"
 	@echo "make bench-verify   bulkhead-operator verify on 1000 namespaces x 5 policies + 200 foreign policies: time, peak RSS"
@@ -109,6 +112,19 @@ N ?= 200
 bench: assets
 	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
 	./target/release/bench-operator --tenants $(N) --write docs/benchmarks.md
+
+# Bulkhead at the size of the largest MSP platforms, every part at N = 1,000 and 10,000, into BENCHMARKS.md.
+bench-scale: assets
+	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
+	./target/release/bench-scale --write BENCHMARKS.md
+
+bench-routes: assets
+	$(CARGO) build -q --release -p bulkhead-gateway -p bulkhead-e2e --bin bulkhead-gateway --bin bench-routes
+	./target/release/bench-routes --tenants $(or $(N),1000) --write docs/benchmarks.md
+
+bench-postgres-scale:
+	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-postgres-scale
+	./target/release/bench-postgres-scale --schemas 1000 --databases 100 --write docs/benchmarks.md
 
 bench-postgres:
 	$(CARGO) build -q --release -p bulkhead-e2e --bin bench-postgres
