@@ -219,6 +219,17 @@ pub fn isolation_immutable() -> Rule {
     .field_path(".isolation")
 }
 
+/// On a database spec: the server (absent meaning the default) keeps its value once the database has been
+/// enabled, as the data lives there.
+pub fn server_immutable() -> Rule {
+    rule(
+        "!(has(oldSelf.enabled) && oldSelf.enabled) || \
+         (has(self.server) ? self.server : '') == (has(oldSelf.server) ? oldSelf.server : '')",
+        text::IMMUTABLE,
+    )
+    .field_path(".server")
+}
+
 /// A display name has no control characters (its length is the schema's `maxLength`).
 pub fn display_name() -> Rule {
     rule(r"!self.matches(r'\p{Cc}')", text::CONTROL_CHARACTERS)

@@ -100,14 +100,7 @@ pub fn tenant(
     network(&mut errs, &spec.network);
     if let Some(accepted) = accepted {
         immutable(&mut errs, "spec.orgId", &accepted.org_id, &spec.org_id);
-        if let Some(isolation) = accepted.database_isolation {
-            immutable(
-                &mut errs,
-                "spec.database.isolation",
-                &isolation,
-                &spec.database.isolation,
-            );
-        }
+        database_identity(&mut errs, accepted, &spec.database);
     }
     errs.finish()
 }
@@ -133,14 +126,7 @@ pub fn customer(
         if let Some(tenant_ref) = &accepted.tenant_ref {
             immutable(&mut errs, "spec.tenantRef", tenant_ref, &spec.tenant_ref);
         }
-        if let Some(isolation) = accepted.database_isolation {
-            immutable(
-                &mut errs,
-                "spec.database.isolation",
-                &isolation,
-                &spec.database.isolation,
-            );
-        }
+        database_identity(&mut errs, accepted, &spec.database);
     }
     errs.finish()
 }
@@ -151,6 +137,11 @@ pub fn tenant_identity(spec: &TenantSpec) -> AcceptedIdentity {
         org_id: spec.org_id.clone(),
         tenant_ref: None,
         database_isolation: spec.database.enabled.then_some(spec.database.isolation),
+        database_server: spec
+            .database
+            .enabled
+            .then(|| spec.database.server.clone())
+            .flatten(),
     }
 }
 
@@ -160,6 +151,24 @@ pub fn customer_identity(spec: &CustomerSpec) -> AcceptedIdentity {
         org_id: spec.org_id.clone(),
         tenant_ref: Some(spec.tenant_ref.clone()),
         database_isolation: spec.database.enabled.then_some(spec.database.isolation),
+        database_server: spec
+            .database
+            .enabled
+            .then(|| spec.database.server.clone())
+            .flatten(),
+    }
+}
+
+/// Once the database has been enabled, its isolation and server (absent: the default) keep their values.
+fn database_identity(errs: &mut Errors, accepted: &AcceptedIdentity, db: &DatabaseSpec) {
+    if let Some(isolation) = accepted.database_isolation {
+        immutable(errs, "spec.database.isolation", &isolation, &db.isolation);
+        immutable(
+            errs,
+            "spec.database.server",
+            &accepted.database_server,
+            &db.server,
+        );
     }
 }
 
@@ -316,6 +325,9 @@ fn non_negative(errs: &mut Errors, field: &str, value: &str) -> Option<i128> {
 }
 
 fn database(errs: &mut Errors, db: &DatabaseSpec) {
+    if let Some(server) = &db.server {
+        resource_name(errs, "spec.database.server", server);
+    }
     if let Some(limit) = db.connection_limit
         && !(1..=MAX_CONNECTION_LIMIT).contains(&limit)
     {

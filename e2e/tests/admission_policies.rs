@@ -118,6 +118,7 @@ fn subject<'a>(stack: &'a StackSpec, quota: &'a QuotaSpec) -> Subject<'a> {
         quota,
         egress: &[],
         database_enabled: true,
+        database_server: None,
         credentials_revision: None,
         retired: false,
     }

@@ -870,6 +870,74 @@ fn the_operator_gets_the_hand_written_installs_flags() {
 }
 
 #[test]
+fn other_postgres_servers_get_a_flag_their_admin_secret_by_name_and_operator_egress() {
+    use bulkhead_operator::process::rbac;
+    let values = json!({"postgres": {
+        "adminSecret": {"name": "pg-admin"},
+        "host": "db.example",
+        "cidr": "198.18.9.9/32",
+        "servers": [
+            {"name": "eu-2", "adminSecret": {"name": "pg-eu-admin"}, "host": "db-eu.example", "port": 6432,
+             "cidr": "198.18.10.0/24"},
+            {"name": "us-1", "adminSecret": {"name": "pg-us-admin"}, "host": "db-us.example",
+             "cidr": "198.18.11.1/32"}
+        ]
+    }});
+    let r = Rendered::render(&[minimal()], values.clone());
+    let args = r.operator_args();
+    let servers: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--postgres-server")
+        .map(|w| w[1].as_str())
+        .collect();
+    let expected = [
+        format!("name=eu-2,secret={NAMESPACE}/pg-eu-admin,host=db-eu.example,port=6432,cidr=198.18.10.0/24"),
+        format!("name=us-1,secret={NAMESPACE}/pg-us-admin,host=db-us.example,port=5432,cidr=198.18.11.1/32"),
+    ];
+    assert_eq!(servers, expected);
+    for text in servers {
+        bulkhead_operator::settings::parse_server(text).unwrap();
+    }
+    assert!(flag(&args, "--postgres-default-server").is_none(), "{args:?}");
+    let role: k8s_openapi::api::rbac::v1::Role = r.get("Role", rbac::POSTGRES_ADMIN);
+    let names = role.rules.unwrap()[0].resource_names.clone().unwrap();
+    assert_eq!(names, strings(&["pg-admin", "pg-eu-admin", "pg-us-admin"]));
+    let verify: k8s_openapi::api::rbac::v1::Role = r.get("Role", rbac::VERIFIER);
+    let secrets = verify
+        .rules
+        .unwrap()
+        .into_iter()
+        .find(|rule| rule.resources.iter().flatten().any(|r| r == "secrets"))
+        .and_then(|rule| rule.resource_names)
+        .unwrap();
+    assert_eq!(secrets, strings(&["pg-admin", "pg-eu-admin", "pg-us-admin"]));
+    let policy: NetworkPolicy = r.get("NetworkPolicy", "bulkhead-operator");
+    let shapes: Vec<_> = policy
+        .spec
+        .unwrap()
+        .egress
+        .unwrap()
+        .iter()
+        .map(egress_shape)
+        .collect();
+    for (cidr, port) in [
+        ("198.18.9.9/32", 5432),
+        ("198.18.10.0/24", 6432),
+        ("198.18.11.1/32", 5432),
+    ] {
+        assert!(
+            shapes.contains(&(BTreeSet::from([cidr.to_owned()]), BTreeSet::from([port]))),
+            "{cidr}: {shapes:?}"
+        );
+    }
+    // Another name for the default server.
+    let mut renamed = values;
+    renamed["postgres"]["defaultServerName"] = json!("primary");
+    let args = Rendered::render(&[minimal()], renamed).operator_args();
+    assert_eq!(flag(&args, "--postgres-default-server"), Some("primary"));
+}
+
+#[test]
 fn the_rendered_gateway_config_is_accepted_by_the_gateway() {
     // Defaults: the gateway's own defaults, one issuer from its JWKS URL, routes from the cluster.
     let r = Rendered::render(&[minimal()], Value::Null);
@@ -1106,6 +1174,12 @@ fn wrong_values_are_refused_naming_the_value() {
         (
             json!({"postgres": {"adminSecret": {"name": "pg"}}}),
             &["/postgres/host", "/postgres/cidr"],
+        ),
+        (
+            json!({"postgres": {"adminSecret": {"name": "pg"}, "host": "db", "cidr": "10.0.0.1/32",
+                                "servers": [{"name": "eu-2", "adminSecret": {"name": "pg-eu"},
+                                             "host": "db-eu", "cidr": "10.0.1.0/33"}]}}),
+            &["/postgres/servers/0/cidr"],
         ),
         (
             json!({"postgres": {"adminSecret": {"name": "pg", "key": "password"}, "host": "db",

@@ -1,5 +1,6 @@
 //! `bulkhead-operator`: run the operator, print or apply the CRDs, print the RBAC.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,9 @@ use bulkhead_operator::Options;
 use bulkhead_operator::cluster::leader::LeaseConfig;
 use bulkhead_operator::postgres::connect::AdminSecretRef;
 use bulkhead_operator::process::crd_apply;
-use bulkhead_operator::settings::{DatabaseSettings, PeerPods, PostgresEndpoint, Settings, parse_labels};
+use bulkhead_operator::settings::{
+    DatabaseSettings, PeerPods, PostgresEndpoint, ServerSettings, Settings, parse_labels, parse_server,
+};
 use bulkhead_process::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -155,6 +158,21 @@ struct PeersArgs {
     /// resources with `database.enabled` report DatabaseReady=False, NotConfigured.
     #[arg(long, env = "BULKHEAD_POSTGRES_ADMIN_SECRET")]
     postgres_admin_secret: Option<String>,
+    /// The name of the server --postgres-admin-secret connects to: what a Tenant without
+    /// `spec.database.server` uses, and what `server: <this name>` names.
+    #[arg(long, env = "BULKHEAD_POSTGRES_DEFAULT_SERVER",
+          default_value = bulkhead_operator::settings::DEFAULT_SERVER)]
+    postgres_default_server: String,
+    /// Another PostgreSQL server Tenants and Customers may name in `spec.database.server`, as
+    /// `name=NAME,secret=NAMESPACE/NAME[,host=HOST][,port=PORT][,cidr=CIDR]` (repeat the flag for each; in the
+    /// environment, `;`-separated). `host` and `port` are what stacks connect to (default: the DSN's);
+    /// `cidr` and `port` (default 5432) are what their egress policy opens. Needs --postgres-admin-secret.
+    #[arg(
+        long = "postgres-server",
+        env = "BULKHEAD_POSTGRES_SERVERS",
+        value_delimiter = ';'
+    )]
+    postgres_servers: Vec<String>,
 }
 
 /// The parts of [`Settings`] that [`PeersArgs`] gives.
@@ -163,20 +181,26 @@ struct Peers {
     dns: PeerPods,
     postgres: Option<PostgresEndpoint>,
     admin_secret: Option<AdminSecretRef>,
+    default_server: String,
+    servers: BTreeMap<String, ServerSettings>,
+}
+
+/// Checks a CIDR given on the command line as the specs' egress CIDRs are checked.
+fn check_cidr(flag: &str, cidr: &str) -> Result<(), String> {
+    let probe = bulkhead_crds::v1alpha1::NetworkSpec {
+        allow_egress: vec![bulkhead_crds::v1alpha1::EgressRule {
+            cidr: cidr.to_owned(),
+            ports: vec![],
+        }],
+    };
+    bulkhead_crds::validate::network_cidr(&probe).map_err(|e| format!("{flag}: {e}"))
 }
 
 impl PeersArgs {
     fn peers(&self) -> Result<Peers, String> {
         let postgres = match &self.postgres_cidr {
             Some(cidr) => {
-                let probe = bulkhead_crds::v1alpha1::NetworkSpec {
-                    allow_egress: vec![bulkhead_crds::v1alpha1::EgressRule {
-                        cidr: cidr.clone(),
-                        ports: vec![],
-                    }],
-                };
-                let spec_check = bulkhead_crds::validate::network_cidr(&probe);
-                spec_check.map_err(|e| format!("--postgres-cidr: {e}"))?;
+                check_cidr("--postgres-cidr", cidr)?;
                 Some(PostgresEndpoint {
                     cidr: cidr.clone(),
                     port: self.postgres_port.unwrap_or(5432),
@@ -184,7 +208,23 @@ impl PeersArgs {
             }
             None => None,
         };
+        let mut servers = BTreeMap::new();
+        for text in self.postgres_servers.iter().filter(|t| !t.trim().is_empty()) {
+            let (name, server) =
+                parse_server(text).map_err(|e| format!("--postgres-server `{text}`: {e}"))?;
+            if let Some(endpoint) = &server.endpoint {
+                check_cidr("--postgres-server", &endpoint.cidr)?;
+            }
+            if name == self.postgres_default_server || servers.insert(name.clone(), server).is_some() {
+                return Err(format!("--postgres-server: server `{name}` is configured twice"));
+            }
+        }
+        if !servers.is_empty() && self.postgres_admin_secret.is_none() {
+            return Err("--postgres-server needs --postgres-admin-secret (the default server)".into());
+        }
         Ok(Peers {
+            default_server: self.postgres_default_server.clone(),
+            servers,
             gateway: PeerPods {
                 namespace: self.gateway_namespace.clone(),
                 pod_labels: parse_labels(&self.gateway_pod_labels)
@@ -259,6 +299,8 @@ impl RunArgs {
             dns: peers.dns,
             postgres: peers.postgres,
             database: peers.admin_secret.map(|admin_secret| DatabaseSettings {
+                default_server: peers.default_server,
+                servers: peers.servers,
                 admin_secret,
                 host: self.postgres_host.clone(),
                 port: self.peers.postgres_port,
@@ -352,7 +394,11 @@ async fn verify(args: VerifyArgs) -> Result<u8, String> {
         gateway: peers.gateway,
         dns: peers.dns,
         postgres: peers.postgres,
-        database: peers.admin_secret.map(DatabaseSettings::new),
+        database: peers.admin_secret.map(|secret| DatabaseSettings {
+            default_server: peers.default_server,
+            servers: peers.servers,
+            ..DatabaseSettings::new(secret)
+        }),
     };
     let client = client(&args.cluster)
         .await

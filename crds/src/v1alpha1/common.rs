@@ -103,7 +103,10 @@ pub struct CpuMemory {
 
 /// A place in the shared PostgreSQL server.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[x_kube(validation = crate::rules::isolation_immutable())]
+#[x_kube(
+    validation = crate::rules::isolation_immutable(),
+    validation = crate::rules::server_immutable()
+)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
     /// Whether to provision a schema (or database), a login role and a credentials Secret. Default false.
@@ -119,6 +122,16 @@ pub struct DatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = crate::rules::connection_limit())]
     pub connection_limit: Option<i32>,
+
+    /// The PostgreSQL server to provision on, by the name the operator is configured with (like a
+    /// StorageClass). Absent: a Tenant uses the operator's default server; a Customer uses its Tenant's
+    /// server, so that a Customer's data sits next to its Tenant's. A name the operator does not know gets
+    /// nothing provisioned (DatabaseReady=False, UnknownServer), never another server. Immutable once the
+    /// database has been enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::rules::MAX_NAME_LEN))]
+    #[x_kube(validation = crate::rules::resource_ref())]
+    pub server: Option<String>,
 }
 
 /// How a Tenant's or Customer's data is separated from others' in the shared PostgreSQL server.
@@ -235,7 +248,7 @@ pub struct ResourceStatus {
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
 
-    /// The identity fields (`orgId`, `tenantRef`, `database.isolation`) as first accepted; later specs must keep
+    /// The identity fields (`orgId`, `tenantRef`, `database.isolation`, `database.server`) as first accepted; later specs must keep
     /// them unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_identity: Option<AcceptedIdentity>,
@@ -254,6 +267,9 @@ pub struct AcceptedIdentity {
     /// The accepted `spec.database.isolation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_isolation: Option<DatabaseIsolation>,
+    /// The accepted `spec.database.server` (absent: the default), recorded with `databaseIsolation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_server: Option<String>,
 }
 
 /// A Kubernetes resource quantity (`500m`, `2`, `1Gi`), kept as written. It accepts a YAML number too, like

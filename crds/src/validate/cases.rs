@@ -115,6 +115,7 @@ pub fn valid_tenant() -> TenantSpec {
             enabled: true,
             isolation: DatabaseIsolation::Schema,
             connection_limit: Some(10),
+            server: None,
         },
         quota: QuotaSpec {
             cpu: Some("4".into()),
@@ -470,13 +471,48 @@ pub fn all() -> Vec<Case> {
         enabled: true,
         isolation: DatabaseIsolation::Database,
         connection_limit: None,
+        server: Some("eu-2".into()),
     };
     c.add(
-        "the isolation chosen when the database is first enabled",
+        "the isolation and server chosen when the database is first enabled",
         "acme",
         Spec::Tenant(enabled),
         Some(Spec::Tenant(disabled)),
         NONE,
+    );
+
+    c.tenant("a server that is not a name", &["spec.database.server"], |s| {
+        s.database.server = Some("EU 2".into());
+    });
+    c.tenant("a server named", NONE, |s| {
+        s.database.server = Some("eu-2".into());
+    });
+    let mut moved_server = valid_tenant();
+    moved_server.database.server = Some("eu-2".into());
+    c.add(
+        "a Tenant's database moved from the default server to a named one",
+        "acme",
+        Spec::Tenant(moved_server.clone()),
+        Some(Spec::Tenant(valid_tenant())),
+        &["spec.database.server"],
+    );
+    c.add(
+        "a Tenant's database moved from a named server back to the default",
+        "acme",
+        Spec::Tenant(valid_tenant()),
+        Some(Spec::Tenant(moved_server)),
+        &["spec.database.server"],
+    );
+    let mut customer_enabled = valid_customer();
+    customer_enabled.database.enabled = true;
+    let mut customer_moved = customer_enabled.clone();
+    customer_moved.database.server = Some("eu-2".into());
+    c.add(
+        "a Customer's database moved to another server",
+        "client-1",
+        Spec::Customer(customer_moved),
+        Some(Spec::Customer(customer_enabled)),
+        &["spec.database.server"],
     );
 
     c.customer("a tenantRef that is not a name", &["spec.tenantRef"], |s| {

@@ -292,6 +292,7 @@ async fn floor(n: usize, concurrency: usize) -> Result<Measured, String> {
                     quota: &t.spec.quota,
                     egress: &t.spec.network.allow_egress,
                     database_enabled: false,
+                    database_server: None,
                     credentials_revision: None,
                     retired: false,
                 };

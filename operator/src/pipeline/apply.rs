@@ -513,6 +513,7 @@ mod tests {
             quota,
             egress: &[],
             database_enabled: false,
+            database_server: None,
             credentials_revision: None,
             retired: false,
         }

@@ -67,6 +67,11 @@ pub mod database_reasons {
     pub const NAME_CONFLICT: &str = "NameConflict";
     /// Creating the login role, or raising its limit, would hand out more connections than the server has.
     pub const CONNECTION_CAPACITY_EXCEEDED: &str = "ConnectionCapacityExceeded";
+    /// `spec.database.server` (for a Customer: its own, else its Tenant's) names a server the operator is not
+    /// configured with; nothing is provisioned.
+    pub const UNKNOWN_SERVER: &str = "UnknownServer";
+    /// The resource now resolves to another server than the one its place was provisioned on.
+    pub const SERVER_CHANGED: &str = "ServerChanged";
 }
 
 /// The message of a condition is capped by the API at 32768 bytes.

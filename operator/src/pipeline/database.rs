@@ -1,5 +1,12 @@
 //! The database step of a reconcile: the credentials Secret, the roles and the schema (or database) in the
-//! shared PostgreSQL server, drift repair, and teardown on deletion.
+//! PostgreSQL server the resource uses, drift repair, and teardown on deletion.
+//!
+//! The operator may be configured with several servers, each with a name. A Tenant's `spec.database.server`
+//! names one (absent: the default server); a Customer's names one too, and when absent the Customer uses its
+//! Tenant's server, so that its data sits next to its Tenant's. A name the operator does not know gets nothing
+//! provisioned anywhere (`DatabaseReady=False, UnknownServer`). The credentials Secret records the server a
+//! place was provisioned on; a resource that later resolves to another server (its Tenant's field changed
+//! while the Customer relied on it) is refused with `ServerChanged` rather than provisioned twice.
 //!
 //! A server that is down, refuses the admin or holds a role Bulkhead did not create is not an error of the
 //! reconcile: it is reported in the `DatabaseReady` condition, nothing else is touched, and the step is tried
@@ -19,7 +26,7 @@ use tracing::{debug, info, warn};
 
 pub mod handle;
 
-pub use handle::{CrossLock, Database, Sweep};
+pub use handle::{CrossLock, Database, ServerHandle, Sweep};
 
 use crate::pipeline::outcome::DatabaseState;
 use handle::from_db;
@@ -72,6 +79,18 @@ pub struct Found {
 }
 
 impl Found {
+    /// The server the Secret says the place was provisioned on: `None` without a Secret, the default
+    /// server's name for a Secret written before servers had names.
+    fn server<'a>(&'a self, default: &'a str) -> Option<&'a str> {
+        let secret = self.secret.as_ref()?;
+        Some(
+            secret
+                .annotations()
+                .get(credentials::SERVER_ANNOTATION)
+                .map_or(default, String::as_str),
+        )
+    }
+
     fn data(&self) -> Option<(&BTreeMap<String, k8s_openapi::ByteString>, Option<&str>)> {
         let secret = self.secret.as_ref()?;
         let data = secret.data.as_ref()?;
@@ -140,9 +159,47 @@ pub async fn ensure<K: Managed>(
                 .into(),
         });
     };
-    let server = match database.server(&ctx.client).await {
+    let handle = match database.handle(plan.database.server.as_deref()) {
+        Ok(handle) => handle,
+        Err(unknown) => {
+            let message = format!(
+                "{unknown}; nothing was provisioned. Name a configured server, or configure this one \
+                 (--postgres-server)."
+            );
+            warn!(category = unknown.category(), wanted = %unknown.wanted, "unknown PostgreSQL server");
+            events::publish(
+                &ctx.recorder,
+                object,
+                EventType::Warning,
+                reasons::UNKNOWN_SERVER,
+                "Provision",
+                message.clone(),
+            )
+            .await;
+            return Ok(DatabaseState::NotReady {
+                reason: reasons::UNKNOWN_SERVER,
+                message,
+            });
+        }
+    };
+    if let Some(was) = found.server(&database.settings.default_server)
+        && was != handle.name()
+    {
+        return Ok(DatabaseState::NotReady {
+            reason: reasons::SERVER_CHANGED,
+            message: format!(
+                "The database was provisioned on PostgreSQL server \"{was}\" (Secret {}), but the resource now \
+                 resolves to \"{}\"; nothing was changed. A place does not move between servers: put back the \
+                 server it resolved to (for a Customer without spec.database.server, its Tenant's), or delete \
+                 and recreate the resource.",
+                credentials::SECRET_NAME,
+                handle.name()
+            ),
+        });
+    }
+    let server = match handle.server(&ctx.client).await {
         Ok(server) => server,
-        Err(err) => return Ok(not_ready(database, &err).await),
+        Err(err) => return Ok(not_ready(handle, &err).await),
     };
     let names = naming::names(&plan.tenant, plan.customer.as_deref());
     let isolation = plan.database.isolation;
@@ -170,12 +227,12 @@ pub async fn ensure<K: Managed>(
     };
     let location = Location {
         username: names.login.clone(),
-        host: database
-            .settings
+        host: handle
+            .config
             .host
             .clone()
             .unwrap_or_else(|| server.host().to_owned()),
-        port: database.settings.port.unwrap_or(server.port()),
+        port: handle.config.port.unwrap_or(server.port()),
         database: db_name.clone(),
         schema: names.place.clone(),
         url_params: database.settings.url_params.clone(),
@@ -188,11 +245,13 @@ pub async fn ensure<K: Managed>(
         &location,
         &password,
         revision.as_deref(),
+        handle.name(),
     )
     .await?;
 
+    let reserve = database.settings.connection_reserve;
     let result = provision(
-        ctx, database, &server, object, plan, &names, &db_name, &password, fresh,
+        ctx, handle, reserve, &server, object, plan, &names, &db_name, &password, fresh,
     )
     .await;
     match result {
@@ -218,7 +277,8 @@ pub async fn ensure<K: Managed>(
                 DatabaseIsolation::Database => format!("Database {db_name}"),
             };
             Ok(DatabaseState::Ready(format!(
-                "{place}; login role {}; credentials in Secret {}.",
+                "{place} on PostgreSQL server {}; login role {}; credentials in Secret {}.",
+                handle.name(),
                 names.login,
                 credentials::SECRET_NAME
             )))
@@ -250,17 +310,17 @@ pub async fn ensure<K: Managed>(
                 message,
             })
         }
-        Err(Problem::Connect(err)) => Ok(not_ready(database, &err).await),
+        Err(Problem::Connect(err)) => Ok(not_ready(handle, &err).await),
     }
 }
 
-async fn not_ready(database: &Database, err: &ConnectError) -> DatabaseState {
+async fn not_ready(handle: &ServerHandle, err: &ConnectError) -> DatabaseState {
     let failure = err.failure();
     if matches!(
         failure,
         Failure::Unreachable | Failure::AdminAuthenticationFailed | Failure::AdminSecretInvalid
     ) {
-        database.forget().await;
+        handle.forget().await;
     }
     let hint = match failure {
         Failure::AdminSecretInvalid => "fix the admin Secret (key `dsn`, optional `ca.crt`)",
@@ -271,10 +331,10 @@ async fn not_ready(database: &Database, err: &ConnectError) -> DatabaseState {
         }
         Failure::Failed => "retrying",
     };
-    warn!(category = failure.reason(), error = %err, "database not ready");
+    warn!(category = failure.reason(), server = handle.name(), error = %err, "database not ready");
     DatabaseState::NotReady {
         reason: failure.reason(),
-        message: format!("{err}; {hint}."),
+        message: format!("PostgreSQL server {}: {err}; {hint}.", handle.name()),
     }
 }
 
@@ -298,7 +358,8 @@ fn db(what: &'static str) -> impl FnOnce(DbError) -> Problem {
 #[allow(clippy::too_many_arguments)]
 async fn provision<K: Managed>(
     ctx: &Context,
-    database: &Database,
+    database: &ServerHandle,
+    reserve: u32,
     server: &Server,
     object: &K,
     plan: &Plan,
@@ -326,7 +387,7 @@ async fn provision<K: Managed>(
     let verifier = scram_sha_256(password.as_bytes());
     let roles = {
         let _capacity = database.capacity.lock().await;
-        check_capacity(&admin, names, limit, database.settings.connection_reserve).await?;
+        check_capacity(&admin, names, limit, reserve).await?;
         provision::ensure_roles(&admin, names, &verifier, limit)
             .await
             .map_err(db("creating the roles"))?
@@ -548,6 +609,7 @@ async fn check_conflicts(
 }
 
 /// Writes the credentials Secret when it differs from what it should say.
+#[allow(clippy::too_many_arguments)]
 async fn write_secret(
     ctx: &Context,
     plan: &Plan,
@@ -556,6 +618,7 @@ async fn write_secret(
     location: &Location,
     password: &str,
     revision: Option<&str>,
+    server: &str,
 ) -> Result<(), DatabaseError> {
     let data = credentials::secret_data(location, password);
     let subject = plan.subject(false);
@@ -565,7 +628,12 @@ async fn write_secret(
             .annotations()
             .get(credentials::REVISION_ANNOTATION)
             .map(String::as_str)
-            == revision;
+            == revision
+            && existing
+                .annotations()
+                .get(credentials::SERVER_ANNOTATION)
+                .map(String::as_str)
+                == Some(server);
         let labelled = labels.iter().all(|(k, v)| existing.labels().get(k) == Some(v));
         if existing.data.as_ref() == Some(&data) && same_revision && labelled {
             return Ok(());
@@ -576,8 +644,13 @@ async fn write_secret(
             name: Some(credentials::SECRET_NAME.to_owned()),
             namespace: Some(namespace.to_owned()),
             labels: Some(labels),
-            annotations: revision
-                .map(|r| BTreeMap::from([(credentials::REVISION_ANNOTATION.to_owned(), r.to_owned())])),
+            annotations: Some(
+                revision
+                    .map(|r| (credentials::REVISION_ANNOTATION.to_owned(), r.to_owned()))
+                    .into_iter()
+                    .chain([(credentials::SERVER_ANNOTATION.to_owned(), server.to_owned())])
+                    .collect(),
+            ),
             ..Default::default()
         },
         type_: Some("Opaque".to_owned()),
@@ -629,11 +702,24 @@ pub async fn teardown(
                 .into(),
         );
     };
+    let wanted = match teardown_server(ctx, database, tenant, customer).await {
+        Ok(wanted) => wanted,
+        Err(message) => return Teardown::Waiting(format!("Deletion waits to drop the database: {message}")),
+    };
+    let handle = match database.handle(wanted.as_deref()) {
+        Ok(handle) => handle,
+        Err(unknown) => {
+            return Teardown::Waiting(format!(
+                "Deletion waits to drop the database: {unknown}; configure that server again, or remove the \
+                 finalizer to keep the data."
+            ));
+        }
+    };
     let names = naming::names(tenant, customer);
     let result = async {
-        let server = database.server(&ctx.client).await?;
+        let server = handle.server(&ctx.client).await?;
         let db_name = database_of(&server, isolation, &names);
-        let _lock = database.locks.lock(&db_name).await;
+        let _lock = handle.locks.lock(&db_name).await;
         let admin = server.admin().await?;
         // Only what Bulkhead created: a foreign role of the same name is left alone.
         for role in [&names.owner, &names.login] {
@@ -658,19 +744,47 @@ pub async fn teardown(
     .await;
     match result {
         Ok(()) => {
-            let mut owners = database.owners();
+            let mut owners = handle.owners();
             owners.remove(&names.owner);
             owners.remove(&names.login);
             Teardown::Done
         }
         Err(err) => {
-            let state = not_ready(database, &err).await;
+            let state = not_ready(handle, &err).await;
             let message = match state {
                 DatabaseState::NotReady { message, .. } | DatabaseState::Ready(message) => message,
             };
             Teardown::Waiting(format!("Deletion waits to drop the database: {message}"))
         }
     }
+}
+
+/// The server a resource being deleted was provisioned on: the one its credentials Secret names, else (no
+/// Secret) the one its spec resolves to, a Customer's own or else its Tenant's.
+async fn teardown_server(
+    ctx: &Context,
+    database: &Database,
+    tenant: &str,
+    customer: Option<&str>,
+) -> Result<Option<String>, String> {
+    let namespace = bulkhead_crds::naming::namespace(tenant, customer);
+    let found = read_secret(ctx, &namespace).await.map_err(|e| e.to_string())?;
+    if let Some(server) = found.server(&database.settings.default_server) {
+        return Ok(Some(server.to_owned()));
+    }
+    let tenant_server = || {
+        ctx.tenants
+            .get(&kube::runtime::reflector::ObjectRef::new(tenant))
+            .and_then(|t| t.spec.database.server.clone())
+    };
+    Ok(match customer {
+        Some(name) => ctx
+            .customers
+            .get(&kube::runtime::reflector::ObjectRef::new(name))
+            .and_then(|c| c.spec.database.server.clone())
+            .or_else(tenant_server),
+        None => tenant_server(),
+    })
 }
 
 /// Tells the Tenant or Customer whose session was terminated, with an Event on it.
@@ -718,7 +832,7 @@ async fn report_lock(ctx: &Context, lock: &CrossLock) {
     }
 }
 
-/// Sweeps the shared database every `grant_sweep`: asks for the repair of each tenant whose objects carry a grant
+/// Sweeps the shared database of every configured server every `grant_sweep`: asks for the repair of each tenant whose objects carry a grant
 /// across its boundary, so a grant made between two resyncs lives seconds, not a resync interval (the repair
 /// itself, revoke, Event and metric, is the reconcile's); and terminates every session of one tenant that holds
 /// a lock on another tenant's relation, with an Event on the tenant whose session it was.
@@ -730,17 +844,94 @@ pub async fn sweep_grants(ctx: Arc<Context>, triggers: Triggers) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match database.sweep().await {
-            Ok(found) => {
-                for owner in found.grants {
-                    debug!(?owner, "a grant crosses a tenant's boundary; repairing");
-                    triggers.send(owner);
+        for handle in database.handles() {
+            match handle.sweep().await {
+                Ok(found) => {
+                    for owner in found.grants {
+                        debug!(
+                            ?owner,
+                            server = handle.name(),
+                            "a grant crosses a tenant's boundary; repairing"
+                        );
+                        triggers.send(owner);
+                    }
+                    for lock in &found.locks {
+                        report_lock(&ctx, lock).await;
+                    }
                 }
-                for lock in &found.locks {
-                    report_lock(&ctx, lock).await;
+                Err(err) => {
+                    debug!(server = handle.name(), error = %err, category = err.category(), "grant sweep failed");
                 }
             }
-            Err(err) => debug!(error = %err, category = err.category(), "grant sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bulkhead_crds::v1alpha1::{Customer, Tenant};
+    use serde_json::json;
+
+    use crate::pipeline::managed::{customer_plan, tenant_plan};
+    use crate::settings::{DatabaseSettings, parse_server};
+
+    fn tenant(server: Option<&str>) -> Tenant {
+        serde_json::from_value(json!({
+            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "msp"},
+            "spec": {"orgId": "org_msp", "stack": {"image": "registry.example.com/p:1"},
+                     "database": {"enabled": true, "server": server}}
+        }))
+        .unwrap()
+    }
+
+    fn customer(server: Option<&str>) -> Customer {
+        serde_json::from_value(json!({
+            "apiVersion": "bulkhead.dev/v1alpha1", "kind": "Customer", "metadata": {"name": "client"},
+            "spec": {"tenantRef": "msp", "orgId": "org_client", "database": {"enabled": true, "server": server}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_customer_uses_its_own_server_else_its_tenants() {
+        let settings = {
+            let mut s = DatabaseSettings::new("ops/pg".parse().unwrap());
+            for text in ["name=eu-2,secret=ops/pg-eu", "name=us-1,secret=ops/pg-us"] {
+                let (name, server) = parse_server(text).unwrap();
+                s.servers.insert(name, server);
+            }
+            s
+        };
+        let server_of = |plan: &crate::pipeline::managed::Plan| {
+            assert_eq!(
+                plan.subject(false).database_server,
+                plan.database.server.as_deref()
+            );
+            settings
+                .resolve(plan.database.server.as_deref())
+                .map(str::to_owned)
+                .map_err(|e| e.wanted)
+        };
+        assert_eq!(server_of(&tenant_plan(&tenant(None))), Ok("default".into()));
+        assert_eq!(server_of(&tenant_plan(&tenant(Some("eu-2")))), Ok("eu-2".into()));
+        assert_eq!(server_of(&tenant_plan(&tenant(Some("mars")))), Err("mars".into()));
+        // A Customer without the field sits next to its Tenant; with it, on its own choice.
+        assert_eq!(
+            server_of(&customer_plan(&customer(None), &tenant(Some("eu-2")))),
+            Ok("eu-2".into())
+        );
+        assert_eq!(
+            server_of(&customer_plan(&customer(None), &tenant(None))),
+            Ok("default".into())
+        );
+        assert_eq!(
+            server_of(&customer_plan(&customer(Some("us-1")), &tenant(Some("eu-2")))),
+            Ok("us-1".into())
+        );
+        assert_eq!(
+            server_of(&customer_plan(&customer(Some("mars")), &tenant(Some("eu-2")))),
+            Err("mars".into()),
+            "never another server"
+        );
     }
 }

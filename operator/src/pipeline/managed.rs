@@ -53,6 +53,7 @@ impl Plan {
             quota: &self.quota,
             egress: &self.egress,
             database_enabled: self.database.enabled,
+            database_server: self.database.server.as_deref(),
             credentials_revision: self.credentials_revision.as_deref(),
             retired,
         }
@@ -73,7 +74,8 @@ pub fn tenant_plan(tenant: &Tenant) -> Plan {
     }
 }
 
-/// What to build for a Customer of `tenant` (pure): its own stack or else the Tenant's, the Tenant's egress.
+/// What to build for a Customer of `tenant` (pure): its own stack or else the Tenant's, the Tenant's egress,
+/// its own PostgreSQL server or else the Tenant's.
 pub fn customer_plan(customer: &Customer, tenant: &Tenant) -> Plan {
     Plan {
         tenant: customer.spec.tenant_ref.clone(),
@@ -86,7 +88,10 @@ pub fn customer_plan(customer: &Customer, tenant: &Tenant) -> Plan {
             .unwrap_or_else(|| tenant.spec.stack.clone()),
         quota: customer.spec.quota.clone(),
         egress: tenant.spec.network.allow_egress.clone(),
-        database: customer.spec.database.clone(),
+        database: DatabaseSpec {
+            server: (customer.spec.database.server.clone()).or_else(|| tenant.spec.database.server.clone()),
+            ..customer.spec.database.clone()
+        },
         credentials_revision: None,
     }
 }
@@ -333,11 +338,12 @@ impl Managed for Customer {
     }
 }
 
-/// A database isolation, once recorded, stays recorded even while the database is disabled, so that turning
-/// the database off and on cannot be used to switch isolation modes.
+/// A database isolation and server, once recorded, stay recorded even while the database is disabled, so that
+/// turning the database off and on cannot be used to switch isolation modes or servers.
 fn merge_identity(accepted: Option<&AcceptedIdentity>, mut now: AcceptedIdentity) -> AcceptedIdentity {
     if now.database_isolation.is_none() {
         now.database_isolation = accepted.and_then(|a| a.database_isolation);
+        now.database_server = accepted.and_then(|a| a.database_server.clone());
     }
     now
 }

@@ -15,6 +15,10 @@ pub const SECRET_NAME: &str = "bulkhead-database";
 pub const ROTATE_ANNOTATION: &str = "bulkhead.dev/rotate-database-password";
 /// On the Secret (and the stack's pod template): the rotation request last carried out.
 pub const REVISION_ANNOTATION: &str = "bulkhead.dev/credentials-revision";
+/// The annotation on the credentials Secret naming the PostgreSQL server the place was provisioned on: a
+/// later reconcile that resolves to another server changes nothing there, and teardown drops on this one. A
+/// Secret without it was written before servers had names: its place is on the default server.
+pub const SERVER_ANNOTATION: &str = "bulkhead.dev/postgres-server";
 
 /// Length of generated passwords: 40 characters of 62 ≈ 238 bits.
 const PASSWORD_LENGTH: usize = 40;

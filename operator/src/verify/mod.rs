@@ -66,8 +66,10 @@ impl VerifyError {
     }
 }
 
-/// The Postgres subjects: every provisioned Tenant and Customer with a database.
-fn database_subjects(tenants: &[Tenant], customers: &[Customer]) -> Vec<postgres::Subject> {
+/// The Postgres subjects: every provisioned Tenant and Customer with a database on the default server (the one
+/// whose catalogs are inspected; a Customer without `spec.database.server` is on its Tenant's).
+fn database_subjects(tenants: &[Tenant], customers: &[Customer], default: &str) -> Vec<postgres::Subject> {
+    let on_default = |server: Option<&String>| server.is_none_or(|s| s == default);
     let ready = |status: Option<&bulkhead_crds::v1alpha1::ResourceStatus>| {
         status.is_some_and(|s| {
             s.conditions
@@ -77,7 +79,8 @@ fn database_subjects(tenants: &[Tenant], customers: &[Customer]) -> Vec<postgres
     };
     let mut out = Vec::new();
     for t in tenants {
-        if t.spec.database.enabled && ready(t.status.as_ref()) {
+        if t.spec.database.enabled && ready(t.status.as_ref()) && on_default(t.spec.database.server.as_ref())
+        {
             out.push(postgres::Subject {
                 tenant: t.name_any(),
                 customer: None,
@@ -86,7 +89,13 @@ fn database_subjects(tenants: &[Tenant], customers: &[Customer]) -> Vec<postgres
         }
     }
     for c in customers {
-        if c.spec.database.enabled && ready(c.status.as_ref()) {
+        let server = c.spec.database.server.as_ref().or_else(|| {
+            tenants
+                .iter()
+                .find(|t| t.name_any() == c.spec.tenant_ref)
+                .and_then(|t| t.spec.database.server.as_ref())
+        });
+        if c.spec.database.enabled && ready(c.status.as_ref()) && on_default(server) {
             out.push(postgres::Subject {
                 tenant: c.spec.tenant_ref.clone(),
                 customer: Some(c.name_any()),
@@ -177,7 +186,12 @@ pub async fn run(client: &Client, options: &Options) -> Result<Report, VerifyErr
         snapshot::list_all::<Tenant>(client, "Tenants"),
         snapshot::list_all::<Customer>(client, "Customers"),
     )?;
-    let subjects = database_subjects(&tenants, &customers);
+    let default_server = options
+        .settings
+        .database
+        .as_ref()
+        .map_or(crate::settings::DEFAULT_SERVER, |db| db.default_server.as_str());
+    let subjects = database_subjects(&tenants, &customers, default_server);
     let (snapshot, (pg_checks, postgres_version)) = futures::join!(
         snapshot::read(client, &options.settings.gateway.namespace),
         inspect_postgres(client, options, &subjects)

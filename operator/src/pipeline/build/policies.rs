@@ -1,5 +1,5 @@
-//! The NetworkPolicies: default deny, then one policy per allowed flow (gateway, DNS, same namespace, Postgres,
-//! the spec's extra egress).
+//! The NetworkPolicies: default deny, then one policy per allowed flow (gateway, DNS, same namespace, the
+//! PostgreSQL server the resource's database is on, the spec's extra egress).
 
 use std::collections::BTreeMap;
 
@@ -116,7 +116,8 @@ pub fn network_policies(subject: &Subject<'_>, settings: &Settings) -> Vec<Netwo
             },
         ),
     ];
-    if let (true, Some(postgres)) = (subject.database_enabled, &settings.postgres) {
+    let postgres = settings.postgres_endpoint(subject.database_server);
+    if let (true, Some(postgres)) = (subject.database_enabled, postgres) {
         out.push(policy(
             subject,
             policy::ALLOW_POSTGRES,

@@ -51,6 +51,9 @@ pub struct Subject<'a> {
     pub egress: &'a [EgressRule],
     /// Whether the database is enabled (opens egress to Postgres, injects the credentials Secret).
     pub database_enabled: bool,
+    /// The PostgreSQL server the database is on, as named in the spec (for a Customer: its own, else its
+    /// Tenant's); `None` is the default server. The egress policy opens this server only.
+    pub database_server: Option<&'a str>,
     /// The password rotation last carried out, recorded on the pod template so a rotation rolls the stack.
     pub credentials_revision: Option<&'a str>,
     /// Deleted with `Retain`: stack scaled to zero, namespace marked orphaned, network policies kept.

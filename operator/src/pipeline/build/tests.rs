@@ -26,6 +26,7 @@ fn subject<'a>(stack: &'a StackSpec, quota: &'a QuotaSpec, egress: &'a [EgressRu
         quota,
         egress,
         database_enabled: false,
+        database_server: None,
         credentials_revision: None,
         retired: false,
     }
@@ -183,6 +184,40 @@ fn postgres_egress_only_with_a_database_and_a_configured_server() {
         policy_json(&desired(&s, &settings), policy::ALLOW_POSTGRES).is_none(),
         "database disabled"
     );
+}
+
+#[test]
+fn postgres_egress_opens_exactly_the_server_the_database_is_on() {
+    let (stack, quota) = (stack(), QuotaSpec::default());
+    let mut database = crate::settings::DatabaseSettings::new("bulkhead-system/pg".parse().unwrap());
+    let (name, eu) =
+        crate::settings::parse_server("name=eu-2,secret=bulkhead-system/pg-eu,cidr=10.0.6.0/24,port=6432")
+            .unwrap();
+    database.servers.insert(name, eu);
+    let settings = Settings {
+        postgres: Some(PostgresEndpoint {
+            cidr: "10.0.5.17/32".into(),
+            port: 5432,
+        }),
+        database: Some(database),
+        ..Settings::default()
+    };
+    let egress = |server: Option<&str>| {
+        let mut s = subject(&stack, &quota, &[]);
+        s.database_enabled = true;
+        s.database_server = server;
+        policy_json(&desired(&s, &settings), policy::ALLOW_POSTGRES).map(|p| p["egress"].clone())
+    };
+    let default = json!([{"to": [{"ipBlock": {"cidr": "10.0.5.17/32"}}], "ports": [{"port": 5432, "protocol": "TCP"}]}]);
+    assert_eq!(egress(None), Some(default.clone()));
+    assert_eq!(egress(Some("default")), Some(default));
+    assert_eq!(
+        egress(Some("eu-2")),
+        Some(
+            json!([{"to": [{"ipBlock": {"cidr": "10.0.6.0/24"}}], "ports": [{"port": 6432, "protocol": "TCP"}]}])
+        )
+    );
+    assert_eq!(egress(Some("eu-3")), None, "an unknown server opens nothing");
 }
 
 #[test]

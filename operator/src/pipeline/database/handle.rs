@@ -1,6 +1,7 @@
-//! The operator's handle on the PostgreSQL server, shared by every reconcile through the context: the
-//! connection (made when first needed, dropped after a failure), the DDL locks, the connection-capacity lock,
-//! the owners of the roles it provisioned, and the periodic scan of the shared database.
+//! The operator's handles on its PostgreSQL servers, shared by every reconcile through the context. Each
+//! server has its own: the connection (made when first needed, dropped after a failure), the DDL locks, the
+//! connection-capacity lock, the owners of the roles provisioned there, and the periodic scan of its shared
+//! database.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,13 +13,56 @@ use crate::postgres::connect::{ConnectError, Failure, Server};
 use crate::postgres::error::DbError;
 use crate::postgres::provision::{self, DdlLocks};
 use crate::postgres::sql;
-use crate::settings::DatabaseSettings;
+use crate::settings::{DatabaseSettings, ServerSettings, UnknownServer};
 
-/// The operator's handle on the server: configuration, the connection (made when first needed, dropped after
-/// a connection failure so the admin Secret is read again), and the per-database DDL locks.
+/// The operator's handles on every configured server, by name, with the settings they share.
 #[derive(Debug)]
 pub struct Database {
     pub(super) settings: DatabaseSettings,
+    servers: BTreeMap<String, ServerHandle>,
+}
+
+impl Database {
+    /// Handles with no connection yet, one per configured server. The default server's egress address is
+    /// not needed here (the policies read it from the settings).
+    pub fn new(settings: DatabaseSettings) -> Self {
+        let servers = settings
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let config = settings.server(name, None)?;
+                Some((name.to_owned(), ServerHandle::new(name, config)))
+            })
+            .collect();
+        Database { settings, servers }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &DatabaseSettings {
+        &self.settings
+    }
+
+    /// The handle of the server `wanted` resolves to (see [`DatabaseSettings::resolve`]).
+    pub fn handle(&self, wanted: Option<&str>) -> Result<&ServerHandle, UnknownServer> {
+        let name = self.settings.resolve(wanted)?;
+        self.servers.get(name).ok_or_else(|| UnknownServer {
+            wanted: name.to_owned(),
+            known: self.servers.keys().cloned().collect(),
+        })
+    }
+
+    /// Every server's handle.
+    pub fn handles(&self) -> impl Iterator<Item = &ServerHandle> {
+        self.servers.values()
+    }
+}
+
+/// The operator's handle on one server: its configuration, the connection (made when first needed, dropped
+/// after a connection failure so the admin Secret is read again), and the per-database DDL locks.
+#[derive(Debug)]
+pub struct ServerHandle {
+    name: String,
+    pub(super) config: ServerSettings,
     server: tokio::sync::Mutex<Option<Arc<Server>>>,
     /// The last failure to connect, answered from memory for [`RETRY_AFTER`] so an outage does not make every
     /// reconcile wait for its own connect timeout in turn.
@@ -27,18 +71,20 @@ pub struct Database {
     /// Held from the capacity check until the login role is created or changed, so two resources (in
     /// different databases, under different DDL locks) never both take the last connections.
     pub(super) capacity: tokio::sync::Mutex<()>,
-    /// The Tenant or Customer of each Bulkhead role with a schema in the shared database, for the grant sweep.
+    /// The Tenant or Customer of each Bulkhead role with a schema in this server's shared database, for the
+    /// grant sweep.
     owners: std::sync::Mutex<BTreeMap<String, Owner>>,
 }
 
 /// How long a failure to connect is reported without trying again.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
-impl Database {
+impl ServerHandle {
     /// A handle with no connection yet.
-    pub fn new(settings: DatabaseSettings) -> Self {
-        Database {
-            settings,
+    fn new(name: &str, config: ServerSettings) -> Self {
+        ServerHandle {
+            name: name.to_owned(),
+            config,
             server: tokio::sync::Mutex::new(None),
             last_failure: std::sync::Mutex::new(None),
             locks: DdlLocks::default(),
@@ -47,9 +93,9 @@ impl Database {
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &DatabaseSettings {
-        &self.settings
+    /// The server's name, as `spec.database.server` gives it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub(super) fn owners(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Owner>> {
@@ -140,7 +186,7 @@ impl Database {
     }
 
     async fn connect(&self, client: &kube::Client) -> Result<Arc<Server>, ConnectError> {
-        let server = Arc::new(Server::from_secret(client, &self.settings.admin_secret).await?);
+        let server = Arc::new(Server::from_secret(client, &self.config.admin_secret).await?);
         let admin = server.admin().await?;
         let _lock = self.locks.lock(server.shared_database()).await;
         let hardening = provision::harden(&admin, server.shared_database())
@@ -150,11 +196,13 @@ impl Database {
         if !open.is_empty() {
             warn!(
                 left_open = %open.join("; "),
+                server = %self.name,
                 "the PostgreSQL admin is not a superuser and could not take these rights from PUBLIC; see the \
                  table of what each isolation mode still shares in docs/postgres.md"
             );
         }
         info!(
+            server = %self.name,
             database = server.shared_database(),
             host = server.host(),
             port = server.port(),
