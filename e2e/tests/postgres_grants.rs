@@ -4,7 +4,8 @@
 //! repair named the object. Against a real PostgreSQL (15 unless `BULKHEAD_PG_VERSION` says otherwise), with the
 //! operator's admin of `BULKHEAD_PG_ADMIN` (the superuser, or a CREATEROLE CREATEDB role as on managed services)
 //! running the hardening and the repair; the last test runs the operator itself, whose grant sweep finds such a
-//! grant long before the next resync.
+//! grant long before the next resync. The operator's own grant of CONNECT on the shared database is written only
+//! when it is missing, so a resync of every tenant does not rewrite that database's access list once per tenant.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail the test by panicking
 
@@ -69,6 +70,53 @@ async fn setup() -> Setup {
         a,
         b,
     }
+}
+
+/// The version of the shared database's catalog row: it changes whenever its access list is rewritten.
+async fn database_row_version(observer: &Client) -> String {
+    observer
+        .query_one("SELECT xmin::text FROM pg_database WHERE datname = $1", &[&DB])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_grants_connect_only_when_the_login_role_lacks_it() {
+    bulkhead_e2e::init_test_logging();
+    let s = setup().await;
+    let before = database_row_version(&s.observer).await;
+    for tenant in [&s.a, &s.b] {
+        provision::grant_schema(&s.admin, DB, &tenant.names)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        database_row_version(&s.observer).await,
+        before,
+        "a resync rewrote the shared database's access list"
+    );
+
+    // Taken away, the right is back after the next resync, and A's stack can connect again.
+    s.admin
+        .batch_execute(&format!(
+            "REVOKE CONNECT ON DATABASE {} FROM {}",
+            q(DB),
+            q(&s.a.names.login)
+        ))
+        .await
+        .unwrap();
+    let refused = s.pg.connect_as(&s.a.names.login, "pw-a-51c9", DB).await;
+    assert!(refused.is_err(), "A connected without CONNECT");
+    provision::grant_schema(&s.admin, DB, &s.a.names).await.unwrap();
+    assert_ne!(database_row_version(&s.observer).await, before);
+    let again = s.pg.connect_as(&s.a.names.login, "pw-a-51c9", DB).await.unwrap();
+    let schema: String = again
+        .query_one("SELECT current_schema()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schema, s.a.names.place);
 }
 
 /// The operator's grant repair for `tenant`, as a resync runs it; returns what it reported.

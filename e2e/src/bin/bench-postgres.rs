@@ -80,6 +80,7 @@ async fn run(args: Args) -> Result<(), String> {
             sql::create_login_role(&nm.login, verifier, LIMIT).map_err(|e| e.to_string())?,
             sql::comment_role(&nm.owner, &sql::role_marker(&nm.place)).map_err(|e| e.to_string())?,
             sql::comment_role(&nm.login, &sql::role_marker(&nm.place)).map_err(|e| e.to_string())?,
+            sql::connect_grant(DB, &nm.login).map_err(|e| e.to_string())?,
         ];
         statements
             .extend(sql::schema_grants(DB, &nm.place, &nm.owner, &nm.login).map_err(|e| e.to_string())?);

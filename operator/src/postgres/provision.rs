@@ -448,8 +448,25 @@ pub async fn provision_schema(
     grant_schema(client, shared_database, names).await
 }
 
+/// The login role's CONNECT on `database` (the one `client` is connected to), granted only when it is missing.
+async fn grant_connect(client: &Client, database: &str, login: &str) -> Result<(), DbError> {
+    let held: bool = client
+        .query_one(sql::CONNECT_HELD_QUERY, &[&database, &login])
+        .await
+        .map_err(|source| DbError::Server {
+            what: "reading the database's access list",
+            source,
+        })?
+        .get(0);
+    if held {
+        return Ok(());
+    }
+    run(client, "granting CONNECT", &sql::connect_grant(database, login)?).await
+}
+
 /// Schema isolation without the roles: the schema and its grants, in the shared database.
 pub async fn grant_schema(client: &Client, shared_database: &str, names: &Names) -> Result<(), DbError> {
+    grant_connect(client, shared_database, &names.login).await?;
     for statement in sql::schema_grants(shared_database, &names.place, &names.owner, &names.login)? {
         run(client, "granting the schema", &statement).await?;
     }
@@ -521,6 +538,7 @@ pub async fn grant_database(inside: &Client, names: &Names) -> Result<(), DbErro
     for statement in sql::harden_tenant_database() {
         run(inside, "hardening the tenant database", &statement).await?;
     }
+    grant_connect(inside, &names.place, &names.login).await?;
     for statement in sql::schema_grants(&names.place, &names.place, &names.owner, &names.login)? {
         run(inside, "granting the schema", &statement).await?;
     }

@@ -596,8 +596,28 @@ pub fn foreign_grant(
     })
 }
 
+/// Whether role `$2` holds CONNECT on database `$1` by a grant of its own (what PUBLIC may do does not count: the
+/// hardening takes that away).
+pub const CONNECT_HELD_QUERY: &str = "\
+SELECT EXISTS (
+  SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
+   WHERE d.datname = $1 AND a.privilege_type = 'CONNECT'
+     AND a.grantee = (SELECT r.oid FROM pg_roles r WHERE r.rolname = $2))";
+
+/// The login role's right to connect to the database it works in. Every GRANT rewrites the database's whole
+/// access list, which in a shared database holds one entry per tenant; so it runs only when
+/// [`CONNECT_HELD_QUERY`] says the grant is missing, and a resync of N tenants does not write N×N entries.
+pub fn connect_grant(database: &str, login: &str) -> Result<String, SqlError> {
+    Ok(format!(
+        "GRANT CONNECT ON DATABASE {} TO {}",
+        ident(database)?,
+        ident(login)?
+    ))
+}
+
 /// Schema isolation: the schema, owned by the owner role; the login role gets USAGE and DML on it and on
-/// everything the owner creates in it later; its search_path is pinned to it in the shared database.
+/// everything the owner creates in it later; its search_path is pinned to it in the shared database. (The right
+/// to connect is [`connect_grant`].)
 pub fn schema_grants(
     database: &str,
     schema: &str,
@@ -608,7 +628,6 @@ pub fn schema_grants(
     Ok(vec![
         format!("CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {o}"),
         format!("REVOKE ALL ON SCHEMA {s} FROM PUBLIC"),
-        format!("GRANT CONNECT ON DATABASE {db} TO {l}"),
         // CREATE lets the stack run its own migrations with nothing but its DATABASE_URL.
         format!("GRANT USAGE, CREATE ON SCHEMA {s} TO {l}"),
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {l}"),
@@ -691,6 +710,11 @@ mod tests {
             "CREATE SCHEMA IF NOT EXISTS \"s\"\"x\" AUTHORIZATION \"o'x\""
         );
         assert!(grants.iter().all(|g| !g.contains("s\"x ")), "{grants:?}");
+        assert!(grants.iter().all(|g| !g.contains("CONNECT")), "{grants:?}");
+        assert_eq!(
+            connect_grant("app", "l;x").unwrap(),
+            "GRANT CONNECT ON DATABASE \"app\" TO \"l;x\""
+        );
     }
 
     #[test]
