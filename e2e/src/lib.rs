@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod bench;
 pub mod cluster;
 mod cluster_dns;
 pub mod console;

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bulkhead_e2e::ControlPlane;
+use bulkhead_e2e::bench::{self, err};
 use bulkhead_e2e::operator::{
     OPERATOR_NAMESPACE, RunningOperator, create_schema_tenant, install_rbac, postgres_admin_secret,
     tenant_database_url,
@@ -72,17 +73,7 @@ const POLL: Duration = Duration::from_millis(10);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-grants: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
-    move |e| format!("{what}: {e}")
+    bench::exit("bench-grants", run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_crds::v1alpha1::Tenant;
 use bulkhead_e2e::operator::{http_get, install_rbac};
-use bulkhead_e2e::{ControlPlane, control_plane::OPERATOR_USER, wait};
+use bulkhead_e2e::{ControlPlane, bench, control_plane::OPERATOR_USER, wait};
 use bulkhead_operator::pipeline::build::{self, Desired, Subject};
 use bulkhead_operator::pipeline::outcome::Stack;
 use bulkhead_operator::settings::Settings;
@@ -49,14 +49,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-operator: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit("bench-operator", run(Args::parse()).await)
 }
 
 fn tenant(i: usize) -> Tenant {
@@ -90,22 +83,12 @@ struct Measured {
 
 async fn run(args: Args) -> Result<(), String> {
     let n = args.tenants;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let operator_bin = args
-        .operator_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("bulkhead-operator"));
-    if !operator_bin.is_file() {
-        return Err(format!(
-            "{} not found; build it with `cargo build --release -p bulkhead-operator`",
-            operator_bin.display()
-        ));
-    }
-    let profile = if exe.to_string_lossy().contains("/release/") {
-        "release"
-    } else {
-        "debug"
-    };
+    let operator_bin = bench::sibling(
+        args.operator_bin.as_deref(),
+        "bulkhead-operator",
+        "bulkhead-operator",
+    )?;
+    let profile = bench::profile();
     eprintln!("floor: applying the objects of {n} Tenants with a plain client loop...");
     let sequential = if args.skip_plain_loop {
         None

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_crds::v1alpha1::DEFAULT_CONNECTION_LIMIT;
+use bulkhead_e2e::bench::{self, err};
 use bulkhead_e2e::postgres::Postgres;
 use bulkhead_operator::postgres::capacity;
 use bulkhead_operator::postgres::connect::Server;
@@ -85,17 +86,7 @@ const CATALOGS: [&str; 9] = [
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-postgres-scale: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
-    move |e| format!("{what}: {e}")
+    bench::exit("bench-postgres-scale", run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -105,10 +96,10 @@ async fn run(args: Args) -> Result<(), String> {
     if args.connection_limit < 1 {
         return Err("--connection-limit must be at least 1 (the login check connects as the tenant)".into());
     }
-    let load_before = load_average();
+    let load_before = bench::load_average();
     let schemas = measure(Place::Schema, args.schemas, args.connection_limit).await?;
     let databases = measure(Place::Database, args.databases, args.connection_limit).await?;
-    let load_after = load_average();
+    let load_after = bench::load_average();
     let body = report(&args, &schemas, &databases, &load_before, &load_after);
     println!("{body}");
     if let Some(path) = &args.write {
@@ -821,13 +812,6 @@ fn ms(d: Duration) -> f64 {
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     percentile(&times, 50.0)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn machine() -> String {

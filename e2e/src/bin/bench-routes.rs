@@ -22,7 +22,7 @@ use bulkhead_crds::naming;
 use bulkhead_crds::v1alpha1::{StackSpec, Tenant, TenantSpec};
 use bulkhead_e2e::gateway::{ISSUER, Issuer, KID, PUBLIC_KEY_FILE};
 use bulkhead_e2e::operator::http_get;
-use bulkhead_e2e::{ControlPlane, report};
+use bulkhead_e2e::{ControlPlane, bench, report};
 use bulkhead_gateway::mint::{self, Mint, OrgPlacement};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
@@ -75,14 +75,7 @@ const UPSTREAM_BODY: &str = "stack\n";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-routes: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit("bench-routes", run(Args::parse()).await)
 }
 
 fn name(i: usize) -> String {
@@ -462,13 +455,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort_unstable();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
@@ -534,23 +520,13 @@ async fn run(args: Args) -> Result<(), String> {
     if n < PROBES {
         return Err(format!("--tenants must be at least {PROBES}"));
     }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = args
-        .gateway_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("bulkhead-gateway"));
-    if !bin.is_file() {
-        return Err(format!(
-            "{} not found; build it with `cargo build --release -p bulkhead-gateway`",
-            bin.display()
-        ));
-    }
-    let profile = if exe.to_string_lossy().contains("/release/") {
-        "release"
-    } else {
-        "debug"
-    };
-    let load_before = load_average();
+    let bin = bench::sibling(
+        args.gateway_bin.as_deref(),
+        "bulkhead-gateway",
+        "bulkhead-gateway",
+    )?;
+    let profile = bench::profile();
+    let load_before = bench::load_average();
     let dir = tempfile::Builder::new()
         .prefix("bench-routes-")
         .tempdir()
@@ -700,7 +676,7 @@ async fn run(args: Args) -> Result<(), String> {
         rounds,
         connections: args.connections,
         load_before,
-        load_after: load_average(),
+        load_after: bench::load_average(),
         create_time,
     };
     let body = render(&figures, n, profile);
