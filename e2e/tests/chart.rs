@@ -280,6 +280,12 @@ fn egress_shape(rule: &NetworkPolicyEgressRule) -> (BTreeSet<String>, BTreeSet<i
 }
 
 /// The policy's egress rule that opens the API server (the one with port 6443).
+/// The shape of each of the policy's egress rules, in order.
+fn egress_shapes(policy: &NetworkPolicy) -> Vec<(BTreeSet<String>, BTreeSet<i32>)> {
+    let rules = policy.spec.as_ref().unwrap().egress.as_deref().unwrap();
+    rules.iter().map(egress_shape).collect()
+}
+
 fn api_server_rule(policy: &NetworkPolicy) -> NetworkPolicyEgressRule {
     let rules = policy.spec.as_ref().unwrap().egress.clone().unwrap();
     rules
@@ -852,8 +858,7 @@ fn the_operator_gets_the_hand_written_installs_flags() {
     ]));
     assert_eq!(r.operator_args(), expected);
     let policy: NetworkPolicy = r.get("NetworkPolicy", "bulkhead-operator");
-    let egress = policy.spec.unwrap().egress.unwrap();
-    let shapes: Vec<_> = egress.iter().map(egress_shape).collect();
+    let shapes = egress_shapes(&policy);
     assert!(
         shapes.contains(&(
             BTreeSet::from(["10.0.5.17/32".to_owned()]),
@@ -912,14 +917,7 @@ fn other_postgres_servers_get_a_flag_their_admin_secret_by_name_and_operator_egr
         .unwrap();
     assert_eq!(secrets, strings(&["pg-admin", "pg-eu-admin", "pg-us-admin"]));
     let policy: NetworkPolicy = r.get("NetworkPolicy", "bulkhead-operator");
-    let shapes: Vec<_> = policy
-        .spec
-        .unwrap()
-        .egress
-        .unwrap()
-        .iter()
-        .map(egress_shape)
-        .collect();
+    let shapes = egress_shapes(&policy);
     for (cidr, port) in [
         ("198.18.9.9/32", 5432),
         ("198.18.10.0/24", 6432),
@@ -1092,14 +1090,7 @@ fn optional_features_render_as_configured() {
         BTreeSet::from(["10.0.0.1/32".to_owned(), "172.18.0.2/32".to_owned()])
     );
     assert_eq!(ports, BTreeSet::from([443, 6443]));
-    let shapes: Vec<_> = policy
-        .spec
-        .unwrap()
-        .egress
-        .unwrap()
-        .iter()
-        .map(egress_shape)
-        .collect();
+    let shapes = egress_shapes(&policy);
     assert!(shapes.contains(&(
         BTreeSet::from(["203.0.113.10/32".to_owned()]),
         BTreeSet::from([443])
