@@ -162,6 +162,18 @@ impl RunningOperator {
         })
     }
 
+    /// Starts the operator under its own RBAC on `plane`, with `settings` and the default options otherwise.
+    pub async fn with_settings(
+        plane: &ControlPlane,
+        settings: bulkhead_operator::settings::Settings,
+    ) -> Result<Self, HarnessError> {
+        let options = Options {
+            settings,
+            ..Options::default()
+        };
+        Self::start(plane.operator().await?, options).await
+    }
+
     /// Asks it to stop and waits until it has.
     pub async fn stop(mut self) -> Result<(), RunError> {
         if let Some(stop) = self.stop.take() {
@@ -233,14 +245,11 @@ impl DatabaseFixture {
             .map_err(|e| HarnessError::Manifest(format!("admin Secret reference: {e}")))?;
         let mut database = bulkhead_operator::settings::DatabaseSettings::new(secret);
         adjust(&mut database);
-        let options = Options {
-            settings: bulkhead_operator::settings::Settings {
-                database: Some(database),
-                ..Default::default()
-            },
+        let settings = bulkhead_operator::settings::Settings {
+            database: Some(database),
             ..Default::default()
         };
-        let operator = RunningOperator::start(plane.operator().await?, options).await?;
+        let operator = RunningOperator::with_settings(&plane, settings).await?;
         Ok(DatabaseFixture {
             operator: Some(operator),
             pg,

@@ -52,13 +52,7 @@ impl Fixture {
             database.resync = Duration::from_secs(1);
             settings.database = Some(database);
         }
-        let options = bulkhead_operator::Options {
-            settings,
-            ..Default::default()
-        };
-        let operator = RunningOperator::start(plane.operator().await.unwrap(), options)
-            .await
-            .unwrap();
+        let operator = RunningOperator::with_settings(&plane, settings).await.unwrap();
         Fixture {
             pg,
             _plane: plane,

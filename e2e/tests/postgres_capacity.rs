@@ -62,13 +62,7 @@ async fn start() -> Fixture {
         database: Some(database),
         ..Settings::default()
     };
-    let options = bulkhead_operator::Options {
-        settings,
-        ..Default::default()
-    };
-    let operator = RunningOperator::start(plane.operator().await.unwrap(), options)
-        .await
-        .unwrap();
+    let operator = RunningOperator::with_settings(&plane, settings).await.unwrap();
     Fixture {
         pg,
         _plane: plane,

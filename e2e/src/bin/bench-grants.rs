@@ -145,14 +145,11 @@ async fn repair_window(args: &Args) -> Result<Window, String> {
         );
         database.resync = RESYNC;
         database.grant_sweep = sweep.unwrap_or(NO_SWEEP);
-        let options = bulkhead_operator::Options {
-            settings: Settings {
-                database: Some(database),
-                ..Settings::default()
-            },
-            ..Default::default()
+        let settings = Settings {
+            database: Some(database),
+            ..Settings::default()
         };
-        let operator = RunningOperator::start(plane.operator().await.map_err(|e| e.to_string())?, options)
+        let operator = RunningOperator::with_settings(&plane, settings)
             .await
             .map_err(|e| format!("starting the operator: {e}"))?;
         if !created {
