@@ -79,6 +79,8 @@ struct Measured {
     seconds: f64,
     writes: usize,
     by_resource: BTreeMap<String, usize>,
+    /// CPU the control plane's processes (etcd, API server, controller-manager) spent until converged, in ticks.
+    plane_ticks: u64,
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -112,6 +114,8 @@ async fn run(args: Args) -> Result<(), String> {
 | --- | ---: | ---: | ---: | --- |\n\
 | time until all {n} are Ready (floor: applied, Deployments available) | {:.1} s | {} | {:.1} s | {} **{:.2}× the {c}-way loop** |\n\
 | API writes per Tenant until converged | {:.1} | {} | {:.1} | |\n\
+| control-plane CPU per Tenant until converged (etcd, API server, controller-manager) | {:.1} ms | {} | {:.1} ms | |\n\
+| operator CPU per Tenant until converged | {:.1} ms | | | |\n\
 | API writes during a full resync after convergence | {} | | | 0 |\n\
 | restart: from process start until every Tenant is reconciled again | {:.1} s | | | |\n\
 | operator CPU at steady state (20 s, nothing changing) | {:.1}% of a core | | | near zero |\n\
@@ -134,6 +138,13 @@ Writes during the resync by resource: {}.\n",
             .as_ref()
             .map_or("not run".to_owned(), |m| format!("{:.1}", per_tenant(m.writes))),
         per_tenant(parallel.writes),
+        ticks_ms(op.converge.plane_ticks) / n as f64,
+        sequential.as_ref().map_or("not run".to_owned(), |m| format!(
+            "{:.1} ms",
+            ticks_ms(m.plane_ticks) / n as f64
+        )),
+        ticks_ms(parallel.plane_ticks) / n as f64,
+        ticks_ms(op.converging_ticks) / n as f64,
         op.resync_writes,
         op.restart_seconds,
         op.idle_cpu_percent,
@@ -259,6 +270,7 @@ async fn floor(n: usize, concurrency: usize) -> Result<Measured, String> {
     let plane = fresh_plane().await?;
     let client = plane.operator().await.map_err(|e| e.to_string())?;
     let settings = Settings::default();
+    let plane_before = plane_ticks(&plane);
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
@@ -323,6 +335,7 @@ async fn floor(n: usize, concurrency: usize) -> Result<Measured, String> {
     .await
     .map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();
+    let plane_ticks = plane_ticks(&plane) - plane_before;
     if std::env::var_os("BENCH_DEBUG").is_some() {
         let _ = std::fs::copy(plane.audit_log(), "/tmp/bench-floor-audit.log");
     }
@@ -331,6 +344,7 @@ async fn floor(n: usize, concurrency: usize) -> Result<Measured, String> {
         seconds,
         writes,
         by_resource,
+        plane_ticks,
     })
 }
 
@@ -344,6 +358,8 @@ struct OperatorRun {
     idle_cpu_percent: f64,
     /// Peak RSS while converging, and of the restarted process through its full pass and the idle window.
     peak_rss_kib: (u64, u64),
+    /// The operator's CPU from its start until converged, in ticks.
+    converging_ticks: u64,
 }
 
 fn spawn_operator(plane: &ControlPlane, bin: &Path, port: u16, name: &str) -> Result<Child, String> {
@@ -377,6 +393,16 @@ fn cpu_ticks(pid: u32) -> u64 {
     let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     field(11) + field(12)
+}
+
+/// The CPU ticks of every process of the control plane.
+fn plane_ticks(plane: &ControlPlane) -> u64 {
+    plane.pids().into_iter().map(cpu_ticks).sum()
+}
+
+/// Ticks of `/proc/<pid>/stat` in milliseconds (Linux counts them at USER_HZ, 100 a second).
+fn ticks_ms(ticks: u64) -> f64 {
+    ticks as f64 * 10.0
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -425,6 +451,7 @@ async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRu
     .await
     .map_err(|e| e.to_string())?;
 
+    let plane_before = plane_ticks(&plane);
     let start = Instant::now();
     let api: Api<Tenant> = Api::all(admin.clone());
     futures::stream::iter(0..n)
@@ -457,6 +484,8 @@ async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRu
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let converged_plane_ticks = plane_ticks(&plane) - plane_before;
+    let converging_ticks = cpu_ticks(first.id());
     if std::env::var_os("BENCH_DEBUG").is_some() {
         let _ = std::fs::copy(plane.audit_log(), "/tmp/bench-audit.log");
         eprintln!(
@@ -509,11 +538,13 @@ async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRu
             seconds,
             writes,
             by_resource,
+            plane_ticks: converged_plane_ticks,
         },
         resync_writes: after - writes,
         resync_by_resource: after_by,
         restart_seconds,
         idle_cpu_percent,
         peak_rss_kib: peak,
+        converging_ticks,
     })
 }
