@@ -45,6 +45,10 @@ struct Args {
     /// Skip the one-Tenant-after-another floor (at 10,000 Tenants it alone takes many minutes).
     #[arg(long)]
     skip_plain_loop: bool,
+    /// Install the CRDs without their CEL validation rules, to see what the rules cost the API server (not how
+    /// Bulkhead is installed: the figures are not comparable with the default run's).
+    #[arg(long)]
+    without_cel: bool,
 }
 
 #[tokio::main]
@@ -85,6 +89,12 @@ struct Measured {
 
 async fn run(args: Args) -> Result<(), String> {
     let n = args.tenants;
+    if args.without_cel && args.write.is_some() {
+        return Err(
+            "--without-cel measures Bulkhead as it is not installed: print the table, do not --write it"
+                .into(),
+        );
+    }
     let operator_bin = bench::sibling(
         args.operator_bin.as_deref(),
         "bulkhead-operator",
@@ -96,15 +106,15 @@ async fn run(args: Args) -> Result<(), String> {
         None
     } else {
         eprintln!("floor: the same objects applied one Tenant after another...");
-        Some(floor(n, 1).await?)
+        Some(floor(n, 1, args.without_cel).await?)
     };
     eprintln!(
         "floor: the same objects applied {} Tenants at a time...",
         args.concurrency
     );
-    let parallel = floor(n, args.concurrency).await?;
+    let parallel = floor(n, args.concurrency, args.without_cel).await?;
     eprintln!("operator: converging {n} Tenants...");
-    let op = operator(n, args.concurrency, &operator_bin).await?;
+    let op = operator(n, args.concurrency, &operator_bin, args.without_cel).await?;
 
     let c = args.concurrency;
     let per_tenant = |w: usize| w as f64 / n as f64;
@@ -204,9 +214,14 @@ fn write_section(path: &Path, n: usize, table: &str) -> std::io::Result<()> {
     std::fs::write(path, out)
 }
 
-async fn fresh_plane() -> Result<ControlPlane, String> {
+async fn fresh_plane(without_cel: bool) -> Result<ControlPlane, String> {
     let plane = ControlPlane::start_with(true).await.map_err(|e| e.to_string())?;
-    plane.install_crds().await.map_err(|e| e.to_string())?;
+    let crds = if without_cel {
+        plane.install_crds_without_cel().await
+    } else {
+        plane.install_crds().await
+    };
+    crds.map_err(|e| e.to_string())?;
     install_rbac(&plane).await.map_err(|e| e.to_string())?;
     Ok(plane)
 }
@@ -266,8 +281,8 @@ where
 }
 
 /// The floor: the same objects, applied by a plain loop under the operator's identity.
-async fn floor(n: usize, concurrency: usize) -> Result<Measured, String> {
-    let plane = fresh_plane().await?;
+async fn floor(n: usize, concurrency: usize, without_cel: bool) -> Result<Measured, String> {
+    let plane = fresh_plane(without_cel).await?;
     let client = plane.operator().await.map_err(|e| e.to_string())?;
     let settings = Settings::default();
     let plane_before = plane_ticks(&plane);
@@ -436,8 +451,13 @@ fn is_ready(t: &Tenant) -> bool {
     })
 }
 
-async fn operator(n: usize, concurrency: usize, bin: &Path) -> Result<OperatorRun, String> {
-    let plane = fresh_plane().await?;
+async fn operator(
+    n: usize,
+    concurrency: usize,
+    bin: &Path,
+    without_cel: bool,
+) -> Result<OperatorRun, String> {
+    let plane = fresh_plane(without_cel).await?;
     let admin = plane.admin().await.map_err(|e| e.to_string())?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
