@@ -110,12 +110,12 @@ crds: generate
 
 N ?= 200
 bench: assets
-	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
+	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-gateway -p bulkhead-e2e --bins
 	./target/release/bench-operator --tenants $(N) --write docs/benchmarks.md
 
 # Bulkhead at the size of the largest MSP platforms, every part at N = 1,000 and 10,000, into BENCHMARKS.md.
 bench-scale: assets
-	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-e2e --bins
+	$(CARGO) build -q --release -p bulkhead-operator -p bulkhead-gateway -p bulkhead-e2e --bins
 	./target/release/bench-scale --write BENCHMARKS.md
 
 bench-routes: assets

@@ -68,11 +68,11 @@ fn run(args: &Args) -> Result<(), String> {
         .map(Path::to_path_buf)
         .ok_or("this binary has no directory")?;
     // Every part must be there before hours of work start.
-    for part in &args.parts {
-        let bin = dir.join(binary(*part));
+    for name in args.parts.iter().flat_map(|part| needs(*part)) {
+        let bin = dir.join(name);
         if !bin.is_file() {
             return Err(format!(
-                "{} not found; build every part with `cargo build --release -p bulkhead-operator -p bulkhead-e2e --bins`",
+                "{} not found; build every part with `cargo build --release -p bulkhead-operator -p bulkhead-gateway -p bulkhead-e2e --bins`",
                 bin.display()
             ));
         }
@@ -107,6 +107,16 @@ fn binary(part: Part) -> &'static str {
         Part::Operator => "bench-operator",
         Part::Gateway => "bench-routes",
         Part::Postgres => "bench-postgres-scale",
+    }
+}
+
+/// The binaries `part` runs: its benchmark, and the component it starts as a process of its own (pure).
+fn needs(part: Part) -> Vec<&'static str> {
+    match part {
+        Part::Operator => vec![binary(part), "bulkhead-operator"],
+        Part::Gateway => vec![binary(part), "bulkhead-gateway"],
+        // The provisioning code runs inside the benchmark.
+        Part::Postgres => vec![binary(part)],
     }
 }
 
@@ -157,6 +167,13 @@ by the operator's own provisioning code.\n\n",
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_part_needs_its_benchmark_and_what_it_measures() {
+        assert_eq!(needs(Part::Gateway), ["bench-routes", "bulkhead-gateway"]);
+        assert_eq!(needs(Part::Operator), ["bench-operator", "bulkhead-operator"]);
+        assert_eq!(needs(Part::Postgres), ["bench-postgres-scale"]);
+    }
 
     #[test]
     fn each_part_gets_its_size() {
