@@ -556,11 +556,13 @@ async fn server_version(client: &Client) -> Result<String, String> {
 
 fn report(args: &Args, window: Option<&Window>, scans: &Scans) -> String {
     let version = window.map_or(scans.postgres_version.as_str(), |w| w.postgres_version.as_str());
+    let profile = bench::profile();
     let mut out = format!(
         "### Grant repair: window and catalog-scan cost ({}, `make bench-grants`)\n\n\
-         {}; PostgreSQL {version} on loopback, release build.\n\n",
+         {}, {}; PostgreSQL {version} on loopback, {profile} build.\n\n",
         bulkhead_e2e::report::today(),
-        machine(),
+        bench::cores_and_model(),
+        bench::memory(),
     );
     if let Some(w) = window {
         out.push_str(&format!(
@@ -710,26 +712,6 @@ fn report(args: &Args, window: Option<&Window>, scans: &Scans) -> String {
          interval, i.e. they count the PostgreSQL backend as busy for the whole query.\n",
     );
     out
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(str::trim)
-        .unwrap_or("unknown CPU")
-        .to_owned();
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    format!("{cores} cores ({model}), {mem_gib:.0} GiB")
 }
 
 fn ms(d: Duration) -> f64 {

@@ -578,13 +578,14 @@ impl Sizes {
 
 fn report(args: &Args, s: &Measured, d: &Measured, load_before: &str, load_after: &str) -> String {
     let (n, m) = (args.schemas, args.databases);
+    let profile = bench::profile();
     let mut out = format!(
-        "{}; {}; PostgreSQL {} on loopback, release build; load average {load_before} before, {load_after} \
+        "{}; {}; PostgreSQL {} on loopback, {profile} build; load average {load_before} before, {load_after} \
          after. `bench-postgres-scale --schemas {n} --databases {m}`.\n\n\
          | measure | Schema isolation, {n} schemas | Database isolation, {m} databases |\n\
          |---|---:|---:|\n",
         bulkhead_e2e::report::today(),
-        machine(),
+        bench::cores_and_model(),
         s.version
     );
     let mut row = |what: &str, f: &dyn Fn(&Measured) -> String| {
@@ -812,17 +813,4 @@ fn ms(d: Duration) -> f64 {
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     percentile(&times, 50.0)
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(str::trim)
-        .unwrap_or("unknown CPU")
-        .to_owned();
-    format!("{cores} cores ({model})")
 }
