@@ -286,6 +286,7 @@ async fn floor(n: usize, concurrency: usize, without_cel: bool) -> Result<Measur
     let client = plane.operator().await.map_err(|e| e.to_string())?;
     let settings = Settings::default();
     let plane_before = plane_ticks(&plane);
+    let each_before = each_ticks(&plane);
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
@@ -351,6 +352,7 @@ async fn floor(n: usize, concurrency: usize, without_cel: bool) -> Result<Measur
     .map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();
     let plane_ticks = plane_ticks(&plane) - plane_before;
+    debug_ticks("floor", &each_before, n);
     if std::env::var_os("BENCH_DEBUG").is_some() {
         let _ = std::fs::copy(plane.audit_log(), "/tmp/bench-floor-audit.log");
     }
@@ -408,6 +410,26 @@ fn cpu_ticks(pid: u32) -> u64 {
     let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     field(11) + field(12)
+}
+
+/// The CPU ticks of each process of the control plane.
+fn each_ticks(plane: &ControlPlane) -> Vec<(u32, u64)> {
+    plane.pids().into_iter().map(|p| (p, cpu_ticks(p))).collect()
+}
+
+/// With `BENCH_DEBUG`, prints each control-plane process's CPU per Tenant since `before`.
+fn debug_ticks(run: &str, before: &[(u32, u64)], n: usize) {
+    if std::env::var_os("BENCH_DEBUG").is_none() {
+        return;
+    }
+    for (pid, ticks) in before {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        eprintln!(
+            "debug: {run}: {} {:.1} ms per Tenant",
+            name.trim(),
+            ticks_ms(cpu_ticks(*pid) - ticks) / n as f64
+        );
+    }
 }
 
 /// The CPU ticks of every process of the control plane.
@@ -472,6 +494,7 @@ async fn operator(
     .map_err(|e| e.to_string())?;
 
     let plane_before = plane_ticks(&plane);
+    let each_before = each_ticks(&plane);
     let start = Instant::now();
     let api: Api<Tenant> = Api::all(admin.clone());
     futures::stream::iter(0..n)
@@ -505,6 +528,7 @@ async fn operator(
     }
     let seconds = start.elapsed().as_secs_f64();
     let converged_plane_ticks = plane_ticks(&plane) - plane_before;
+    debug_ticks("operator", &each_before, n);
     let converging_ticks = cpu_ticks(first.id());
     if std::env::var_os("BENCH_DEBUG").is_some() {
         let _ = std::fs::copy(plane.audit_log(), "/tmp/bench-audit.log");

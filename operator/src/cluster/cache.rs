@@ -16,10 +16,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::cluster::echo::Echoes;
+
 /// Objects of one kind, by `namespace/name` (`name` alone for cluster-scoped ones), as compact JSON.
 pub struct Cache<K> {
     state: Arc<RwLock<State>>,
     ready: Arc<watch::Sender<bool>>,
+    /// The versions the operator's own writes of this kind produced, until their events arrive.
+    echoes: Echoes,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -28,6 +32,7 @@ impl<K> Clone for Cache<K> {
         Self {
             state: Arc::clone(&self.state),
             ready: Arc::clone(&self.ready),
+            echoes: self.echoes.clone(),
             kind: PhantomData,
         }
     }
@@ -52,6 +57,7 @@ impl<K> Default for Cache<K> {
         Self {
             state: Arc::default(),
             ready: Arc::new(watch::Sender::new(false)),
+            echoes: Echoes::default(),
             kind: PhantomData,
         }
     }
@@ -145,6 +151,31 @@ where
                 self.ready.send_replace(true);
                 gone
             }
+        }
+    }
+
+    /// Records an object as the operator just wrote it, so that its watch event is known as an echo.
+    pub fn wrote(&self, object: &K) {
+        self.echoes
+            .wrote(&id_of(object), object.meta().resource_version.as_deref());
+    }
+
+    /// Whether a watch event's object is exactly what one of the operator's writes produced. Call before
+    /// [`Cache::apply`] takes the event in.
+    pub fn is_echo(&self, event: &watcher::Event<K>) -> bool {
+        match event {
+            watcher::Event::Apply(object) => self
+                .echoes
+                .is_echo(&id_of(object), object.meta().resource_version.as_deref()),
+            watcher::Event::Delete(object) => {
+                self.echoes.forget(&id_of(object));
+                false
+            }
+            watcher::Event::Init => {
+                self.echoes.clear();
+                false
+            }
+            watcher::Event::InitApply(_) | watcher::Event::InitDone => false,
         }
     }
 

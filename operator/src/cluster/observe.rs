@@ -23,6 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tracing::warn;
 
 use crate::cluster::cache::Cache;
@@ -135,12 +136,21 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
     let mut watch = |w| watches.push(w);
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     // All namespaces, not only managed ones: a foreign namespace in the way must be seen to be refused.
-    let namespaces = reflect::<Namespace>(Api::all(client.clone()), None, triggers, by_labels, &mut watch);
+    let namespaces = reflect::<Namespace>(
+        Api::all(client.clone()),
+        None,
+        // Its phase says whether it is being deleted.
+        Status::Read,
+        triggers,
+        by_labels,
+        &mut watch,
+    );
     // All NetworkPolicies: one that Bulkhead did not make in a namespace it manages is found and deleted.
     let namespace_cache = namespaces.clone();
     let network_policies = reflect::<NetworkPolicy>(
         Api::all(client.clone()),
         None,
+        Status::Ignored,
         triggers,
         move |policy: &NetworkPolicy| {
             let namespace = policy
@@ -156,6 +166,7 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         resource_quotas: reflect::<ResourceQuota>(
             Api::all(client.clone()),
             Some(&managed),
+            Status::Ignored,
             triggers,
             by_labels,
             &mut watch,
@@ -163,6 +174,7 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         limit_ranges: reflect::<LimitRange>(
             Api::all(client.clone()),
             Some(&managed),
+            Status::Ignored,
             triggers,
             by_labels,
             &mut watch,
@@ -170,6 +182,7 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         service_accounts: reflect::<ServiceAccount>(
             Api::all(client.clone()),
             Some(&managed),
+            Status::Ignored,
             triggers,
             by_labels,
             &mut watch,
@@ -177,6 +190,8 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         deployments: reflect::<Deployment>(
             Api::all(client.clone()),
             Some(&managed),
+            // Its availability is the stack's readiness.
+            Status::Read,
             triggers,
             by_labels,
             &mut watch,
@@ -184,12 +199,39 @@ pub fn start(client: &Client, triggers: &Triggers) -> (Stores, Watches) {
         services: reflect::<Service>(
             Api::all(client.clone()),
             Some(&managed),
+            Status::Ignored,
             triggers,
             by_labels,
             &mut watch,
         ),
     };
     (stores, watches)
+}
+
+/// Whether reconciles read a kind's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// A change of the status alone reconciles the owner.
+    Read,
+    /// A change of the status alone is taken into the cache and reconciles nothing.
+    Ignored,
+}
+
+/// Whether two versions of an object differ only in their status (and so in their resource version).
+fn same_but_status<K: Serialize>(before: &K, after: &K) -> bool {
+    let strip = |object: &K| {
+        let mut value = serde_json::to_value(object).ok()?;
+        let map = value.as_object_mut()?;
+        map.remove("status");
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        Some(value)
+    };
+    match (strip(before), strip(after)) {
+        (Some(before), Some(after)) => before == after,
+        _ => false,
+    }
 }
 
 /// The owner an object's own labels name.
@@ -200,6 +242,7 @@ fn by_labels<K: Resource>(object: &K) -> Vec<Owner> {
 fn reflect<K>(
     api: Api<K>,
     selector: Option<&str>,
+    status: Status,
     triggers: &Triggers,
     owners: impl Fn(&K) -> Vec<Owner> + Send + 'static,
     watch: &mut impl FnMut(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
@@ -213,7 +256,13 @@ where
         None => watcher::Config::default(),
     };
     let stream = watcher(api, config).modify(lean).default_backoff();
-    watch(Box::pin(drive(stream, cache.clone(), triggers.clone(), owners)));
+    watch(Box::pin(drive(
+        stream,
+        cache.clone(),
+        status,
+        triggers.clone(),
+        owners,
+    )));
     cache
 }
 
@@ -221,8 +270,13 @@ where
 /// it named before the change, so that an object relabelled away from its owner (or stripped of its labels)
 /// still brings that owner back to repair it. Each reconcile is asked for only once the cache holds the change;
 /// those of a (re)list join the paced full pass.
-async fn drive<K, S>(stream: S, cache: Cache<K>, triggers: Triggers, owners: impl Fn(&K) -> Vec<Owner>)
-where
+async fn drive<K, S>(
+    stream: S,
+    cache: Cache<K>,
+    status: Status,
+    triggers: Triggers,
+    owners: impl Fn(&K) -> Vec<Owner>,
+) where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
@@ -237,9 +291,18 @@ where
                 continue;
             }
         };
+        // The operator's own write coming back, or a change of a status no reconcile reads of this kind (the
+        // controller-manager's quota usage): nothing to reconcile.
+        let echo = cache.is_echo(&event);
         let mut found = Vec::new();
         let mut touch = |object: &K| {
             let before = cache.get(&ObjectRef::from_obj(object));
+            if echo
+                || (status == Status::Ignored
+                    && before.as_deref().is_some_and(|b| same_but_status(b, object)))
+            {
+                return;
+            }
             found.extend(before.iter().flat_map(|b| owners(b)));
             found.extend(owners(object));
         };
@@ -362,6 +425,45 @@ mod tests {
         );
         assert_eq!(namespace_owner(&namespace(&[(labels::TENANT, "acme")])), None);
         assert_eq!(namespace_owner(&namespace(&[managed])), None);
+    }
+
+    #[test]
+    fn only_a_change_beside_the_status_counts_for_a_kind_whose_status_is_ignored() {
+        use k8s_openapi::api::core::v1::{ResourceQuotaSpec, ResourceQuotaStatus};
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let quota = |version: &str, pods: &str, used: Option<&str>| ResourceQuota {
+            metadata: ObjectMeta {
+                name: Some("quota".into()),
+                namespace: Some("bulkhead-acme".into()),
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ResourceQuotaSpec {
+                hard: Some(BTreeMap::from([("pods".to_owned(), Quantity(pods.into()))])),
+                ..ResourceQuotaSpec::default()
+            }),
+            status: used.map(|used| ResourceQuotaStatus {
+                used: Some(BTreeMap::from([("pods".to_owned(), Quantity(used.into()))])),
+                ..ResourceQuotaStatus::default()
+            }),
+        };
+        // The controller-manager counting usage: a new version, a new status, nothing else.
+        assert!(same_but_status(
+            &quota("1", "10", None),
+            &quota("2", "10", Some("0"))
+        ));
+        assert!(same_but_status(
+            &quota("2", "10", Some("0")),
+            &quota("3", "10", Some("4"))
+        ));
+        // Someone raising the limit.
+        assert!(!same_but_status(
+            &quota("3", "10", Some("4")),
+            &quota("4", "100", Some("4"))
+        ));
+        let mut relabelled = quota("5", "10", Some("4"));
+        relabelled.metadata.labels = Some(map(&[("app.kubernetes.io/managed-by", "someone")]));
+        assert!(!same_but_status(&quota("4", "10", Some("4")), &relabelled));
     }
 
     #[test]

@@ -313,6 +313,7 @@ where
             name: name.clone(),
             source: Box::new(source),
         })?;
+    store.wrote(&written);
     outcome.push(desired.object_ref(&()));
     Ok(Some(written))
 }
@@ -338,21 +339,23 @@ async fn ensure_policy(
     }
     live.spec = desired.spec;
     live.metadata.managed_fields = None;
-    api.replace(
-        &name,
-        &PostParams {
-            field_manager: Some(crate::cluster::FIELD_MANAGER.to_owned()),
-            ..PostParams::default()
-        },
-        &live,
-    )
-    .await
-    .map_err(|source| ApplyError::Write {
-        kind: "NetworkPolicy".into(),
-        namespace,
-        name: name.clone(),
-        source: Box::new(source),
-    })?;
+    let replaced = api
+        .replace(
+            &name,
+            &PostParams {
+                field_manager: Some(crate::cluster::FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            },
+            &live,
+        )
+        .await
+        .map_err(|source| ApplyError::Write {
+            kind: "NetworkPolicy".into(),
+            namespace,
+            name: name.clone(),
+            source: Box::new(source),
+        })?;
+    store.wrote(&replaced);
     if !report
         .reverted
         .iter()

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_crds::v1alpha1::{Customer, Tenant};
+use bulkhead_crds::v1alpha1::{Customer, ResourceStatus, Tenant};
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
+use crate::cluster::echo::{Echoes, Superseded};
 use crate::cluster::index::Resources;
 use crate::cluster::observe::{Owner, Stores};
 use crate::cluster::pace::Pacer;
@@ -42,6 +43,10 @@ pub struct Context {
     pub database: Option<Database>,
     /// The paced full pass, told when each reconcile ends.
     pub pass: Arc<Pacer<Owner>>,
+    /// The versions of Tenants and Customers (by uid) that the operator's own writes produced.
+    pub echoes: Echoes,
+    /// The status last written over a version of a Tenant or Customer (by uid), until the watch brings it.
+    pub statuses: Superseded<ResourceStatus>,
 }
 
 impl std::fmt::Debug for Context {

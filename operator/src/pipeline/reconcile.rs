@@ -100,7 +100,12 @@ pub async fn reconcile<K: Managed>(object: Arc<K>, ctx: Arc<Context>) -> Result<
     let object = if object.finalizers().iter().any(|f| f == FINALIZER) {
         object
     } else {
-        Arc::new(add_finalizer(&ctx.client, object.as_ref()).await?)
+        let added = add_finalizer(&ctx.client, object.as_ref()).await?;
+        ctx.echoes.wrote(
+            added.meta().uid.as_deref().unwrap_or_default(),
+            added.meta().resource_version.as_deref(),
+        );
+        Arc::new(added)
     };
 
     let previous = object.current_status();

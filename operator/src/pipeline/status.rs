@@ -196,13 +196,20 @@ pub async fn finish<K: Managed>(
     identity: Option<AcceptedIdentity>,
     now: &Time,
 ) -> Result<(), StatusError> {
-    let previous = object.current_status();
+    let uid = object.meta().uid.as_deref().unwrap_or_default();
+    let version = object.meta().resource_version.as_deref();
+    // A reconcile that follows another at once may hold the object from before that one's status write: it
+    // builds on what was written, or it would write the same status again with new timestamps.
+    let superseded = ctx.statuses.over(uid, version);
+    let previous = superseded.as_ref().or(object.current_status());
     let status = compute(previous, object.meta().generation, outcome, identity, now);
     if previous == Some(&status) {
         return Ok(());
     }
     let name = object.name_any();
-    write_status::<K>(&ctx.client, &name, &status).await?;
+    let written = write_status::<K>(&ctx.client, &name, &status).await?;
+    ctx.echoes.wrote(uid, written.meta().resource_version.as_deref());
+    ctx.statuses.wrote_over(uid, version, status.clone());
     let reason_of = |s: Option<&ResourceStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
             .map(|c| c.reason.clone())
@@ -262,7 +269,7 @@ async fn write_status<K: Managed>(
     client: &Client,
     name: &str,
     status: &ResourceStatus,
-) -> Result<(), StatusError> {
+) -> Result<K, StatusError> {
     let api: Api<K> = Api::all(client.clone());
     let patch = json!({
         "apiVersion": K::api_version(&()),
@@ -275,7 +282,6 @@ async fn write_status<K: Managed>(
         &Patch::Apply(&patch),
     )
     .await
-    .map(|_| ())
     .map_err(|source| StatusError::Patch {
         name: name.to_owned(),
         source,

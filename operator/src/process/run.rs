@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bulkhead_crds::v1alpha1::{Customer, Tenant};
+use bulkhead_crds::v1alpha1::{Customer, ResourceStatus, Tenant};
 use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
 use kube::runtime::events::{Recorder, Reporter};
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use crate::cluster::echo::{Echoes, Superseded};
 use crate::cluster::index::Resources;
 use crate::cluster::leader::{Elector, LeaseConfig};
 use crate::cluster::observe::{self, Owner, Triggers};
@@ -167,7 +168,8 @@ pub async fn run(
     let (stores, watches) = observe::start(&client, &triggers);
 
     let index = Resources::default();
-    let (tenant_store, tenants, customer_store, customers) = resources(&client, &triggers, &index);
+    let writes = Writes::default();
+    let (tenant_store, tenants, customer_store, customers) = resources(&client, &triggers, &index, &writes);
     let tenants = Controller::for_stream(tenants, tenant_store.clone()).reconcile_on(tenant_rx);
     let customers = Controller::for_stream(customers, customer_store.clone()).reconcile_on(customer_rx);
 
@@ -187,6 +189,8 @@ pub async fn run(
             .clone()
             .map(crate::pipeline::database::Database::new),
         pass: triggers.pass.clone(),
+        echoes: writes.echoes,
+        statuses: writes.statuses,
     });
     let watch_tasks: Vec<_> = watches.into_iter().map(tokio::spawn).collect();
     // Reconciling against a half-filled cache would take every object not yet listed for a deleted one and
@@ -262,6 +266,13 @@ async fn acquire(elector: &Elector, ready: &AtomicBool) {
     }
 }
 
+/// What the operator's own writes of Tenants and Customers left for their watches to match.
+#[derive(Clone, Default)]
+struct Writes {
+    echoes: Echoes,
+    statuses: Superseded<ResourceStatus>,
+}
+
 /// A watch of one kind's changed objects, as the controllers take them.
 type Changes<K> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<K, watcher::Error>> + Send>>;
 
@@ -272,6 +283,7 @@ fn resources(
     client: &Client,
     triggers: &Triggers,
     index: &Resources,
+    writes: &Writes,
 ) -> (Store<Tenant>, Changes<Tenant>, Store<Customer>, Changes<Customer>) {
     let config = watcher::Config::default().any_semantic();
     let (tenant_store, tenant_writer) = reflector::store::<Tenant>();
@@ -280,6 +292,7 @@ fn resources(
     let to_customers = triggers.clone();
     let cache = tenant_store.clone();
     let to_tenants = triggers.clone();
+    let tenant_writes = writes.clone();
     let tenants = watcher::watcher(Api::<Tenant>::all(client.clone()), config.clone())
         .modify(observe::lean)
         .reflect(tenant_writer)
@@ -292,11 +305,14 @@ fn resources(
                     .for_each(|c| to_customers.send(Owner::Customer(c)));
             }
         })
-        .try_filter_map(move |event| futures::future::ready(Ok(paced(event, &cache, &to_tenants))))
+        .try_filter_map(move |event| {
+            futures::future::ready(Ok(paced(event, &cache, &to_tenants, &tenant_writes)))
+        })
         .boxed();
     let to_tenant = triggers.clone();
     let cache = customer_store.clone();
     let to_customers = triggers.clone();
+    let customer_writes = writes.clone();
     let customer_index = index.clone();
     let customers = watcher::watcher(Api::<Customer>::all(client.clone()), config)
         .modify(observe::lean)
@@ -307,7 +323,9 @@ fn resources(
                 to_tenant.send(Owner::Tenant(customer.spec.tenant_ref.clone()));
             }
         })
-        .try_filter_map(move |event| futures::future::ready(Ok(paced(event, &cache, &to_customers))))
+        .try_filter_map(move |event| {
+            futures::future::ready(Ok(paced(event, &cache, &to_customers, &customer_writes)))
+        })
         .boxed();
     (tenant_store, tenants, customer_store, customers)
 }
@@ -320,13 +338,33 @@ fn changed<K>(event: &watcher::Event<K>) -> Option<&K> {
     }
 }
 
-/// What a controller's own watch hands it: each change at once; a completed (re)list as a full pass of
-/// everything cached. Resources whose status already describes their spec join the paced pass; those that do
-/// not (created, changed or deleted while the operator was not watching) are changes, and go first. So a
-/// Tenant created during a restart's pass never waits for the whole pass.
-fn paced<K: Managed>(event: watcher::Event<K>, cache: &Store<K>, triggers: &Triggers) -> Option<K> {
+/// What a controller's own watch hands it: each change at once, except the echoes of the operator's own writes
+/// (its finalizer, its status); a completed (re)list as a full pass of everything cached. Resources whose
+/// status already describes their spec join the paced pass; those that do not (created, changed or deleted
+/// while the operator was not watching) are changes, and go first. So a Tenant created during a restart's pass
+/// never waits for the whole pass.
+fn paced<K: Managed>(
+    event: watcher::Event<K>,
+    cache: &Store<K>,
+    triggers: &Triggers,
+    writes: &Writes,
+) -> Option<K> {
+    let uid = |object: &K| object.meta().uid.clone().unwrap_or_default();
     match event {
-        watcher::Event::Apply(object) => Some(object),
+        watcher::Event::Apply(object) => {
+            let (uid, version) = (uid(&object), object.meta().resource_version.as_deref());
+            writes.statuses.seen(&uid, version);
+            (!writes.echoes.is_echo(&uid, version)).then_some(object)
+        }
+        watcher::Event::Delete(object) => {
+            writes.echoes.forget(&uid(&object));
+            writes.statuses.forget(&uid(&object));
+            None
+        }
+        watcher::Event::Init => {
+            writes.echoes.clear();
+            None
+        }
         watcher::Event::InitDone => {
             let (settled, changed): (Vec<_>, Vec<_>) =
                 cache.state().into_iter().partition(|o| settled(o.as_ref()));
@@ -334,7 +372,7 @@ fn paced<K: Managed>(event: watcher::Event<K>, cache: &Store<K>, triggers: &Trig
             triggers.pass(settled.iter().map(|o| o.owner()));
             None
         }
-        watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitApply(_) => None,
+        watcher::Event::InitApply(_) => None,
     }
 }
 
